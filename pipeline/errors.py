@@ -1,0 +1,176 @@
+"""One exception hierarchy for deltatrain, raised deep and rendered once.
+
+::
+
+    DeltatrainError                 every error deltatrain raises on purpose
+    ├── UsageError                  bad command-line / action input (exit 2)
+    ├── DataError                   user training data is invalid (exit 1)
+    │                               carries the list of Problems found
+    ├── ConfigError                 config.yml is invalid (exit 1)
+    ├── ModelError                  a saved model or archive is unusable
+    │   ├── ArchiveError            archive layout, unsafe member, bad metadata
+    │   └── FinetuneRefused         previous model cannot be finetuned (reasons)
+    ├── TrainingError               training could not run on this data
+    ├── StoreError                  model store failure (exit 4)
+    │   ├── StoreAuthError          401 / 403
+    │   ├── StoreNotFoundError      404 / missing key
+    │   └── StoreIntegrityError     sha256 mismatch, corrupt manifest
+    └── GitError                    repository could not be read
+
+Every error carries *what* failed, *where* (file:line, URL, key), what was
+received and *how to fix it*. Adapters (CLI, Action) render them; nothing in
+between prints. Vendor exceptions are translated at the boundary with
+``raise ... from exc``; code never matches on message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a user file: path relative to the project, 1-based line/column."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        text = self.file
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.column is not None:
+                text += f":{self.column}"
+        return text
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about user data: an error stops training, a warning does not."""
+
+    severity: str  # "error" | "warning"
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+    code: str = "data"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def render(self) -> str:
+        """Human-readable one-paragraph form: ``file:line: error: message. hint``."""
+        where = f"{self.location}: " if self.location else ""
+        text = f"{where}{self.severity}: {self.message}"
+        if self.hint:
+            text += f"\n    fix: {self.hint}"
+        return text
+
+
+class DeltatrainError(Exception):
+    """Base of every error deltatrain raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: Location | str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f"\n    fix: {self.hint}"
+        return text
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class UsageError(DeltatrainError):
+    """Invalid command-line or action input."""
+
+    exit_code = 2
+
+
+class DataError(DeltatrainError):
+    """The training data has errors; ``problems`` lists every one found."""
+
+    exit_code = 1
+
+    def __init__(self, problems: Sequence[Problem], message: str | None = None) -> None:
+        self.problems = tuple(problems)
+        errors = [p for p in self.problems if p.is_error]
+        first = errors[0] if errors else (self.problems[0] if self.problems else None)
+        summary = message or (
+            f"{len(errors)} error(s) in the training data" if errors else "invalid training data"
+        )
+        super().__init__(
+            summary,
+            location=first.location if first else None,
+            hint=first.hint if first else None,
+        )
+
+    def render(self) -> str:
+        lines = [p.render() for p in self.problems]
+        lines.append(self.message)
+        return "\n".join(lines)
+
+
+class ConfigError(DeltatrainError):
+    """config.yml is invalid (unknown component, bad option value, ...)."""
+
+
+class ModelError(DeltatrainError):
+    """A saved model or model archive cannot be used."""
+
+
+class ArchiveError(ModelError):
+    """A model archive has an invalid or unsafe layout."""
+
+
+class FinetuneRefused(ModelError):
+    """The previous model cannot be finetuned on the new data; ``reasons`` says why."""
+
+    def __init__(self, reasons: Sequence[str], *, hint: str | None = None) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__(
+            "cannot finetune the previous model: " + "; ".join(self.reasons),
+            hint=hint or "train a new model in full (drop --finetune, or use --mode full)",
+        )
+
+
+class TrainingError(DeltatrainError):
+    """Training could not run on this data (e.g. fewer than two intents)."""
+
+
+class StoreError(DeltatrainError):
+    """The model store failed (network, permissions, missing or corrupt files)."""
+
+    exit_code = 4
+
+
+class StoreAuthError(StoreError):
+    """The model store refused our credentials (HTTP 401/403, S3 AccessDenied)."""
+
+
+class StoreNotFoundError(StoreError):
+    """A key or URL is missing in the model store."""
+
+
+class StoreIntegrityError(StoreError):
+    """Downloaded bytes do not match the recorded sha256, or the manifest is corrupt."""
+
+
+class GitError(DeltatrainError):
+    """The git repository could not be read."""
