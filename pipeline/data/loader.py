@@ -1,0 +1,235 @@
+"""Find and read a Rasa project's files (the I/O edge of the data layer).
+
+Files are read through a :class:`FileSource`, so the same loader reads a
+working directory or a git commit (see :mod:`pipeline.gitrepo`). Default paths
+are Rasa's: ``config.yml``, ``domain.yml`` or a ``domain/`` directory, ``data/``
+searched recursively, ``tests/`` for test stories and held-out NLU data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, Sequence
+
+from pipeline.data.config import read_config
+from pipeline.data.model import Config, Domain, NluData, Project, Story
+from pipeline.data.readers import (
+    Collector,
+    check_version,
+    is_domain_document,
+    is_training_document,
+    merge_domains,
+    read_domain,
+    read_nlu,
+    read_stories,
+)
+from pipeline.data.yamlio import YamlProblem, YMap, parse_yaml
+from pipeline.errors import DataError, Location, Problem
+
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+class FileSource(Protocol):
+    """Read-only access to a project's files by POSIX path relative to its root."""
+
+    def is_file(self, path: str) -> bool: ...
+    def is_dir(self, path: str) -> bool: ...
+    def list_files(self, path: str) -> list[str]: ...
+    def read_bytes(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class DirectorySource:
+    """Files of a directory on disk."""
+
+    root: Path
+
+    def _abs(self, path: str) -> Path:
+        return self.root / path
+
+    def is_file(self, path: str) -> bool:
+        return self._abs(path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return self._abs(path).is_dir()
+
+    def list_files(self, path: str) -> list[str]:
+        base = self._abs(path)
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return found
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._abs(path).read_bytes()
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where a project's parts are, relative to the source root (Rasa defaults)."""
+
+    data: tuple[str, ...] = ("data",)
+    domain: str | None = None  # None: domain.yml, domain.yaml or domain/
+    config: str = "config.yml"
+    tests: tuple[str, ...] = ("tests",)
+
+
+def load_project(source: FileSource, paths: ProjectPaths = ProjectPaths()) -> tuple[Project, tuple[Problem, ...]]:
+    """Read every part of a project; raise DataError listing all errors, else return warnings too."""
+    problems: list[Problem] = []
+    config = _load_config(source, paths.config, problems)
+    domain, has_domain, domain_files = _load_domain(source, paths.domain, problems)
+    data_files = _yaml_files(source, paths.data, problems, required=True)
+    nlu, stories = _load_training_files(source, data_files, problems, kind="train")
+    test_files = _yaml_files(source, paths.tests, problems, required=False)
+    test_nlu, test_stories = _load_training_files(source, test_files, problems, kind="test")
+    if not data_files and not any(p.is_error for p in problems):
+        problems.append(
+            Problem(
+                "error",
+                f"no training data found under {', '.join(paths.data)}",
+                Location(paths.data[0]),
+                "put nlu/stories/rules YAML files in data/ or pass --data",
+                code="missing",
+            )
+        )
+    if any(p.is_error for p in problems):
+        raise DataError(problems)
+    project = Project(
+        config=config,
+        domain=domain,
+        nlu=nlu,
+        stories=tuple(stories),
+        test_nlu=test_nlu,
+        test_stories=tuple(test_stories),
+        has_domain=has_domain,
+        files=tuple(sorted({paths.config, *domain_files, *data_files, *test_files})),
+    )
+    return project, tuple(problems)
+
+
+def read_nlu_files(paths: Sequence[Path]) -> NluData:
+    """Read NLU data from YAML files on disk (used by benchmarks and tests)."""
+    problems: list[Problem] = []
+    nlu = NluData()
+    for path in paths:
+        source = DirectorySource(Path(path).parent)
+        part, _ = _load_training_files(source, [Path(path).name], problems, kind="train")
+        nlu = nlu.merge(part)
+    if any(p.is_error for p in problems):
+        raise DataError(problems)
+    return nlu
+
+
+def _parse(source: FileSource, path: str, problems: list[Problem]) -> Any:
+    try:
+        return parse_yaml(source.read_bytes(path), path)
+    except YamlProblem as exc:
+        problems.append(exc.problem)
+        return None
+    except OSError as exc:
+        problems.append(Problem("error", f"cannot read file: {exc.strerror}", Location(path), code="io"))
+        return None
+
+
+def _load_config(source: FileSource, path: str, problems: list[Problem]) -> Config:
+    out = Collector(path)
+    if not source.is_file(path):
+        problems.append(
+            Problem("warning", "no config file; Rasa's default pipeline and policies are used", Location(path),
+                    "add a config.yml to pin the pipeline", code="missing")
+        )
+        return read_config(None, out)
+    doc = _parse(source, path, problems)
+    config = read_config(doc, out)
+    problems.extend(out.problems)
+    for note in config.notes:
+        file, _, rest = note.partition(":")
+        line, _, message = rest.partition(": ")
+        problems.append(Problem("warning", message, Location(file, int(line) if line.isdigit() else None), code="config"))
+    return config
+
+
+def _load_domain(
+    source: FileSource, path: str | None, problems: list[Problem]
+) -> tuple[Domain, bool, list[str]]:
+    candidates = [path] if path else ["domain.yml", "domain.yaml", "domain"]
+    for candidate in candidates:
+        if source.is_file(candidate):
+            files = [candidate]
+        elif source.is_dir(candidate):
+            files = [f for f in source.list_files(candidate) if f.endswith(YAML_SUFFIXES)]
+        else:
+            continue
+        parts = []
+        for file in files:
+            doc = _parse(source, file, problems)
+            if doc is None:
+                continue
+            out = Collector(file)
+            if not isinstance(doc, YMap):
+                out.error("a domain file must be a mapping (intents:, responses:, ...)", 1)
+            else:
+                check_version(doc, out)
+                parts.append(read_domain(doc, out))
+            problems.extend(out.problems)
+        return merge_domains(parts), True, files
+    if path:
+        problems.append(Problem("error", "domain file not found", Location(path), "check the --domain path", code="missing"))
+    return Domain(), False, []
+
+
+def _yaml_files(source: FileSource, roots: Sequence[str], problems: list[Problem], *, required: bool) -> list[str]:
+    files: list[str] = []
+    for root in roots:
+        if source.is_file(root):
+            files.append(root)
+        elif source.is_dir(root):
+            files.extend(f for f in source.list_files(root) if f.endswith(YAML_SUFFIXES))
+        elif required and root != "data":
+            problems.append(Problem("error", "training data path not found", Location(root), "check the --data path", code="missing"))
+    return files
+
+
+def _load_training_files(
+    source: FileSource, files: Sequence[str], problems: list[Problem], *, kind: str
+) -> tuple[NluData, list[Story]]:
+    nlu = NluData()
+    stories: list[Story] = []
+    for file in files:
+        doc = _parse(source, file, problems)
+        if doc is None:
+            continue
+        out = Collector(file)
+        if not isinstance(doc, YMap):
+            out.error(f"expected a mapping with nlu:, stories: or rules:, got {type(doc).__name__}", 1)
+        elif is_training_document(doc):
+            check_version(doc, out)
+            if "nlu" in doc:
+                nlu = nlu.merge(read_nlu(doc, out, lambda side, f=file: _read_side(source, f, side)))
+            for key in ("stories", "rules"):
+                if key in doc:
+                    stories.extend(read_stories(doc, key, out, kind="test" if kind == "test" else key))
+        elif not is_domain_document(doc) and kind == "train":
+            keys = ", ".join(str(k) for k in doc.keys()) or "none"
+            out.warning(
+                f"file has none of the keys nlu, stories, rules (found: {keys}) and is ignored",
+                1,
+                "training data files start with 'nlu:', 'stories:' or 'rules:'",
+            )
+        problems.extend(out.problems)
+    return nlu, stories
+
+
+def _read_side(source: FileSource, file: str, side: str) -> str | None:
+    for candidate in (side, str(PurePosixPath(file).parent / side)):
+        if source.is_file(candidate):
+            try:
+                return source.read_bytes(candidate).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None

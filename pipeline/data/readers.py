@@ -1,0 +1,626 @@
+"""Readers from parsed Rasa YAML (2.0 and 3.x formats) into the data model.
+
+Each reader takes the parsed document of one file and a :class:`Collector`
+that gathers every problem found (with file and line) instead of stopping at
+the first one. Files are told apart by their top-level keys, as Rasa does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Callable
+
+from pipeline.data.annotations import AnnotationError, parse_annotated_text
+from pipeline.data.model import (
+    SLOT_TYPES,
+    ActionStep,
+    ActiveLoopStep,
+    CheckpointStep,
+    Domain,
+    EntityDef,
+    EntityValue,
+    FormDef,
+    IntentDef,
+    LookupTable,
+    NluData,
+    NluExample,
+    OrStep,
+    RegexFeature,
+    SlotDef,
+    SlotStep,
+    Step,
+    Story,
+    Synonym,
+    UserStep,
+    freeze,
+)
+from pipeline.data.yamlio import YMap, YSeq
+from pipeline.errors import Location, Problem
+
+SUPPORTED_VERSIONS = ("2.0", "3.0", "3.1")
+TRAINING_KEYS = ("nlu", "stories", "rules")
+DOMAIN_KEYS = (
+    "intents",
+    "entities",
+    "slots",
+    "responses",
+    "actions",
+    "forms",
+    "session_config",
+    "e2e_actions",
+    "templates",
+)
+
+
+@dataclass
+class Collector:
+    """Gathers problems for one file; ``error``/``warning`` add one with its line."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def at(self, line: int | None, column: int | None = None) -> Location:
+        return Location(self.file, line, column)
+
+    def error(self, message: str, line: int | None, hint: str | None = None, column: int | None = None) -> None:
+        self.problems.append(Problem("error", message, self.at(line, column), hint, code="schema"))
+
+    def warning(self, message: str, line: int | None, hint: str | None = None) -> None:
+        self.problems.append(Problem("warning", message, self.at(line), hint, code="schema"))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    return f"the text '{value}'"
+
+
+def check_version(doc: YMap, out: Collector) -> None:
+    """Error on a ``version`` this reader does not understand."""
+    if "version" not in doc:
+        return
+    version = str(doc["version"]).strip()
+    if version not in SUPPORTED_VERSIONS:
+        out.error(
+            f"unsupported training data format version '{version}'",
+            doc.key_line("version"),
+            f'use one of {", ".join(SUPPORTED_VERSIONS)} (e.g. version: "3.1")',
+        )
+
+
+def _text(value: Any, what: str, line: int, out: Collector, hint: str | None = None) -> str | None:
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        out.error(f"{what} must be a text, got {_kind(value)}", line, hint)
+        return None
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- NLU
+
+
+def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int]]:
+    """The ``examples: |`` list of an NLU block as (text, line) pairs."""
+    if "examples" not in item:
+        out.error(f"{what} has no 'examples'", item.line, "add an 'examples: |' block with one '- example' per line")
+        return []
+    raw = item["examples"]
+    base = item.value_line("examples")
+    literal = item.value_style("examples") in ("|", ">")
+    if isinstance(raw, list):  # list of {text: ..., metadata: ...} or plain strings
+        result = []
+        for index, entry in enumerate(raw):
+            line = raw.item_line(index) if isinstance(raw, YSeq) else base
+            text = entry.get("text") if isinstance(entry, dict) else entry
+            if not isinstance(text, str):
+                out.error(f"example {index + 1} of {what} must be a text, got {_kind(text)}", line)
+                continue
+            result.append((text.strip(), line))
+        return result
+    if not isinstance(raw, str):
+        out.error(
+            f"'examples' of {what} must be a block of '- ' lines, got {_kind(raw)}",
+            item.value_line("examples"),
+            "write 'examples: |' and put one '- example' per line below it",
+        )
+        return []
+    result = []
+    for offset, line_text in enumerate(raw.splitlines()):
+        line = base + offset + (1 if literal else 0)
+        stripped = line_text.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("-"):
+            out.error(
+                f"example line in {what} must start with '- ', got '{stripped[:40]}'",
+                line,
+                "start every example with '- ' (dash and space)",
+            )
+            continue
+        example = stripped[1:].strip()
+        if len(example) >= 2 and example[0] == example[-1] and example[0] in "\"'":
+            example = example[1:-1]
+        if example:
+            result.append((example, line))
+    return result
+
+
+def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | None]) -> NluData:
+    """Read the ``nlu:`` section of a training data file."""
+    block = doc["nlu"]
+    if block is None:
+        return NluData()
+    if not isinstance(block, list):
+        out.error(f"'nlu' must be a list of intent/synonym/regex/lookup blocks, got {_kind(block)}", doc.key_line("nlu"))
+        return NluData()
+    examples: list[NluExample] = []
+    synonyms: list[Synonym] = []
+    regexes: list[RegexFeature] = []
+    lookups: list[LookupTable] = []
+    for index, item in enumerate(block):
+        line = block.item_line(index) if isinstance(block, YSeq) else doc.line
+        if not isinstance(item, YMap):
+            out.error(
+                f"each 'nlu' entry must be a mapping (intent:, synonym:, regex: or lookup:), got {_kind(item)}",
+                line,
+            )
+            continue
+        if "intent" in item:
+            name = _text(item["intent"], "intent name", item.key_line("intent"), out)
+            if name is None:
+                continue
+            base, _, key = name.partition("/")
+            what = f"intent '{name}'"
+            for text, ex_line in _example_lines(item, out, what):
+                try:
+                    plain, spans = parse_annotated_text(text)
+                except AnnotationError as exc:
+                    out.error(exc.message, ex_line, exc.hint, column=None)
+                    continue
+                examples.append(
+                    NluExample(plain, base.strip(), spans, key.strip() or None, out.at(ex_line))
+                )
+        elif "synonym" in item:
+            value = _text(item["synonym"], "synonym value", item.key_line("synonym"), out)
+            if value is not None:
+                texts = tuple(t for t, _ in _example_lines(item, out, f"synonym '{value}'"))
+                synonyms.append(Synonym(value, texts, out.at(item.line)))
+        elif "regex" in item:
+            name = _text(item["regex"], "regex name", item.key_line("regex"), out)
+            if name is not None:
+                patterns = []
+                for pattern, p_line in _example_lines(item, out, f"regex '{name}'"):
+                    if _regex_ok(pattern, p_line, out):
+                        patterns.append(pattern)
+                regexes.append(RegexFeature(name, tuple(patterns), out.at(item.line)))
+        elif "lookup" in item:
+            name = _text(item["lookup"], "lookup name", item.key_line("lookup"), out)
+            if name is not None:
+                lookups.append(LookupTable(name, _lookup_elements(item, name, out, read_side_file), out.at(item.line)))
+        else:
+            keys = ", ".join(str(k) for k in item.keys())
+            out.error(
+                f"unknown nlu entry with keys {keys}",
+                item.line,
+                "each entry starts with one of: intent, synonym, regex, lookup",
+            )
+    return NluData(tuple(examples), tuple(synonyms), tuple(regexes), tuple(lookups))
+
+
+def _regex_ok(pattern: str, line: int, out: Collector) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        out.error(f"invalid regular expression '{pattern}': {exc}", line, "fix or escape the pattern")
+        return False
+    return True
+
+
+def _lookup_elements(
+    item: YMap, name: str, out: Collector, read_side_file: Callable[[str], str | None]
+) -> tuple[str, ...]:
+    raw = item.get("examples", item.get("elements"))
+    if isinstance(raw, str) and not raw.lstrip().startswith("-") and raw.strip().endswith(".txt"):
+        path = raw.strip()
+        content = read_side_file(path)
+        if content is None:
+            out.error(f"lookup file '{path}' of lookup '{name}' not found", item.value_line("examples"))
+            return ()
+        return tuple(line.strip() for line in content.splitlines() if line.strip())
+    return tuple(t for t, _ in _example_lines(item, out, f"lookup '{name}'"))
+
+
+# ------------------------------------------------------------------ stories/rules
+
+
+def read_stories(doc: YMap, key: str, out: Collector, *, kind: str) -> list[Story]:
+    """Read the ``stories:`` or ``rules:`` section of a file."""
+    block = doc[key]
+    if block is None:
+        return []
+    if not isinstance(block, list):
+        out.error(f"'{key}' must be a list, got {_kind(block)}", doc.key_line(key))
+        return []
+    name_key = "rule" if key == "rules" else "story"
+    stories = []
+    for index, item in enumerate(block):
+        line = block.item_line(index) if isinstance(block, YSeq) else doc.line
+        if not isinstance(item, YMap) or name_key not in item:
+            out.error(f"each entry of '{key}' must be a mapping starting with '{name_key}: <name>'", line)
+            continue
+        name = str(item[name_key])
+        steps_raw = item.get("steps")
+        if not isinstance(steps_raw, list):
+            out.error(f"{name_key} '{name}' has no 'steps' list", item.line, "add 'steps:' with the turns of the conversation")
+            continue
+        steps = _read_steps(steps_raw, out, f"{name_key} '{name}'")
+        condition: tuple[Step, ...] = ()
+        if "condition" in item:
+            if isinstance(item["condition"], list):
+                condition = tuple(_read_steps(item["condition"], out, f"condition of rule '{name}'"))
+            else:
+                out.error(f"'condition' of rule '{name}' must be a list", item.key_line("condition"))
+        flags = {}
+        for flag, default in (("conversation_start", False), ("wait_for_user_input", True)):
+            value = item.get(flag, default)
+            if not isinstance(value, bool):
+                out.error(f"'{flag}' of {name_key} '{name}' must be true or false, got {_kind(value)}", item.key_line(flag))
+                value = default
+            flags[flag] = value
+        stories.append(
+            Story(
+                name=name,
+                steps=tuple(steps),
+                kind=kind if kind == "test" else ("rule" if key == "rules" else "story"),
+                condition=condition,
+                conversation_start=flags["conversation_start"],
+                wait_for_user_input=flags["wait_for_user_input"],
+                location=out.at(item.line),
+            )
+        )
+    return stories
+
+
+def _read_steps(raw: list[Any], out: Collector, what: str) -> list[Step]:
+    steps: list[Step] = []
+    for index, step in enumerate(raw):
+        line = raw.item_line(index) if isinstance(raw, YSeq) else 0
+        if not isinstance(step, YMap):
+            out.error(f"step {index + 1} of {what} must be a mapping, got {_kind(step)}", line)
+            continue
+        parsed = _read_step(step, out, what)
+        if parsed is not None:
+            steps.append(parsed)
+    return steps
+
+
+def _read_step(step: YMap, out: Collector, what: str) -> Step | None:
+    loc = out.at(step.line)
+    if "intent" in step or "user" in step:
+        return _read_user_step(step, out, what)
+    if "action" in step:
+        name = _text(step["action"], "action name", step.key_line("action"), out)
+        return ActionStep(name, loc) if name else None
+    if "bot" in step:
+        name = _text(step["bot"], "bot text", step.key_line("bot"), out)
+        return ActionStep(name, loc) if name else None
+    if "slot_was_set" in step:
+        return _read_slot_step(step["slot_was_set"], step, out, what)
+    if "active_loop" in step:
+        value = step["active_loop"]
+        return ActiveLoopStep(None if value in (None, "null") else str(value), loc)
+    if "checkpoint" in step:
+        return CheckpointStep(str(step["checkpoint"]), loc)
+    if "or" in step:
+        alternatives = []
+        raw = step["or"]
+        if not isinstance(raw, list):
+            out.error(f"'or' in {what} must be a list of steps", step.key_line("or"))
+            return None
+        for alt in _read_steps(raw, out, what):
+            if isinstance(alt, (UserStep, SlotStep)):
+                alternatives.append(alt)
+            else:
+                out.error(f"'or' in {what} may only hold intents or slot_was_set", step.line)
+        return OrStep(tuple(alternatives), loc)
+    keys = ", ".join(str(k) for k in step.keys())
+    out.error(
+        f"unknown step in {what} with key(s) {keys}",
+        step.line,
+        "a step is one of: intent, user, action, bot, slot_was_set, active_loop, checkpoint, or",
+    )
+    return None
+
+
+def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
+    intent = step.get("intent")
+    if intent is not None:
+        intent = _text(intent, "intent name", step.key_line("intent"), out)
+    text = step.get("user")
+    entities: list[EntityValue] = []
+    if text is not None:
+        if not isinstance(text, str):
+            out.error(f"'user' in {what} must be a text, got {_kind(text)}", step.key_line("user"))
+            return None
+        try:
+            plain, spans = parse_annotated_text(text)
+        except AnnotationError as exc:
+            out.error(exc.message, step.key_line("user"), exc.hint)
+            return None
+        text = plain
+        entities.extend(EntityValue(s.entity, s.value, s.role, s.group) for s in spans)
+    raw_entities = step.get("entities") or []
+    if not isinstance(raw_entities, list):
+        out.error(f"'entities' in {what} must be a list, got {_kind(raw_entities)}", step.key_line("entities"))
+        raw_entities = []
+    for entity in raw_entities:
+        if isinstance(entity, str):
+            entities.append(EntityValue(entity))
+        elif isinstance(entity, dict) and "entity" in entity:
+            entities.append(
+                EntityValue(str(entity["entity"]), entity.get("value"), entity.get("role"), entity.get("group"))
+            )
+        elif isinstance(entity, dict) and len(entity) == 1:
+            (name, value), = entity.items()
+            entities.append(EntityValue(str(name), value))
+        else:
+            out.error(f"entity {entity!r} in {what} is not understood", step.key_line("entities"),
+                      "write '- entity_name: value' or '- entity: name' with 'value', 'role', 'group'")
+    return UserStep(intent, text, tuple(entities), out.at(step.line))
+
+
+def _read_slot_step(raw: Any, step: YMap, out: Collector, what: str) -> SlotStep | None:
+    if not isinstance(raw, list):
+        out.error(f"'slot_was_set' in {what} must be a list, got {_kind(raw)}", step.key_line("slot_was_set"))
+        return None
+    slots: list[tuple[str, Any]] = []
+    for entry in raw:
+        if isinstance(entry, str):
+            slots.append((entry, True))
+        elif isinstance(entry, dict):
+            slots.extend((str(k), freeze(v)) for k, v in entry.items())
+        else:
+            out.error(f"slot entry {entry!r} in {what} is not understood", step.key_line("slot_was_set"))
+    return SlotStep(tuple(slots), out.at(step.line))
+
+
+# ------------------------------------------------------------------------ domain
+
+
+def read_domain(doc: YMap, out: Collector) -> Domain:
+    """Read one domain file (or one part of a ``domain/`` directory)."""
+    intents = _read_intents(doc.get("intents"), doc, out)
+    entities = _read_entities(doc.get("entities"), doc, out)
+    slots = _read_slots(doc.get("slots"), doc, out)
+    responses_raw = doc.get("responses", doc.get("templates")) or {}
+    responses: dict[str, Any] = {}
+    if not isinstance(responses_raw, dict):
+        out.error(f"'responses' must be a mapping of response names to variations, got {_kind(responses_raw)}",
+                  doc.key_line("responses"))
+    else:
+        for name, variations in responses_raw.items():
+            line = responses_raw.key_line(name) if isinstance(responses_raw, YMap) else doc.line
+            if not isinstance(variations, list) or not variations:
+                out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
+                          "write '- text: ...' under the response name")
+                continue
+            if not str(name).startswith("utter_"):
+                out.warning(f"response '{name}' does not start with 'utter_'", line,
+                            "Rasa only treats names starting with 'utter_' as responses")
+            responses[str(name)] = freeze(variations)
+    actions = []
+    for entry in doc.get("actions") or []:
+        if isinstance(entry, dict):
+            actions.extend(str(k) for k in entry.keys())
+        else:
+            actions.append(str(entry))
+    forms = _read_forms(doc.get("forms"), doc, out)
+    session_config = doc.get("session_config") or {}
+    e2e = tuple(str(a) for a in (doc.get("e2e_actions") or []))
+    return Domain(
+        intents=intents,
+        entities=entities,
+        slots=slots,
+        responses=freeze(responses),
+        actions=tuple(actions),
+        forms=forms,
+        session_config=freeze(session_config if isinstance(session_config, dict) else {}),
+        e2e_actions=e2e,
+        location=out.at(1),
+    )
+
+
+def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        out.error(f"'intents' must be a list, got {_kind(raw)}", doc.key_line("intents"))
+        return ()
+    result = []
+    for index, entry in enumerate(raw):
+        line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        if isinstance(entry, str):
+            result.append(IntentDef(entry, location=out.at(line)))
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (name, props), = entry.items()
+            props = props or {}
+            use = props.get("use_entities", True) if isinstance(props, dict) else True
+            ignore = props.get("ignore_entities", []) if isinstance(props, dict) else []
+            use_entities: tuple[str, ...] | None
+            if use is True:
+                use_entities = None
+            elif use is False or use is None:
+                use_entities = ()
+            elif isinstance(use, list):
+                use_entities = tuple(str(u) for u in use)
+            else:
+                out.error(f"'use_entities' of intent '{name}' must be true, false or a list", line)
+                use_entities = None
+            result.append(IntentDef(str(name), use_entities, tuple(str(i) for i in ignore or []), out.at(line)))
+        else:
+            out.error(f"intent entry {entry!r} is not understood", line, "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
+    return tuple(result)
+
+
+def _read_entities(raw: Any, doc: YMap, out: Collector) -> tuple[EntityDef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        out.error(f"'entities' must be a list, got {_kind(raw)}", doc.key_line("entities"))
+        return ()
+    result = []
+    for index, entry in enumerate(raw):
+        line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        if isinstance(entry, str):
+            result.append(EntityDef(entry, location=out.at(line)))
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (name, props), = entry.items()
+            props = props if isinstance(props, dict) else {}
+            result.append(
+                EntityDef(
+                    str(name),
+                    tuple(str(r) for r in props.get("roles") or []),
+                    tuple(str(g) for g in props.get("groups") or []),
+                    bool(props.get("influence_conversation", True)),
+                    out.at(line),
+                )
+            )
+        else:
+            out.error(f"entity entry {entry!r} is not understood", line, "write '- entity_name' or '- entity_name: {roles: [...]}'")
+    return tuple(result)
+
+
+_SLOT_ALIASES = {"unfeaturized": "any"}
+
+
+def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        out.error(f"'slots' must be a mapping of slot names to definitions, got {_kind(raw)}", doc.key_line("slots"))
+        return ()
+    result = []
+    for name, props in raw.items():
+        line = raw.key_line(name) if isinstance(raw, YMap) else doc.line
+        if not isinstance(props, dict) or "type" not in props:
+            out.error(f"slot '{name}' has no 'type'", line, f"add 'type:' with one of {', '.join(SLOT_TYPES)}")
+            continue
+        slot_type = str(props["type"])
+        influence_default = slot_type != "unfeaturized"
+        slot_type = _SLOT_ALIASES.get(slot_type, slot_type)
+        if slot_type not in SLOT_TYPES:
+            if "." in slot_type:
+                out.warning(f"custom slot type '{slot_type}' of slot '{name}' is treated as 'any'", line)
+                slot_type = "any"
+            else:
+                out.error(
+                    f"unknown slot type '{slot_type}' for slot '{name}'",
+                    props.key_line("type") if isinstance(props, YMap) else line,
+                    f"use one of {', '.join(SLOT_TYPES)}; received '{slot_type}'",
+                )
+                continue
+        influence = props.get("influence_conversation", influence_default and slot_type != "any")
+        if not isinstance(influence, bool):
+            out.error(f"'influence_conversation' of slot '{name}' must be true or false, got {_kind(influence)}", line)
+            influence = True
+        values = props.get("values") or []
+        if slot_type == "categorical" and not values:
+            out.error(f"categorical slot '{name}' has no 'values'", line, "list the allowed values under 'values:'")
+        bounds = []
+        for key, default in (("min_value", 0.0), ("max_value", 1.0)):
+            value = props.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                out.error(f"'{key}' of slot '{name}' must be a number, got {_kind(value)}", line)
+                value = default
+            bounds.append(float(value))
+        if bounds[0] > bounds[1]:
+            out.error(f"slot '{name}': min_value {bounds[0]} is greater than max_value {bounds[1]}", line)
+        mappings = props.get("mappings") or []
+        result.append(
+            SlotDef(
+                name=str(name),
+                type=slot_type,
+                influence_conversation=influence,
+                values=tuple(str(v).lower() if slot_type == "categorical" else str(v) for v in values),
+                min_value=bounds[0],
+                max_value=bounds[1],
+                initial_value=freeze(props.get("initial_value")),
+                mappings=tuple(freeze(m) for m in mappings) if isinstance(mappings, list) else (),
+                location=out.at(line),
+            )
+        )
+    return tuple(result)
+
+
+def _read_forms(raw: Any, doc: YMap, out: Collector) -> tuple[FormDef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        out.error(f"'forms' must be a mapping of form names to definitions, got {_kind(raw)}", doc.key_line("forms"))
+        return ()
+    result = []
+    for name, props in raw.items():
+        line = raw.key_line(name) if isinstance(raw, YMap) else doc.line
+        required = props.get("required_slots", []) if isinstance(props, dict) else []
+        if isinstance(required, dict):  # Rasa 2.x: slot -> mappings
+            slots = tuple(str(k) for k in required.keys())
+        elif isinstance(required, list):
+            slots = tuple(str(s) for s in required)
+        else:
+            out.error(f"'required_slots' of form '{name}' must be a list", line)
+            slots = ()
+        result.append(FormDef(str(name), slots, out.at(line)))
+    return tuple(result)
+
+
+def merge_domains(parts: list[Domain]) -> Domain:
+    """Merge the files of a ``domain/`` directory: lists concatenated, first definition wins."""
+
+    def unique(items: list[Any], key: Callable[[Any], str]) -> tuple[Any, ...]:
+        seen: dict[str, Any] = {}
+        for item in items:
+            seen.setdefault(key(item), item)
+        return tuple(seen.values())
+
+    responses: dict[str, Any] = {}
+    session: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part.responses.items():
+            responses.setdefault(name, value)
+        session.update(part.session_config)
+    return Domain(
+        intents=unique([i for p in parts for i in p.intents], lambda i: i.name),
+        entities=unique([e for p in parts for e in p.entities], lambda e: e.name),
+        slots=unique([s for p in parts for s in p.slots], lambda s: s.name),
+        responses=freeze(responses),
+        actions=unique([a for p in parts for a in p.actions], str),
+        forms=unique([f for p in parts for f in p.forms], lambda f: f.name),
+        session_config=freeze(session),
+        e2e_actions=unique([a for p in parts for a in p.e2e_actions], str),
+        location=parts[0].location if parts else None,
+    )
+
+
+def is_domain_document(doc: Any) -> bool:
+    """Whether a parsed YAML document looks like a domain file."""
+    return isinstance(doc, dict) and any(k in doc for k in DOMAIN_KEYS)
+
+
+def is_training_document(doc: Any) -> bool:
+    """Whether a parsed YAML document holds nlu/stories/rules."""
+    return isinstance(doc, dict) and any(k in doc for k in TRAINING_KEYS)
+
+
+def relative_side_path(file: str, side: str) -> str:
+    """Resolve a lookup-file path given in ``file``: relative to the project root or the file."""
+    return str(PurePosixPath(file).parent / side)
