@@ -1,0 +1,351 @@
+"""Sectioned content fingerprints and the change summary between two of them.
+
+A fingerprint hashes the *parsed* content, section by section (canonical JSON,
+sorted keys, sha256), so reordering examples, comments and whitespace never
+change it. Besides the section hashes it keeps small per-intent digests of the
+examples and the label/domain name lists, so that two fingerprints alone tell
+*what* changed (intents added, examples added per intent, ...) without the
+previous model or its data. Timestamps, paths and git SHAs never go in here;
+they belong to the model metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from pipeline import MODEL_FORMAT_VERSION
+from pipeline.data.model import (
+    ActionStep,
+    ActiveLoopStep,
+    CheckpointStep,
+    Component,
+    NluExample,
+    OrStep,
+    Project,
+    SlotStep,
+    Story,
+    UserStep,
+    thaw,
+)
+from pipeline.errors import Location
+
+FINGERPRINT_FORMAT = 1
+
+#: Section names, in the order reports list them.
+SECTIONS = (
+    "config_nlu",
+    "config_core",
+    "config_other",
+    "config_nlu_without_epochs",
+    "config_core_without_epochs",
+    "domain_without_responses",
+    "responses",
+    "nlu_examples",
+    "nlu_labels",
+    "nlu_features",
+    "stories",
+    "test_data",
+    "model_format",
+)
+
+SECTION_TITLES = {
+    "config_nlu": "NLU pipeline config",
+    "config_core": "dialogue policy config",
+    "config_other": "other config (recipe, assistant_id)",
+    "config_nlu_without_epochs": "NLU pipeline config (ignoring epochs)",
+    "config_core_without_epochs": "policy config (ignoring epochs)",
+    "domain_without_responses": "domain (intents, entities, slots, actions, forms)",
+    "responses": "responses",
+    "nlu_examples": "NLU examples",
+    "nlu_labels": "NLU labels (intents, entities, roles, groups, retrieval keys)",
+    "nlu_features": "regexes, lookup tables and synonyms",
+    "stories": "stories and rules",
+    "test_data": "test data",
+    "model_format": "deltatrain model format",
+}
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal content gives equal text."""
+    return json.dumps(thaw(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(value: Any) -> str:
+    """sha256 hex digest of the canonical JSON of ``value``."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def _components(components: Iterable[Component], *, drop_epochs: bool = False) -> list[Any]:
+    result = []
+    for comp in components:
+        options = {k: v for k, v in thaw(comp.options).items() if not (drop_epochs and k == "epochs")}
+        result.append({"name": comp.name, "options": options})
+    return result
+
+
+def _example_key(example: NluExample) -> Any:
+    entities = sorted(
+        (s.start, s.end, s.entity, s.value, s.role or "", s.group or "") for s in example.entities
+    )
+    return [example.text.strip(), example.full_intent, entities]
+
+
+def _example_digest(example: NluExample) -> str:
+    return digest(_example_key(example))[:16]
+
+
+def _step_json(step: Any) -> Any:
+    if isinstance(step, UserStep):
+        entities = sorted(canonical_json([e.entity, e.value, e.role, e.group]) for e in step.entities)
+        return {"user": step.intent, "text": step.text, "entities": entities}
+    if isinstance(step, ActionStep):
+        return {"action": step.name}
+    if isinstance(step, SlotStep):
+        return {"slots": [[k, thaw(v)] for k, v in step.slots]}
+    if isinstance(step, ActiveLoopStep):
+        return {"active_loop": step.name}
+    if isinstance(step, CheckpointStep):
+        return {"checkpoint": step.name}
+    if isinstance(step, OrStep):
+        return {"or": sorted(canonical_json(_step_json(a)) for a in step.alternatives)}
+    raise TypeError(f"unknown step {step!r}")
+
+
+def story_digest(story: Story) -> str:
+    """Digest of one story/rule's content; its name is not part of it."""
+    return digest(
+        {
+            "kind": "rule" if story.is_rule else "story",
+            "steps": [_step_json(s) for s in story.steps],
+            "condition": [_step_json(s) for s in story.condition],
+            "conversation_start": story.conversation_start,
+            "wait_for_user_input": story.wait_for_user_input,
+        }
+    )[:16]
+
+
+def compute_fingerprint(project: Project) -> dict[str, Any]:
+    """The JSON-serialisable fingerprint of a project, stored beside each model."""
+    config, domain, nlu = project.config, project.domain, project.nlu
+    examples_by_intent: dict[str, list[str]] = {}
+    for example in nlu.examples:
+        examples_by_intent.setdefault(example.intent, []).append(_example_digest(example))
+    labels = {
+        "intents": sorted({e.intent for e in nlu.examples}),
+        "retrieval_intents": sorted({e.full_intent for e in nlu.examples if e.response_key}),
+        "entities": sorted({s.entity for e in nlu.examples for s in e.entities}),
+        "roles": sorted({f"{s.entity}:{s.role}" for e in nlu.examples for s in e.entities if s.role}),
+        "groups": sorted({f"{s.entity}:{s.group}" for e in nlu.examples for s in e.entities if s.group}),
+    }
+    domain_names = {
+        "has_domain": project.has_domain,
+        "intents": [[i.name, i.use_entities, list(i.ignore_entities)] for i in sorted(domain.intents, key=lambda i: i.name)],
+        "entities": [[e.name, sorted(e.roles), sorted(e.groups), e.influence_conversation] for e in sorted(domain.entities, key=lambda e: e.name)],
+        "slots": [
+            [s.name, s.type, s.influence_conversation, list(s.values), s.min_value, s.max_value, thaw(s.initial_value), thaw(s.mappings)]
+            for s in sorted(domain.slots, key=lambda s: s.name)
+        ],
+        "actions": sorted(domain.actions),
+        "forms": [[f.name, list(f.required_slots)] for f in sorted(domain.forms, key=lambda f: f.name)],
+        "session_config": thaw(domain.session_config),
+        "e2e_actions": sorted(domain.e2e_actions),
+    }
+    features = {
+        "regexes": sorted([r.name, sorted(r.patterns)] for r in nlu.regexes),
+        "lookups": sorted([t.name, sorted(t.elements)] for t in nlu.lookups),
+        "synonyms": sorted(nlu.synonym_map().items()),
+    }
+    stories = sorted(story_digest(s) for s in project.stories)
+    test_data = {
+        "nlu": sorted(_example_digest(e) for e in project.test_nlu.examples),
+        "stories": sorted(story_digest(s) for s in project.test_stories),
+    }
+    sections = {
+        "config_nlu": digest({"language": config.language, "pipeline": _components(config.pipeline)}),
+        "config_core": digest({"policies": _components(config.policies)}),
+        "config_other": digest({"recipe": config.recipe, "assistant_id": config.assistant_id}),
+        "config_nlu_without_epochs": digest(
+            {"language": config.language, "pipeline": _components(config.pipeline, drop_epochs=True)}
+        ),
+        "config_core_without_epochs": digest({"policies": _components(config.policies, drop_epochs=True)}),
+        "domain_without_responses": digest(domain_names),
+        "responses": digest(thaw(domain.responses)),
+        "nlu_examples": digest(sorted(canonical_json(_example_key(e)) for e in nlu.examples)),
+        "nlu_labels": digest(labels),
+        "nlu_features": digest(features),
+        "stories": digest(stories),
+        "test_data": digest(test_data),
+        "model_format": digest(MODEL_FORMAT_VERSION),
+    }
+    return {
+        "fingerprint_format": FINGERPRINT_FORMAT,
+        "model_format": MODEL_FORMAT_VERSION,
+        "sections": sections,
+        "labels": labels,
+        "domain": {
+            "intents": sorted(domain.intent_names),
+            "entities": sorted(domain.entity_names),
+            "slots": sorted(domain.slot_names),
+            "actions": sorted(domain.actions),
+            "forms": sorted(domain.form_names),
+            "responses": sorted(domain.responses.keys()),
+        },
+        "examples": {intent: sorted(d) for intent, d in sorted(examples_by_intent.items())},
+        "stories": stories,
+        "counts": {
+            "examples": len(nlu.examples),
+            "intents": len(labels["intents"]),
+            "entities": len(labels["entities"]),
+            "stories": len(project.plain_stories),
+            "rules": len(project.rules),
+            "test_examples": len(project.test_nlu.examples),
+            "test_stories": len(project.test_stories),
+        },
+    }
+
+
+# --------------------------------------------------------------------- changes
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What differs between a previous and a current fingerprint."""
+
+    changed_sections: tuple[str, ...] = ()
+    intents_added: tuple[str, ...] = ()
+    intents_removed: tuple[str, ...] = ()
+    entities_added: tuple[str, ...] = ()
+    entities_removed: tuple[str, ...] = ()
+    roles_added: tuple[str, ...] = ()
+    roles_removed: tuple[str, ...] = ()
+    groups_added: tuple[str, ...] = ()
+    groups_removed: tuple[str, ...] = ()
+    examples_added: Mapping[str, int] = field(default_factory=dict)
+    examples_removed: Mapping[str, int] = field(default_factory=dict)
+    stories_added: int = 0
+    stories_removed: int = 0
+    domain_added: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    domain_removed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: where an added intent first appears, e.g. {"greet_formal": "data/nlu.yml:42"}
+    locations: Mapping[str, str] = field(default_factory=dict)
+
+    def changed(self, *sections: str) -> bool:
+        """Whether any of the given sections changed."""
+        return any(s in self.changed_sections for s in sections)
+
+    @property
+    def nothing_changed(self) -> bool:
+        return not [s for s in self.changed_sections if s != "test_data"]
+
+    @property
+    def total_examples_added(self) -> int:
+        return sum(self.examples_added.values())
+
+    @property
+    def total_examples_removed(self) -> int:
+        return sum(self.examples_removed.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form for reports."""
+        return {
+            "changed_sections": list(self.changed_sections),
+            "intents_added": list(self.intents_added),
+            "intents_removed": list(self.intents_removed),
+            "entities_added": list(self.entities_added),
+            "entities_removed": list(self.entities_removed),
+            "roles_added": list(self.roles_added),
+            "roles_removed": list(self.roles_removed),
+            "groups_added": list(self.groups_added),
+            "groups_removed": list(self.groups_removed),
+            "examples_added": dict(self.examples_added),
+            "examples_removed": dict(self.examples_removed),
+            "stories_added": self.stories_added,
+            "stories_removed": self.stories_removed,
+            "domain_added": {k: list(v) for k, v in self.domain_added.items()},
+            "domain_removed": {k: list(v) for k, v in self.domain_removed.items()},
+            "locations": dict(self.locations),
+        }
+
+
+def _diff(old: Iterable[str], new: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    old_set, new_set = set(old), set(new)
+    return tuple(sorted(new_set - old_set)), tuple(sorted(old_set - new_set))
+
+
+def _multiset_diff(old: Iterable[str], new: Iterable[str]) -> tuple[int, int]:
+    old_c, new_c = Counter(old), Counter(new)
+    return sum((new_c - old_c).values()), sum((old_c - new_c).values())
+
+
+def summarize_changes(
+    previous: Mapping[str, Any], current: Mapping[str, Any], project: Project | None = None
+) -> ChangeSummary:
+    """Compare two fingerprints; ``project`` (the current data) adds source locations."""
+    old_sections = previous.get("sections", {})
+    new_sections = current.get("sections", {})
+    changed = tuple(s for s in SECTIONS if old_sections.get(s) != new_sections.get(s))
+    old_labels, new_labels = previous.get("labels", {}), current.get("labels", {})
+    intents_added, intents_removed = _diff(old_labels.get("intents", []), new_labels.get("intents", []))
+    entities_added, entities_removed = _diff(old_labels.get("entities", []), new_labels.get("entities", []))
+    roles_added, roles_removed = _diff(old_labels.get("roles", []), new_labels.get("roles", []))
+    groups_added, groups_removed = _diff(old_labels.get("groups", []), new_labels.get("groups", []))
+    old_examples, new_examples = previous.get("examples", {}), current.get("examples", {})
+    added: dict[str, int] = {}
+    removed: dict[str, int] = {}
+    for intent in sorted(set(old_examples) | set(new_examples)):
+        plus, minus = _multiset_diff(old_examples.get(intent, []), new_examples.get(intent, []))
+        if plus:
+            added[intent] = plus
+        if minus:
+            removed[intent] = minus
+    stories_added, stories_removed = _multiset_diff(previous.get("stories", []), current.get("stories", []))
+    domain_added: dict[str, tuple[str, ...]] = {}
+    domain_removed: dict[str, tuple[str, ...]] = {}
+    old_domain, new_domain = previous.get("domain", {}), current.get("domain", {})
+    for key in ("intents", "entities", "slots", "actions", "forms", "responses"):
+        plus_names, minus_names = _diff(old_domain.get(key, []), new_domain.get(key, []))
+        if plus_names:
+            domain_added[key] = plus_names
+        if minus_names:
+            domain_removed[key] = minus_names
+    locations = _locations(project, intents_added, entities_added) if project else {}
+    return ChangeSummary(
+        changed_sections=changed,
+        intents_added=intents_added,
+        intents_removed=intents_removed,
+        entities_added=entities_added,
+        entities_removed=entities_removed,
+        roles_added=roles_added,
+        roles_removed=roles_removed,
+        groups_added=groups_added,
+        groups_removed=groups_removed,
+        examples_added=added,
+        examples_removed=removed,
+        stories_added=stories_added,
+        stories_removed=stories_removed,
+        domain_added=domain_added,
+        domain_removed=domain_removed,
+        locations=locations,
+    )
+
+
+def _locations(project: Project, intents: Iterable[str], entities: Iterable[str]) -> dict[str, str]:
+    wanted_intents, wanted_entities = set(intents), set(entities)
+    found: dict[str, str] = {}
+    for example in project.nlu.examples:
+        loc: Location | None = example.location
+        if loc is None:
+            continue
+        if example.intent in wanted_intents and example.intent not in found:
+            found[example.intent] = str(loc)
+        for span in example.entities:
+            if span.entity in wanted_entities and span.entity not in found:
+                found[span.entity] = str(loc)
+    for intent in project.domain.intents:
+        if intent.name in wanted_intents and intent.name not in found and intent.location:
+            found[intent.name] = str(intent.location)
+    return found
