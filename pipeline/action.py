@@ -1,0 +1,241 @@
+"""The GitHub Action adapter: action inputs in, ``deltatrain ci`` argv out.
+
+GitHub passes each input of a container action as ``INPUT_<NAME>`` with the
+name upper-cased and hyphens kept (``INPUT_EPOCH-FRACTION``); underscores are
+accepted too. One option has one name in three spellings: input
+``epoch-fraction``, flag ``--epoch-fraction``, field ``epoch_fraction``.
+Secrets never reach argv: they are masked and handed to the CLI through the
+environment. Everything the Action does, ``deltatrain ci`` does on a laptop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import sys
+from typing import Mapping, MutableMapping, TextIO
+
+from pipeline import github
+from pipeline.errors import DeltatrainError, UsageError
+
+#: Outputs written to ``$GITHUB_OUTPUT``; ``action.yml`` documents exactly these.
+OUTPUT_NAMES: tuple[str, ...] = (
+    "decision",
+    "reason",
+    "model-name",
+    "model-path",
+    "model-url",
+    "intent-f1",
+    "entity-f1",
+    "story-accuracy",
+    "previous-model",
+    "dry-run-code",
+)
+
+#: Inputs passed on as ``--<name>=<value>`` (omitted when empty).
+VALUE_INPUTS: tuple[str, ...] = (
+    "store",
+    "mode",
+    "epoch-fraction",
+    "max-finetunes",
+    "min-intent-f1",
+    "min-entity-f1",
+    "min-story-accuracy",
+    "max-drop",
+    "keep",
+    "report-json",
+    "domain",
+    "config",
+    "tests",
+    "out",
+    "working-directory",
+    "num-threads",
+)
+
+#: Inputs holding one value per line, each passed as its own ``--<name>=<line>``.
+MULTILINE_INPUTS: tuple[str, ...] = ("data",)
+
+#: Inputs ``true``/``false`` (any case), passed as ``--<name>`` / ``--no-<name>``.
+BOOLEAN_INPUTS: tuple[str, ...] = ("fallback-full", "upload", "pr-comment")
+
+#: Secret inputs and the environment variable the CLI reads each from.
+SECRET_INPUTS: Mapping[str, str] = {
+    "store-token": "DELTATRAIN_STORE_TOKEN",
+    "github-token": "GITHUB_TOKEN",
+}
+
+#: Deprecated input name -> current name (kept working, with a ``::warning::``).
+DEPRECATED_INPUTS: Mapping[str, str] = {
+    "store_url": "store",
+    "min-f1": "min-intent-f1",
+}
+
+ARGV_INPUTS: tuple[str, ...] = VALUE_INPUTS + MULTILINE_INPUTS + BOOLEAN_INPUTS
+TRUE_WORDS = ("true",)
+FALSE_WORDS = ("false",)
+
+
+def build_ci_argv(inputs: Mapping[str, str]) -> list[str]:
+    """Argv for ``pipeline.cli.main`` (starting with ``ci``) from current-name inputs."""
+    unknown = sorted(set(inputs) - set(ARGV_INPUTS))
+    if unknown:
+        raise UsageError(
+            f"unknown action input(s): {', '.join(unknown)}",
+            hint="valid inputs: " + ", ".join(ARGV_INPUTS)
+            + " (secrets go through the environment, not argv)",
+        )
+    argv = ["ci"]
+    for name in ARGV_INPUTS:
+        value = inputs.get(name, "").strip()
+        if not value:
+            continue
+        if name in BOOLEAN_INPUTS:
+            argv.append(f"--{name}" if parse_boolean(name, value) else f"--no-{name}")
+        elif name in MULTILINE_INPUTS:
+            argv.extend(f"--{name}={line.strip()}" for line in value.splitlines() if line.strip())
+        else:
+            if "\n" in value or "\r" in value:
+                raise UsageError(
+                    f"action input `{name}` takes a single line; received "
+                    f"{len(value.splitlines())} lines: {value!r}",
+                    location=f"input {name}",
+                    hint=f"write `{name}` on one line",
+                )
+            argv.append(f"--{name}={value}")
+    return argv
+
+
+def parse_boolean(name: str, value: str) -> bool:
+    """``true``/``false`` in any case; anything else is a UsageError naming the input."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise UsageError(
+        f"action input `{name}` must be `true` or `false` (any case); received {value!r}",
+        location=f"input {name}",
+        hint=f"set `{name}: true` or `{name}: false` under the step's `with:`",
+    )
+
+
+def resolve_deprecated_inputs(raw: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Map deprecated names onto current ones; return the inputs and one warning per alias used."""
+    inputs = {name: value for name, value in raw.items() if name not in DEPRECATED_INPUTS}
+    warnings = []
+    for old, new in DEPRECATED_INPUTS.items():
+        old_value = raw.get(old, "").strip()
+        if not old_value:
+            continue
+        new_value = inputs.get(new, "").strip()
+        if new_value and new_value != old_value:
+            raise UsageError(
+                f"action inputs `{old}` (deprecated) and `{new}` disagree; "
+                f"received {old}={old_value!r} and {new}={new_value!r}",
+                location=f"input {old}",
+                hint=f"drop `{old}` and keep only `{new}`",
+            )
+        inputs[new] = old_value
+        warnings.append(f"The `{old}` input is deprecated; use `{new}` instead.")
+    return inputs, warnings
+
+
+def read_inputs(
+    environ: MutableMapping[str, str], stream: TextIO | None = None
+) -> dict[str, str]:
+    """Read ``INPUT_*`` variables; mask secrets and move them to their env vars; return the rest."""
+    out = sys.stdout if stream is None else stream
+    for name, env_var in SECRET_INPUTS.items():
+        secret = _read_input(environ, name)
+        for key in _input_keys(name):
+            environ.pop(key, None)
+        if not secret:
+            continue
+        for line in github.render_mask_commands(secret):
+            print(line, file=out)
+        environ[env_var] = secret
+    raw = {name: _read_input(environ, name) for name in ARGV_INPUTS + tuple(DEPRECATED_INPUTS)}
+    inputs, warnings = resolve_deprecated_inputs(raw)
+    for warning in warnings:
+        print(github.render_error_command(warning, title="deltatrain", level="warning"), file=out)
+    return inputs
+
+
+def _input_keys(name: str) -> list[str]:
+    """Environment keys GitHub (or a user) may use for one input, hyphenated form first."""
+    upper = name.upper()
+    keys = [f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}", f"INPUT_{upper.replace('_', '-')}"]
+    return list(dict.fromkeys(keys))
+
+
+def _read_input(environ: Mapping[str, str], name: str) -> str:
+    for key in _input_keys(name):
+        value = environ.get(key, "")
+        if value.strip():
+            return value.strip()
+    return ""
+
+
+def render_error_summary(error: DeltatrainError, docs_url: str | None) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY`` explaining an error: cause, fix, link."""
+    lines = ["### :x: deltatrain failed", "", f"**{error.message}**", ""]
+    if error.location:
+        lines += [f"- where: `{error.location}`"]
+    if error.hint:
+        lines += [f"- fix: {error.hint}"]
+    if docs_url:
+        lines += [f"- inputs: {docs_url}"]
+    return "\n".join(lines) + "\n"
+
+
+def build_docs_url(environ: Mapping[str, str]) -> str | None:
+    """Link to this action's ``action.yml`` at the version in use, when GitHub tells us."""
+    repository = environ.get("GITHUB_ACTION_REPOSITORY")
+    if not repository:
+        return None
+    server = (environ.get("GITHUB_SERVER_URL") or github.DEFAULT_SERVER_URL).rstrip("/")
+    ref = environ.get("GITHUB_ACTION_REF") or "HEAD"
+    return f"{server}/{repository}/blob/{ref}/action.yml"
+
+
+def report_error(
+    error: DeltatrainError,
+    environ: Mapping[str, str],
+    stream: TextIO | None = None,
+    log: TextIO | None = None,
+) -> None:
+    """Show an error in the log, as an ``::error::`` annotation and in the step summary."""
+    out = sys.stdout if stream is None else stream
+    err = sys.stderr if log is None else log
+    docs_url = build_docs_url(environ)
+    print(f"deltatrain: error: {error.render()}", file=err)
+    annotation = error.message + (f" Fix: {error.hint}" if error.hint else "")
+    if docs_url:
+        annotation += f" See {docs_url}"
+    print(github.render_error_command(annotation, title="deltatrain"), file=out)
+    summary_path = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        github.append_to_file(summary_path, render_error_summary(error, docs_url))
+
+
+def main(environ: MutableMapping[str, str] | None = None) -> int:
+    """Run ``deltatrain ci`` from action inputs; return its exit code.
+
+    ``environ`` defaults to ``os.environ``. The CLI reads its secrets from
+    ``os.environ``, so pass another mapping only to test input handling.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        inputs = read_inputs(env)
+        argv = build_ci_argv(inputs)
+    except DeltatrainError as error:
+        report_error(error, env)
+        return error.exit_code
+    print(f"deltatrain {shlex.join(argv)}", flush=True)
+    cli = importlib.import_module("pipeline.cli")
+    try:
+        return int(cli.main(argv))
+    except DeltatrainError as error:
+        report_error(error, env)
+        return error.exit_code
