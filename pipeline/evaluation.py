@@ -1,0 +1,342 @@
+"""NLU evaluation: run a model over test data, build reports, write them to disk.
+
+:func:`evaluate_nlu` and :func:`cross_validation_folds` are pure (apart from
+calling the ``parse_batch`` function they are given); the ``write_`` and
+``render_`` functions are the I/O edge. Files written, Rasa's names::
+
+    intent_report.json            classification report over base intents
+    entity_report.json            exact-span report over entity types
+    intent_errors.json            misclassified examples, most confident first
+    intent_confusion_matrix.png   row-normalised heatmap with counts on errors
+    intent_histogram.png          confidence of correct vs wrong predictions
+
+``render_*`` functions return PNG bytes and touch nothing; matplotlib is
+imported lazily inside them and drawn on the Agg canvas without pyplot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.data.model import EntitySpan, NluData, NluExample
+from pipeline.errors import ModelError, UsageError
+from pipeline.metrics import classification_report, confusion_matrix, entity_report, headline_metrics
+
+__all__ = [
+    "INTENT_REPORT_FILE",
+    "ENTITY_REPORT_FILE",
+    "INTENT_ERRORS_FILE",
+    "CONFUSION_MATRIX_FILE",
+    "HISTOGRAM_FILE",
+    "NO_INTENT",
+    "ParseBatch",
+    "NluEvaluation",
+    "evaluate_nlu",
+    "write_nlu_reports",
+    "render_confusion_matrix",
+    "render_confidence_histogram",
+    "render_metrics_plot",
+    "write_metrics_plot",
+    "cross_validation_folds",
+]
+
+INTENT_REPORT_FILE = "intent_report.json"
+ENTITY_REPORT_FILE = "entity_report.json"
+INTENT_ERRORS_FILE = "intent_errors.json"
+CONFUSION_MATRIX_FILE = "intent_confusion_matrix.png"
+HISTOGRAM_FILE = "intent_histogram.png"
+
+#: Label used when a parse result has no intent (counts as a wrong prediction).
+NO_INTENT = "<no intent>"
+
+#: Parses a batch of texts into Rasa-shaped results, one per text, in order.
+ParseBatch = Callable[[list[str]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class NluEvaluation:
+    """Everything one NLU test run produced. Treat the dicts as read-only."""
+
+    intent_report: dict[str, Any]
+    entity_report: dict[str, Any]
+    #: Rasa's ``intent_errors.json`` entries:
+    #: ``{"text", "intent": gold name, "intent_prediction": {"name", "confidence"}}``.
+    errors: tuple[dict[str, Any], ...]
+    #: One per test example: text, gold and predicted intent, confidence, entities.
+    predictions: tuple[dict[str, Any], ...]
+    #: :func:`pipeline.metrics.headline_metrics` without stories.
+    headline: dict[str, float | None]
+
+
+# ---------------------------------------------------------------------- evaluate
+
+
+def _span_dict(span: EntitySpan) -> dict[str, Any]:
+    data: dict[str, Any] = {"entity": span.entity, "value": span.value, "start": span.start, "end": span.end}
+    if span.role is not None:
+        data["role"] = span.role
+    if span.group is not None:
+        data["group"] = span.group
+    return data
+
+
+def _check_parse(index: int, text: str, result: Any) -> tuple[str, float, list[dict[str, Any]]]:
+    """Predicted base intent, its confidence and entities of one parse result."""
+
+    def refuse(what: str) -> ModelError:
+        return ModelError(
+            f"parse result {index} for {text!r} {what}",
+            hint="parse results must look like Rasa's: {'text', 'intent': {'name', 'confidence'},"
+            f" 'entities': [{{'entity', 'start', 'end', ...}}]}} (received {result!r})",
+        )
+
+    if not isinstance(result, Mapping):
+        raise refuse("is not a mapping")
+    intent = result.get("intent") or {}
+    if not isinstance(intent, Mapping):
+        raise refuse("has an 'intent' that is not a mapping")
+    name = intent.get("name")
+    # Retrieval intents may come back as "chitchat/ask_name"; the gold label is the base intent.
+    base = str(name).split("/", 1)[0] if name else NO_INTENT
+    confidence = float(intent.get("confidence") or 0.0)
+    entities = result.get("entities") or []
+    if not isinstance(entities, Sequence) or not all(
+        isinstance(e, Mapping) and all(e.get(k) is not None for k in ("entity", "start", "end")) for e in entities
+    ):
+        raise refuse("has entities without 'entity', 'start' and 'end'")
+    return base, confidence, [dict(e) for e in entities]
+
+
+def evaluate_nlu(parse_batch: ParseBatch, test: NluData) -> NluEvaluation:
+    """Parse every test example and compare against its annotations.
+
+    Intents are compared as base intents (``NluExample.intent``); a
+    prediction of ``nlu_fallback`` (or no intent at all) is simply a wrong
+    label. Entities are compared by exact span (see
+    :func:`pipeline.metrics.entity_report`).
+    """
+    examples: tuple[NluExample, ...] = test.examples
+    texts = [example.text for example in examples]
+    results = parse_batch(texts) if texts else []
+    if len(results) != len(texts):
+        raise ModelError(
+            f"the model returned {len(results)} parse results for {len(texts)} test examples",
+            hint="parse_batch must return exactly one result per text, in order",
+        )
+    predictions: list[dict[str, Any]] = []
+    for index, (example, result) in enumerate(zip(examples, results)):
+        name, confidence, entities = _check_parse(index, example.text, result)
+        predictions.append(
+            {
+                "text": example.text,
+                "intent": example.intent,
+                "intent_prediction": {"name": name, "confidence": confidence},
+                "entities": [_span_dict(span) for span in example.entities],
+                "entity_predictions": entities,
+            }
+        )
+    y_true = [p["intent"] for p in predictions]
+    y_pred = [p["intent_prediction"]["name"] for p in predictions]
+    intents = classification_report(y_true, y_pred)
+    entities_report = entity_report(
+        [example.entities for example in examples], [p["entity_predictions"] for p in predictions]
+    )
+    errors = sorted(
+        (
+            {"text": p["text"], "intent": p["intent"], "intent_prediction": dict(p["intent_prediction"])}
+            for p in predictions
+            if p["intent"] != p["intent_prediction"]["name"]
+        ),
+        key=lambda e: -e["intent_prediction"]["confidence"],
+    )
+    return NluEvaluation(
+        intent_report=intents,
+        entity_report=entities_report,
+        errors=tuple(errors),
+        predictions=tuple(predictions),
+        headline=headline_metrics(intents, entities_report, None),
+    )
+
+
+# ------------------------------------------------------------------------ folds
+
+
+def cross_validation_folds(data: NluData, folds: int, seed: int = 42) -> list[tuple[NluData, NluData]]:
+    """Split into ``folds`` (train, test) pairs, stratified by intent.
+
+    Each intent's examples are shuffled with ``seed`` and dealt round-robin
+    over the folds, continuing where the previous intent stopped, so fold
+    sizes differ by at most one. Every example is in exactly one test fold;
+    examples keep their original order. Synonyms, regexes and lookups go
+    with the training side only.
+    """
+    if not isinstance(folds, int) or folds < 2:
+        raise UsageError(
+            "cross-validation needs at least 2 folds",
+            hint=f"pass folds >= 2 (received {folds!r})",
+        )
+    if folds > len(data.examples):
+        raise UsageError(
+            f"cannot make {folds} folds from {len(data.examples)} examples",
+            hint=f"use at most {len(data.examples)} folds or add examples (received folds={folds})",
+        )
+    rng = random.Random(seed)
+    by_intent: dict[str, list[int]] = {}
+    for index, example in enumerate(data.examples):
+        by_intent.setdefault(example.intent, []).append(index)
+    assignment = [0] * len(data.examples)
+    slot = 0
+    for intent in sorted(by_intent):
+        indices = by_intent[intent]
+        rng.shuffle(indices)
+        for index in indices:
+            assignment[index] = slot % folds
+            slot += 1
+    pairs = []
+    for fold in range(folds):
+        test = tuple(e for e, f in zip(data.examples, assignment) if f == fold)
+        train = tuple(e for e, f in zip(data.examples, assignment) if f != fold)
+        pairs.append(
+            (
+                NluData(examples=train, synonyms=data.synonyms, regexes=data.regexes, lookups=data.lookups),
+                NluData(examples=test),
+            )
+        )
+    return pairs
+
+
+# ------------------------------------------------------------------------ write
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on the Agg canvas with constrained layout; no pyplot, no global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - deliberately lazy
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def render_confusion_matrix(
+    y_true: Sequence[str], y_pred: Sequence[str], *, title: str = "Intent confusion matrix"
+) -> bytes:
+    """PNG of a row-normalised confusion heatmap with a colour bar; errors annotated with counts.
+
+    Readable up to ~100 labels: the figure grows with the label count, x
+    ticks are vertical and fonts shrink; diagonal counts are annotated only
+    for up to 20 labels so that errors stand out.
+    """
+    from matplotlib.colors import PowerNorm  # noqa: PLC0415 - deliberately lazy
+
+    labels, matrix = confusion_matrix(y_true, y_pred)
+    n = max(len(labels), 1)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    size = min(max(6.0, 0.22 * n + 3.0), 36.0)
+    font = 9 if n <= 20 else 7 if n <= 50 else 6
+    fig = _figure(size + 1.5, size)
+    ax = fig.subplots()
+    # A square-root colour scale keeps a 1-in-10 confusion visible next to a full diagonal.
+    image = ax.imshow(normalised, cmap="Blues", norm=PowerNorm(0.5, vmin=0.0, vmax=1.0), interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="share of true intent")
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=90, fontsize=font)
+    ax.set_yticks(range(len(labels)), labels=labels, fontsize=font)
+    ax.set_xlabel("predicted intent")
+    ax.set_ylabel("true intent")
+    ax.set_title(f"{title} ({int(matrix.sum())} examples, {int(np.trace(matrix))} correct)")
+    for i, j in zip(*np.nonzero(matrix)):
+        if i == j and n > 20:
+            continue
+        colour = "white" if normalised[i, j] > 0.35 else ("black" if i == j else "darkred")
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=font, color=colour)
+    return _png(fig)
+
+
+def render_confidence_histogram(predictions: Sequence[Mapping[str, Any]]) -> bytes:
+    """PNG histogram of intent confidence, correct vs wrong predictions, like Rasa's."""
+    correct, wrong = [], []
+    for p in predictions:
+        hit = p["intent"] == p["intent_prediction"]["name"]
+        (correct if hit else wrong).append(float(p["intent_prediction"]["confidence"]))
+    fig = _figure(8.0, 5.0)
+    ax = fig.subplots()
+    ax.hist(
+        [correct, wrong],
+        bins=np.linspace(0.0, 1.0, 21),
+        color=["#009292", "#ff6db6"],
+        label=[f"correct ({len(correct)})", f"wrong ({len(wrong)})"],
+    )
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("number of examples")
+    ax.set_title("Intent prediction confidence")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def render_metrics_plot(history: Sequence[Mapping[str, Any]]) -> bytes:
+    """PNG line plot of headline scores across model versions, oldest first.
+
+    Each entry is one model, e.g. ``{"version": "v12", "intent_f1": 0.93,
+    "entity_f1": 0.88}``; ``None`` or missing values leave a gap.
+    """
+    names = [str(entry.get("version", i + 1)) for i, entry in enumerate(history)]
+    fig = _figure(max(5.0, 0.5 * len(history) + 3.0), 3.5)
+    ax = fig.subplots()
+    for key, label in (("intent_f1", "intent F1"), ("entity_f1", "entity F1"), ("story_accuracy", "story accuracy")):
+        values = [entry.get(key) for entry in history]
+        if any(v is not None for v in values):
+            ax.plot(range(len(history)), [np.nan if v is None else float(v) for v in values], marker="o", label=label)
+    ax.set_xticks(range(len(history)), labels=names, rotation=45, ha="right")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_ylabel("score")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left")
+    return _png(fig)
+
+
+def write_metrics_plot(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Write :func:`render_metrics_plot` to ``path``."""
+    path = Path(path)
+    path.write_bytes(render_metrics_plot(history))
+    return path
+
+
+def write_nlu_reports(evaluation: NluEvaluation, out_dir: Path) -> list[Path]:
+    """Write the JSON reports and the two plots into ``out_dir``; return the paths written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_true = [p["intent"] for p in evaluation.predictions]
+    y_pred = [p["intent_prediction"]["name"] for p in evaluation.predictions]
+    return [
+        _write_json(out_dir / INTENT_REPORT_FILE, evaluation.intent_report),
+        _write_json(out_dir / ENTITY_REPORT_FILE, evaluation.entity_report),
+        _write_json(out_dir / INTENT_ERRORS_FILE, list(evaluation.errors)),
+        _write_bytes(out_dir / CONFUSION_MATRIX_FILE, render_confusion_matrix(y_true, y_pred)),
+        _write_bytes(out_dir / HISTOGRAM_FILE, render_confidence_histogram(evaluation.predictions)),
+    ]
