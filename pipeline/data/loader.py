@@ -61,7 +61,11 @@ class DirectorySource:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                found.append(Path(dirpath, name).relative_to(self.root).as_posix())
+                full = Path(dirpath, name)
+                try:
+                    found.append(full.relative_to(self.root).as_posix())
+                except ValueError:  # an absolute path outside the root
+                    found.append(full.as_posix())
         return found
 
     def read_bytes(self, path: str) -> bytes:
@@ -73,7 +77,7 @@ class ProjectPaths:
     """Where a project's parts are, relative to the source root (Rasa defaults)."""
 
     data: tuple[str, ...] = ("data",)
-    domain: str | None = None  # None: domain.yml, domain.yaml or domain/
+    domain: str | None = None  # None: domain.yml, domain.yaml or domain/; "": no domain
     config: str = "config.yml"
     tests: tuple[str, ...] = ("tests",)
 
@@ -157,6 +161,8 @@ def _load_config(source: FileSource, path: str, problems: list[Problem]) -> Conf
 def _load_domain(
     source: FileSource, path: str | None, problems: list[Problem]
 ) -> tuple[Domain, bool, list[str]]:
+    if path == "":  # explicitly no domain
+        return Domain(), False, []
     candidates = [path] if path else ["domain.yml", "domain.yaml", "domain"]
     for candidate in candidates:
         if source.is_file(candidate):

@@ -1,0 +1,238 @@
+"""Python API mirroring ``rasa.train``: train, train_nlu, train_core.
+
+Same names, arguments and meaning as Rasa's reference, without asyncio::
+
+    from pipeline.train import train
+    result = train("domain.yml", "config.yml", ["data"], output="models")
+    result.model   # path of the new (or reused) archive, None on a dry run
+    result.code    # Rasa's dry-run bitmask: 0 nothing, 1 dialogue, 2 NLU, 4 responses, 8 forced
+
+Unchanged parts are carried over from the latest model in ``output`` (chosen
+by the training time recorded inside each model); a responses-only change is
+a repackage without training; ``model_to_finetune`` continues training of the
+previous weights for ``ceil(epochs × finetuning_epoch_fraction)`` epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from pipeline.archive import find_latest_model, read_archive_json
+from pipeline.build import BuildPlan, build_model, ensure_trainable, has_dialogue
+from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
+from pipeline.data.model import Project
+from pipeline.decision import CODE_FORCED, FINETUNE, FULL, KEEP, Decision, DecisionOptions, decide
+from pipeline.errors import DataError, FinetuneRefused, Location, ModelError, Problem, UsageError
+from pipeline.fingerprint import compute_fingerprint, summarize_changes
+from pipeline.validation import validate_project
+
+Progress = Any
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """Outcome of a training call: archive path (None on dry run) and Rasa's code."""
+
+    model: str | None = None
+    code: int = 0
+    decision: Decision | None = None
+    warnings: tuple[Problem, ...] = field(default=())
+    dry_run_results: tuple[str, ...] = field(default=())
+
+
+def load_training_project(
+    domain: str | Path | None, config: str | Path, training_files: str | Path | Sequence[str | Path] | None,
+    *, root: Path | None = None,
+) -> tuple[Project, tuple[Problem, ...]]:
+    """Load and validate the project; raise DataError on errors, return warnings."""
+    files = [training_files] if isinstance(training_files, (str, Path)) else list(training_files or ["data"])
+    paths = ProjectPaths(
+        data=tuple(str(f) for f in files),
+        domain=None if domain is None else str(domain),
+        config=str(config),
+        tests=(),
+    )
+    source = DirectorySource(root or Path.cwd())
+    no_domain: tuple[Problem, ...] = ()
+    if domain is not None and not (source.is_file(str(domain)) or source.is_dir(str(domain))):
+        # Rasa's handle_domain_if_not_exists: without a domain only the NLU model is trained.
+        paths = ProjectPaths(data=paths.data, domain="", config=paths.config, tests=())
+        no_domain = (Problem("warning", "no domain found: training the NLU model only", Location(str(domain)),
+                             "pass --domain to train the dialogue model too", code="missing"),)
+    project, problems = load_project(source, paths)
+    return _validated(project, (*no_domain, *problems))
+
+
+def _validated(project: Project, problems: tuple[Problem, ...]) -> tuple[Project, tuple[Problem, ...]]:
+    found = (*problems, *validate_project(project))
+    if any(p.is_error for p in found):
+        raise DataError(found)
+    return project, tuple(p for p in found if not p.is_error)
+
+
+def resolve_model_path(model: str | Path | None) -> Path | None:
+    """A model path, or the latest model of a directory; None when there is none."""
+    if model is None:
+        return None
+    path = Path(model)
+    if path.is_dir():
+        return find_latest_model(path)
+    if path.is_file():
+        return path
+    raise ModelError("model not found", location=str(path), hint="pass a .tar.gz model or a directory of models")
+
+
+def train(
+    domain: str | Path | None,
+    config: str | Path,
+    training_files: str | Path | Sequence[str | Path] | None,
+    output: str | Path = "models",
+    dry_run: bool = False,
+    force_training: bool = False,
+    fixed_model_name: str | None = None,
+    persist_nlu_training_data: bool = False,
+    core_additional_arguments: Mapping[str, Any] | None = None,
+    nlu_additional_arguments: Mapping[str, Any] | None = None,
+    model_to_finetune: str | Path | None = None,
+    finetuning_epoch_fraction: float = 1.0,
+    *,
+    progress: Progress | None = None,
+    num_threads: int | None = None,
+    parts: tuple[str, ...] = ("nlu", "core"),
+) -> TrainingResult:
+    """Train a model (NLU and dialogue) like ``rasa.train``; see the module docstring."""
+    if not 0 < finetuning_epoch_fraction <= 1:
+        raise UsageError(f"epoch fraction must be in (0, 1], got {finetuning_epoch_fraction}",
+                         hint="use e.g. --epoch-fraction 0.2")
+    project, warnings = load_training_project(domain, config, training_files)
+    fingerprint = compute_fingerprint(project)
+    output_dir = Path(output)
+    finetune_from = resolve_model_path(model_to_finetune)
+    if model_to_finetune is not None and finetune_from is None:
+        raise ModelError("no model to finetune found", location=str(model_to_finetune),
+                         hint="train a model first, or drop --finetune")
+    previous = finetune_from or find_latest_model(output_dir)
+    previous_meta, previous_fp = read_archive_json(previous) if previous else ({}, None)
+    changes = summarize_changes(previous_fp, fingerprint, project) if previous_fp is not None else None
+    dialogue = has_dialogue(project) and "core" in parts
+    options = DecisionOptions(mode="finetune" if finetune_from else "auto", force=force_training,
+                              max_finetunes=10**9)
+    decision = decide(previous_fp, previous_meta, changes, options, has_core=dialogue)
+    nlu_action = decision.nlu if "nlu" in parts else KEEP
+    core_action = decision.core if dialogue else KEEP
+    if finetune_from is not None:
+        refused = [r for part, action in (("NLU", nlu_action), ("dialogue", core_action)) if action == FULL
+                   for r in decision.reasons]
+        if refused:
+            raise FinetuneRefused(sorted(set(refused)))
+        _check_compatible(finetune_from, project, nlu_action, core_action)
+    else:
+        nlu_action = FULL if nlu_action == FINETUNE else nlu_action
+        core_action = FULL if core_action == FINETUNE else core_action
+    code = _code(nlu_action, core_action, decision) | (CODE_FORCED if force_training else 0)
+    reasons = decision.reasons
+    if dry_run:
+        return TrainingResult(None, code, decision, warnings, reasons)
+    if nlu_action == KEEP and core_action == KEEP and not decision.repackage and previous is not None:
+        return TrainingResult(str(previous), 0, decision, warnings, reasons)
+    if not project.has_domain and "core" in parts and not project.nlu.examples:
+        raise UsageError("no domain and no NLU data: nothing to train", hint="pass --domain or add data/nlu.yml")
+    if nlu_action != KEEP:
+        ensure_trainable(project)
+    plan = BuildPlan(
+        nlu=nlu_action if "nlu" in parts else KEEP,
+        core=core_action,
+        output_dir=output_dir,
+        name=fixed_model_name,
+        epoch_fraction=finetuning_epoch_fraction,
+        previous_archive=previous if KEEP in (nlu_action, core_action) or finetune_from else None,
+        persist_nlu_data=persist_nlu_training_data,
+        nlu_epochs=(nlu_additional_arguments or {}).get("epochs"),
+        core_epochs=(core_additional_arguments or {}).get("epochs"),
+        num_threads=num_threads,
+        finetunes_in_a_row=int(previous_meta.get("finetunes_in_a_row", 0)) + 1 if finetune_from else 0,
+        extra_metadata={"reasons": list(reasons)},
+    )
+    if plan.previous_archive is None:
+        plan = BuildPlan(**{**plan.__dict__, "nlu": FULL if plan.nlu == KEEP and "nlu" in parts else plan.nlu,
+                            "core": FULL if dialogue and plan.core == KEEP else plan.core})
+    result = build_model(project, fingerprint, plan, progress=progress)
+    return TrainingResult(str(result.archive), code, decision, warnings, reasons)
+
+
+def _code(nlu_action: str, core_action: str, decision: Decision) -> int:
+    code = 0
+    if core_action != KEEP:
+        code |= 1
+    if nlu_action != KEEP:
+        code |= 2
+    if code == 0 and decision.repackage:
+        code |= 4
+    return code
+
+
+def _check_compatible(previous: Path, project: Project, nlu_action: str, core_action: str) -> None:
+    """Ask the trainers whether the saved models accept the new data (reads saved JSON only)."""
+    import tempfile
+
+    from pipeline.archive import extract_archive
+
+    with tempfile.TemporaryDirectory(prefix="deltatrain-check-") as tmp:
+        extracted = extract_archive(previous, Path(tmp))
+        if nlu_action == FINETUNE:
+            from pipeline.training import nlu
+
+            nlu.check_finetune_compatible(extracted / "nlu", project.nlu, project.config)
+        if core_action == FINETUNE:
+            from pipeline.training import core
+
+            core.check_finetune_compatible(extracted / "core", project.domain, project.config)
+
+
+def train_nlu(
+    config: str | Path,
+    nlu_data: str | Path | Sequence[str | Path],
+    output: str | Path = "models",
+    fixed_model_name: str | None = None,
+    persist_nlu_training_data: bool = False,
+    additional_arguments: Mapping[str, Any] | None = None,
+    domain: str | Path | None = None,
+    model_to_finetune: str | Path | None = None,
+    finetuning_epoch_fraction: float = 1.0,
+    *,
+    dry_run: bool = False,
+    force_training: bool = False,
+    progress: Progress | None = None,
+    num_threads: int | None = None,
+) -> TrainingResult:
+    """Train only the NLU model (``rasa train nlu``)."""
+    return train(
+        domain, config, nlu_data, output, dry_run, force_training, fixed_model_name, persist_nlu_training_data,
+        None, additional_arguments, model_to_finetune, finetuning_epoch_fraction,
+        progress=progress, num_threads=num_threads, parts=("nlu",),
+    )
+
+
+def train_core(
+    domain: str | Path,
+    config: str | Path,
+    stories: str | Path | Sequence[str | Path],
+    output: str | Path = "models",
+    fixed_model_name: str | None = None,
+    additional_arguments: Mapping[str, Any] | None = None,
+    model_to_finetune: str | Path | None = None,
+    finetuning_epoch_fraction: float = 1.0,
+    *,
+    dry_run: bool = False,
+    force_training: bool = False,
+    progress: Progress | None = None,
+    num_threads: int | None = None,
+) -> TrainingResult:
+    """Train only the dialogue model (``rasa train core``)."""
+    return train(
+        domain, config, stories, output, dry_run, force_training, fixed_model_name, False,
+        additional_arguments, None, model_to_finetune, finetuning_epoch_fraction,
+        progress=progress, num_threads=num_threads, parts=("core",),
+    )
