@@ -1,0 +1,346 @@
+"""The CI step, the one orchestrator: load → diff → decide → train → test → gate → upload.
+
+It sequences the pure core (fingerprint, decision, metrics) and the I/O leaves
+(git, store, trainers, report files). It never prints and never exits: it
+reports progress through a callback and returns a :class:`CiResult`; the CLI
+and the Action turn that into output and an exit code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable, has_dialogue
+from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
+from pipeline.data.model import Project
+from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
+from pipeline.errors import DataError, FinetuneRefused, Problem, StoreError
+from pipeline.fingerprint import compute_fingerprint, summarize_changes
+from pipeline.metrics import GateResult, compare_metrics
+from pipeline.validation import validate_project
+
+Log = Callable[[str], None]
+Progress = Callable[[Mapping[str, Any]], None]
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
+METRIC_KEYS = ("intent_f1", "intent_accuracy", "entity_f1", "story_accuracy")
+
+
+@dataclass(frozen=True)
+class CiOptions:
+    """Everything the CI step needs to know, from flags, action inputs or environment."""
+
+    project_dir: Path
+    store_url: str | None = None
+    store_token: str | None = None
+    s3_endpoint_url: str | None = None
+    mode: str = "auto"
+    scheduled: bool = False
+    epoch_fraction: float = 0.2
+    max_finetunes: int = 5
+    min_intent_f1: float | None = None
+    min_entity_f1: float | None = None
+    min_story_accuracy: float | None = None
+    max_drop: float = 0.02
+    fallback_full: bool = True
+    keep: int = 10
+    upload: bool = True
+    paths: ProjectPaths = ProjectPaths()
+    out_dir: Path | None = None  # default: project_dir/models
+    results_dir: Path | None = None  # default: project_dir/results
+    num_threads: int | None = None
+    use_git: bool = True
+    nlu_epochs: int | None = None  # override (tests, quick runs)
+    core_epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class CiResult:
+    """What the step did, for reports and outputs."""
+
+    decision: Decision
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    previous_model: str | None = None
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    previous_metrics: Mapping[str, Any] = field(default_factory=dict)
+    gate: GateResult | None = None
+    fell_back_to_full: bool = False
+    uploaded: bool = False
+    exit_code: int = EXIT_OK
+    warnings: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+    git: Mapping[str, Any] = field(default_factory=dict)
+    change_report: Mapping[str, Any] | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    report_files: tuple[str, ...] = ()
+    counts: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (``--report-json``)."""
+        return {
+            **self.decision.to_dict(),
+            "model_name": self.model_name,
+            "model_path": self.model_path,
+            "model_url": self.model_url,
+            "previous_model": self.previous_model,
+            "metrics": dict(self.metrics),
+            "previous_metrics": dict(self.previous_metrics),
+            "gate": None if self.gate is None else {
+                "passed": self.gate.passed,
+                "checks": [c.__dict__ for c in self.gate.checks],
+            },
+            "fell_back_to_full": self.fell_back_to_full,
+            "uploaded": self.uploaded,
+            "exit_code": self.exit_code,
+            "warnings": [p.render() for p in self.warnings],
+            "notes": list(self.notes),
+            "git": dict(self.git),
+            "change_report": self.change_report,
+            "timings": dict(self.timings),
+            "report_files": list(self.report_files),
+            "counts": dict(self.counts),
+        }
+
+
+def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress | None = None) -> CiResult:
+    """Run the whole CI step; raises DataError / StoreError / UsageError for the adapters."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    # 1. load the committed data
+    source, git_info, repo, state = _open_source(options, notes)
+    project, warnings = _load(source, options.paths)
+    fingerprint = compute_fingerprint(project)
+    timings["load_seconds"] = round(time.perf_counter() - started, 3)
+    log(f"loaded {fingerprint['counts']['examples']} NLU examples, {fingerprint['counts']['stories']} stories, "
+        f"{fingerprint['counts']['rules']} rules" + (f" from commit {git_info['commit'][:10]}" if git_info else ""))
+
+    # 2. previous model: fingerprint and metadata only, no download
+    from pipeline.stores import open_store
+
+    store = open_store(options.store_url, base_dir=options.project_dir, token=options.store_token,
+                       s3_endpoint_url=options.s3_endpoint_url)
+    previous = None
+    previous_problem = None
+    try:
+        previous = store.read_latest()
+    except StoreError as exc:
+        if type(exc).__name__ != "StoreIntegrityError":
+            raise
+        previous_problem = f"previous model unreadable ({exc.message})"
+    if previous is None and previous_problem is None:
+        previous_problem = f"no previous model in the store {store.url}"
+    timings["store_read_seconds"] = round(time.perf_counter() - started - timings["load_seconds"], 3)
+
+    # 3. decide
+    changes = summarize_changes(previous.fingerprint, fingerprint, project) if previous else None
+    dialogue = has_dialogue(project)
+    decision = decide(
+        previous.fingerprint if previous else None,
+        previous.metadata if previous else None,
+        changes,
+        DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
+        has_core=dialogue,
+        previous_problem=previous_problem,
+    )
+    log(f"decision: {decision.kind} — {decision.reason}")
+    change_report = None
+    if repo is not None and state is not None:
+        from pipeline.gitrepo import compute_change_report
+
+        base = (previous.metadata.get("git") or {}).get("commit") if previous else None
+        change_report = compute_change_report(repo, base, state.commit, state.prefix, project.files).to_dict()
+
+    base_result = CiResult(
+        decision=decision,
+        previous_model=previous.name if previous else None,
+        previous_metrics=dict(previous.metrics) if previous else {},
+        warnings=warnings,
+        git=git_info or {},
+        change_report=change_report,
+        counts=fingerprint["counts"],
+    )
+    if decision.check_only:
+        return replace(base_result, notes=(*notes, "check only (--mode skip-check): nothing trained"),
+                       timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+    if decision.kind == SKIP:
+        return replace(
+            base_result,
+            model_name=previous.name if previous else None,
+            model_url=previous.url if previous else None,
+            metrics={k: previous.metrics.get(k) for k in METRIC_KEYS} if previous else {},
+            notes=tuple(notes),
+            timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)},
+        )
+
+    # 4.-5. train and test (TensorFlow is imported from here on)
+    out_dir = options.out_dir or options.project_dir / "models"
+    results_dir = options.results_dir or options.project_dir / "results"
+    with tempfile.TemporaryDirectory(prefix="deltatrain-ci-") as tmp:
+        previous_archive = None
+        reuses = decision.nlu in (KEEP, FINETUNE) or (dialogue and decision.core in (KEEP, FINETUNE))
+        if previous is not None and reuses:
+            log(f"downloading previous model {previous.name}")
+            previous_archive = store.download(previous.name, Path(tmp))
+        if decision.nlu != KEEP:
+            ensure_trainable(project)
+        plan = BuildPlan(
+            nlu=decision.nlu,
+            core=decision.core,
+            output_dir=out_dir,
+            epoch_fraction=options.epoch_fraction,
+            previous_archive=previous_archive,
+            nlu_epochs=options.nlu_epochs,
+            core_epochs=options.core_epochs,
+            num_threads=options.num_threads,
+            finetunes_in_a_row=decision.finetunes_in_a_row,
+            extra_metadata={
+                "git": git_info or {},
+                "reasons": list(decision.reasons),
+                "decision": decision.kind,
+            },
+        )
+        tick = time.perf_counter()
+        built, fell_back, decision = _build(project, fingerprint, plan, decision, log, progress)
+        timings["train_seconds"] = round(time.perf_counter() - tick, 3)
+        tick = time.perf_counter()
+        metrics, files = _test(built, project, previous, results_dir, log)
+        timings["test_seconds"] = round(time.perf_counter() - tick, 3)
+        gate = _gate(metrics, previous, options)
+        if not gate.passed and FINETUNE in (decision.nlu, decision.core) and options.fallback_full:
+            log("finetuned model failed the gate: retraining in full")
+            built.archive.unlink(missing_ok=True)
+            decision = _as_full(decision, "finetuned model failed the quality gate: " + "; ".join(c.reason for c in gate.failures))
+            plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0,
+                           extra_metadata={**plan.extra_metadata, "reasons": list(decision.reasons), "decision": FULL})
+            tick = time.perf_counter()
+            built = build_model(project, fingerprint, plan, progress=progress)
+            timings["train_seconds"] += round(time.perf_counter() - tick, 3)
+            metrics, files = _test(built, project, previous, results_dir, log)
+            gate = _gate(metrics, previous, options)
+            fell_back = True
+        result = replace(
+            base_result,
+            decision=decision,
+            model_name=built.name,
+            model_path=str(built.archive),
+            metrics=metrics,
+            gate=gate,
+            fell_back_to_full=fell_back,
+            notes=tuple(notes),
+            report_files=tuple(str(f) for f in files),
+        )
+        if not gate.passed:
+            log("quality gate failed: the model is not uploaded")
+            return replace(result, exit_code=EXIT_GATE,
+                           timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+
+        # 6. upload: archive, side files, manifest last
+        if options.upload:
+            tick = time.perf_counter()
+            log(f"uploading {built.name} to {store.url}")
+            stored = store.publish(
+                built.archive,
+                name=built.name,
+                fingerprint=dict(fingerprint),
+                metadata=dict(built.metadata),
+                metrics={k: v for k, v in metrics.items()},
+                keep=options.keep,
+            )
+            timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
+            result = replace(result, model_url=stored.url, uploaded=True)
+        else:
+            result = replace(result, notes=(*result.notes, "upload disabled (--no-upload)"))
+    return replace(result, timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+
+
+def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict[str, Any] | None, Any, Any]:
+    if options.use_git:
+        from pipeline.gitrepo import GitCommitSource, open_repository, read_git_state
+
+        repo = open_repository(options.project_dir)
+        if repo is not None:
+            state = read_git_state(repo, options.project_dir)
+            if state.dirty_files:
+                shown = ", ".join(state.dirty_files[:5]) + (" …" if len(state.dirty_files) > 5 else "")
+                notes.append(
+                    f"the work tree differs from commit {state.commit[:10]} ({shown}); training on the committed files"
+                )
+            info = {"commit": state.commit, "branch": state.branch, "prefix": state.prefix}
+            return GitCommitSource(repo, state.commit, state.prefix), info, repo, state
+        notes.append("not a git repository: reading the files on disk")
+    return DirectorySource(options.project_dir), None, None, None
+
+
+def _load(source: FileSource, paths: ProjectPaths) -> tuple[Project, tuple[Problem, ...]]:
+    project, problems = load_project(source, paths)
+    found = (*problems, *validate_project(project))
+    if any(p.is_error for p in found):
+        raise DataError(found)
+    return project, tuple(found)
+
+
+def _as_full(decision: Decision, reason: str) -> Decision:
+    return replace(
+        decision,
+        kind=FULL,
+        nlu=FULL if decision.nlu == FINETUNE else decision.nlu,
+        core=FULL if decision.core == FINETUNE else decision.core,
+        reasons=(*decision.reasons, reason),
+        finetunes_in_a_row=0,
+    )
+
+
+def _build(
+    project: Project, fingerprint: Mapping[str, Any], plan: BuildPlan, decision: Decision, log: Log,
+    progress: Progress | None,
+) -> tuple[BuildResult, bool, Decision]:
+    log(f"training: NLU {plan.nlu}, dialogue {plan.core}")
+    try:
+        return build_model(project, fingerprint, plan, progress=progress), False, decision
+    except FinetuneRefused as exc:
+        log(f"finetune refused ({'; '.join(exc.reasons)}): training in full")
+        decision = _as_full(decision, "finetune refused: " + "; ".join(exc.reasons))
+        plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0)
+        return build_model(project, fingerprint, plan, progress=progress), True, decision
+
+
+def _test(
+    built: BuildResult, project: Project, previous: Any, results_dir: Path, log: Log
+) -> tuple[dict[str, float | None], tuple[Path, ...]]:
+    parts = built.metadata.get("parts", {})
+    trained = any(p.get("action") in (FULL, FINETUNE) for p in parts.values())
+    if not trained and previous is not None:
+        log("weights unchanged (repackage): metrics carried over from the previous model")
+        return {k: previous.metrics.get(k) for k in METRIC_KEYS}, ()
+    if not project.test_nlu.examples and not project.test_stories:
+        log("no test data in tests/: the model is not tested")
+        return {k: None for k in METRIC_KEYS}, ()
+    from pipeline.testing import test_model
+
+    if results_dir.exists():
+        shutil.rmtree(results_dir)
+    tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
+    log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
+    return {k: tested.metrics.get(k) for k in METRIC_KEYS}, tested.files
+
+
+def _gate(metrics: Mapping[str, float | None], previous: Any, options: CiOptions) -> GateResult:
+    return compare_metrics(
+        {k: metrics.get(k) for k in ("intent_f1", "entity_f1", "story_accuracy")},
+        {k: previous.metrics.get(k) for k in ("intent_f1", "entity_f1", "story_accuracy")} if previous else None,
+        max_drop=options.max_drop,
+        floors={
+            "intent_f1": options.min_intent_f1,
+            "entity_f1": options.min_entity_f1,
+            "story_accuracy": options.min_story_accuracy,
+        },
+    )

@@ -1,0 +1,419 @@
+"""``deltatrain`` command line: a thin adapter over the package.
+
+The only module (with :mod:`pipeline.action`) that reads argv and the
+environment, prints, and picks exit codes. TensorFlow is never imported for
+``--help``, ``data validate`` or a ``skip`` decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+from pipeline import __version__
+from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
+
+
+# ------------------------------------------------------------------ output
+
+
+class Console:
+    """Where the CLI writes: human lines to stderr/stdout, GitHub commands when in Actions."""
+
+    def __init__(self, environ: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.environ = environ
+        self.out = out
+        self.err = err
+        self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
+        self.in_ci = self.in_actions or bool(environ.get("CI"))
+        self.tty = hasattr(err, "isatty") and err.isatty() and not self.in_ci
+
+    def info(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def problems(self, problems: Sequence[Problem]) -> None:
+        from pipeline.validation import render_annotation
+
+        for problem in problems:
+            print(problem.render(), file=self.err)
+            if self.in_actions:
+                print(render_annotation(problem), file=self.out)
+        self.err.flush()
+        self.out.flush()
+
+    def error(self, error: DeltatrainError) -> None:
+        if isinstance(error, DataError):
+            self.problems(error.problems)
+            print(f"error: {error.message}", file=self.err)
+        else:
+            print(f"error: {error.render()}", file=self.err)
+            if self.in_actions:
+                from pipeline.github import render_error_command
+
+                print(render_error_command(error.message, title="deltatrain"), file=self.out)
+        self.err.flush()
+
+
+class ProgressPrinter:
+    """Per-epoch progress: a live line on a terminal, a few lines in CI logs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.perf_counter()
+        self._last_line = 0
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        epoch, epochs = event.get("epoch"), event.get("epochs")
+        if epoch is None or not epochs:
+            return
+        metrics = " ".join(
+            f"{k} {v:.3f}" for k, v in event.items() if k in ("loss", "accuracy", "intent_acc", "entity_f1") and isinstance(v, (int, float))
+        )
+        text = f"{event.get('model', '')} {event.get('phase', 'train')} epoch {epoch}/{epochs} {metrics} [{time.perf_counter() - self.started:.0f}s]"
+        if self.console.tty:
+            end = "\n" if epoch == epochs else ""
+            print("\r" + text.ljust(self._last_line), end=end, file=self.console.err, flush=True)
+            self._last_line = len(text)
+        elif epoch == epochs or epoch == 1 or epoch % max(1, epochs // 5) == 0:
+            self.console.info(text)
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _add_data_flags(parser: argparse.ArgumentParser, *, nlu_alias: bool = False) -> None:
+    names = ["--data", "-u", "--nlu"] if nlu_alias else ["--data"]
+    parser.add_argument(*names, dest="data", action="append", metavar="PATH",
+                        help="training data file or folder (repeatable; default: data)")
+    parser.add_argument("--domain", default="domain.yml", help="domain file or folder (default: domain.yml)")
+    parser.add_argument("--config", default="config.yml", help="config file (default: config.yml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="deltatrain",
+        description="Keep a Rasa-format assistant's models current: validate, diff, decide, train, test, gate, upload.",
+        epilog="Run 'deltatrain COMMAND --help' for a command's options. Docs: README.md",
+    )
+    parser.add_argument("--version", action="version", version=f"deltatrain {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="validate training data, show its fingerprint")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    validate = data_sub.add_parser("validate", help="check the data for errors and warnings (file:line)")
+    _add_data_flags(validate)
+    validate.add_argument("--fail-on-warnings", action="store_true", help="exit 1 on warnings too")
+    fp = data_sub.add_parser("fingerprint", help="print the sectioned fingerprint of the data as JSON")
+    _add_data_flags(fp)
+
+    train = sub.add_parser("train", help="train a model (NLU and dialogue), reusing unchanged parts")
+    train.add_argument("part", nargs="?", choices=("nlu", "core"), help="train only this part")
+    _add_data_flags(train, nlu_alias=True)
+    train.add_argument("--stories", "-s", dest="stories", action="append", metavar="PATH", help="stories (train core)")
+    train.add_argument("--out", default="models", help="folder for the model archive (default: models)")
+    train.add_argument("--dry-run", action="store_true", help="only say what would be trained; exit code is Rasa's bitmask")
+    train.add_argument("--force", action="store_true", help="retrain even if nothing changed")
+    train.add_argument("--fixed-model-name", help="archive name instead of a timestamp")
+    train.add_argument("--persist-nlu-data", action="store_true", help="store the NLU training data in the archive")
+    train.add_argument("--finetune", nargs="?", const="models", metavar="MODEL",
+                       help="finetune this model (or the latest in a folder; default: --out)")
+    train.add_argument("--epoch-fraction", type=float, default=1.0, help="fraction of epochs when finetuning (default 1.0)")
+    train.add_argument("--epochs", type=int, help="override epochs of every trained component (quick runs)")
+    train.add_argument("--num-threads", type=int, help="TensorFlow threads (default: all cores)")
+
+    test = sub.add_parser("test", help="test a model on held-out NLU data and test stories; write reports")
+    test.add_argument("part", nargs="?", choices=("nlu", "core"), help="test only this part")
+    test.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
+    test.add_argument("--nlu", "-u", action="append", help="held-out NLU data file/folder (default: tests)")
+    test.add_argument("--stories", "-s", action="append", help="test stories file/folder (default: tests)")
+    test.add_argument("--config", default="config.yml", help="config for --cross-validation")
+    test.add_argument("--out", default="results", help="report folder (default: results)")
+    test.add_argument("--cross-validation", action="store_true", help="k-fold cross-validation of the NLU pipeline")
+    test.add_argument("--folds", "-f", type=int, default=5, help="folds for --cross-validation (default 5)")
+    test.add_argument("--epochs", type=int, help="override epochs in --cross-validation")
+
+    parse = sub.add_parser("parse", help="parse messages with a model; prints Rasa's parse JSON")
+    parse.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
+    parse.add_argument("text", nargs="?", help="message (default: one per line from stdin)")
+
+    ci = sub.add_parser("ci", help="the CI step: decide skip/repackage/finetune/full, train, test, gate, upload",
+                        description="Run in the assistant's repository. Reads the committed data, compares its "
+                        "fingerprint with the previous model's in the store, and trains only what is needed.")
+    _add_data_flags(ci)
+    ci.add_argument("--tests", action="append", metavar="PATH", help="held-out test data (default: tests)")
+    ci.add_argument("--store", help="model store: a folder, file://, http(s)://, s3://bucket/prefix "
+                    "(default: .deltatrain/store); token from DELTATRAIN_STORE_TOKEN")
+    ci.add_argument("--mode", choices=("auto", "full", "finetune", "skip-check"), default="auto",
+                    help="auto: decide from the changes; full: always retrain; finetune: finetune where possible; "
+                    "skip-check: decide and report only, train nothing")
+    ci.add_argument("--epoch-fraction", type=float, default=0.2, help="fraction of epochs when finetuning (default 0.2)")
+    ci.add_argument("--max-finetunes", type=int, default=5, help="full retrain after this many finetunes in a row (5)")
+    ci.add_argument("--min-intent-f1", type=float, help="fail the gate below this intent F1")
+    ci.add_argument("--min-entity-f1", type=float, help="fail the gate below this entity F1")
+    ci.add_argument("--min-story-accuracy", type=float, help="fail the gate below this story accuracy")
+    ci.add_argument("--max-drop", type=float, default=0.02, help="allowed drop vs the previous model (0.02)")
+    ci.add_argument("--fallback-full", action=argparse.BooleanOptionalAction, default=True,
+                    help="retrain in full when a finetuned model fails the gate (default on)")
+    ci.add_argument("--keep", type=int, default=10, help="models kept in the store (10)")
+    ci.add_argument("--upload", action=argparse.BooleanOptionalAction, default=True,
+                    help="upload the model (use --no-upload on pull requests)")
+    ci.add_argument("--report-json", help="write the full result as JSON here")
+    ci.add_argument("--out", help="folder for the model archive (default: models)")
+    ci.add_argument("--working-directory", "-C", default=".", help="the assistant's folder (default: .)")
+    ci.add_argument("--num-threads", type=int, help="TensorFlow threads")
+    ci.add_argument("--epochs", type=int, help="override epochs of every trained component (quick runs, tests)")
+    ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
+                    help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
+    ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
+    from pipeline.train import load_training_project
+
+    try:
+        project, warnings = load_training_project(args.domain, args.config, args.data or ["data"])
+    except DataError as exc:
+        console.problems(exc.problems)
+        errors = sum(p.is_error for p in exc.problems)
+        console.info(f"validation failed: {errors} error(s), {len(exc.problems) - errors} warning(s)")
+        return EXIT_DATA
+    console.problems(warnings)
+    console.info(
+        f"data is valid: {len(project.nlu.examples)} examples, {len(project.nlu.intents)} intents, "
+        f"{len(project.plain_stories)} stories, {len(project.rules)} rules, {len(warnings)} warning(s)"
+    )
+    if warnings and args.fail_on_warnings:
+        console.info("failing because of warnings (--fail-on-warnings)")
+        return EXIT_DATA
+    return EXIT_OK
+
+
+def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
+    from pipeline.fingerprint import compute_fingerprint
+    from pipeline.train import load_training_project
+
+    project, _ = load_training_project(args.domain, args.config, args.data or ["data"])
+    fp = compute_fingerprint(project)
+    print(json.dumps({"sections": fp["sections"], "counts": fp["counts"]}, indent=2), file=console.out)
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from pipeline.train import train
+
+    files = (args.data or []) + (args.stories or []) or ["data"]
+    extra = {"epochs": args.epochs} if args.epochs else None
+    result = train(
+        args.domain, args.config, files, args.out, args.dry_run, args.force, args.fixed_model_name,
+        args.persist_nlu_data, extra, extra, args.finetune, args.epoch_fraction,
+        progress=ProgressPrinter(console), num_threads=args.num_threads,
+        parts=(args.part,) if args.part else ("nlu", "core"),
+    )
+    console.problems(result.warnings)
+    for reason in result.dry_run_results:
+        console.info(f"  - {reason}")
+    if args.dry_run:
+        console.info(f"dry run: code {result.code} (1 dialogue, 2 NLU, 4 responses only, 8 forced)")
+        return result.code
+    if result.code == 0 and result.model:
+        console.info(f"nothing changed: the latest model {result.model} is up to date")
+    else:
+        console.info(f"model written: {result.model}")
+    print(result.model or "", file=console.out)
+    return EXIT_OK
+
+
+def _cmd_test(args: argparse.Namespace, console: Console) -> int:
+    from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
+    from pipeline.train import resolve_model_path
+
+    out = Path(args.out)
+    tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
+    project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(data=tests, config=args.config, tests=()))
+    nlu_data = project.nlu if args.part != "core" else project.nlu.__class__()
+    stories = tuple(s for s in project.stories) if args.part != "nlu" else ()
+    if args.cross_validation:
+        from pipeline.crossval import run_cross_validation
+
+        train_project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(config=args.config, tests=()))
+        metrics = run_cross_validation(train_project.nlu, train_project.config, args.folds, out,
+                                       epochs=args.epochs, progress=ProgressPrinter(console))
+        print(json.dumps(metrics, indent=2), file=console.out)
+        return EXIT_OK
+    model = resolve_model_path(args.model)
+    if model is None:
+        raise UsageError("no model found", location=args.model, hint="train one with 'deltatrain train' or pass --model")
+    from pipeline.testing import test_model
+
+    result = test_model(model, nlu_data, stories, out)
+    for path in result.files:
+        console.info(f"wrote {path}")
+    print(json.dumps(result.metrics, indent=2), file=console.out)
+    return EXIT_OK
+
+
+def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
+    import tempfile
+
+    from pipeline.archive import NLU_DIR, extract_archive
+    from pipeline.train import resolve_model_path
+
+    model = resolve_model_path(args.model)
+    if model is None:
+        raise UsageError("no model found", location=args.model, hint="train one with 'deltatrain train' or pass --model")
+    with tempfile.TemporaryDirectory(prefix="deltatrain-parse-") as tmp:
+        extract_archive(model, Path(tmp))
+        from pipeline.training.nlu import NluModel
+
+        nlu = NluModel.load(Path(tmp) / NLU_DIR)
+        texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in stdin)
+        for text in texts:
+            if text.strip():
+                print(json.dumps(nlu.parse(text), ensure_ascii=False), file=console.out, flush=True)
+    return EXIT_OK
+
+
+def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.ci import CiOptions, run_ci
+    from pipeline.data.loader import ProjectPaths
+    from pipeline.report import build_outputs, render_summary
+
+    project_dir = Path(args.working_directory).resolve()
+    if not project_dir.is_dir():
+        raise UsageError("working directory not found", location=args.working_directory)
+    scheduled = environ.get("GITHUB_EVENT_NAME") == "schedule" or environ.get("CI_PIPELINE_SOURCE") == "schedule"
+    options = CiOptions(
+        project_dir=project_dir,
+        store_url=args.store,
+        store_token=environ.get("DELTATRAIN_STORE_TOKEN") or None,
+        s3_endpoint_url=environ.get("DELTATRAIN_S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
+        mode=args.mode,
+        scheduled=scheduled,
+        epoch_fraction=args.epoch_fraction,
+        max_finetunes=args.max_finetunes,
+        min_intent_f1=args.min_intent_f1,
+        min_entity_f1=args.min_entity_f1,
+        min_story_accuracy=args.min_story_accuracy,
+        max_drop=args.max_drop,
+        fallback_full=args.fallback_full,
+        keep=args.keep,
+        upload=args.upload,
+        paths=ProjectPaths(
+            data=tuple(args.data or ["data"]),
+            domain=None if args.domain == "domain.yml" else args.domain,
+            config=args.config,
+            tests=tuple(args.tests or ["tests"]),
+        ),
+        out_dir=Path(args.out).resolve() if args.out else None,
+        num_threads=args.num_threads,
+        use_git=not args.no_git,
+        nlu_epochs=args.epochs,
+        core_epochs=args.epochs,
+    )
+    if not 0 < options.epoch_fraction <= 1:
+        raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
+    try:
+        result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
+    except DataError as exc:
+        console.error(exc)
+        _write_failure_outputs(environ, "data-error", exc.message)
+        return EXIT_DATA
+    console.problems(result.warnings)
+    summary = render_summary(result)
+    print(summary, file=console.out)
+    outputs = build_outputs(result)
+    if environ.get("GITHUB_OUTPUT"):
+        from pipeline.github import append_to_file, render_outputs
+
+        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(outputs, f"deltatrain_{uuid.uuid4().hex}"))
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        from pipeline.github import append_to_file
+
+        append_to_file(environ["GITHUB_STEP_SUMMARY"], summary + "\n")
+    if args.report_json:
+        path = Path(args.report_json)
+        path = path if path.is_absolute() else project_dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    if args.pr_comment:
+        _comment_on_pr(environ, summary, console)
+    return result.exit_code
+
+
+def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -> None:
+    from pipeline.github import read_github_context, upsert_pr_comment
+
+    context = read_github_context(environ)
+    if context.pr_number is None:
+        console.info("deltatrain: not a pull request: no PR comment")
+        return
+    token = environ.get("GITHUB_TOKEN")
+    if not token:
+        console.info("deltatrain: GITHUB_TOKEN not set: no PR comment")
+        return
+    url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
+    console.info(f"deltatrain: PR comment updated: {url}")
+
+
+def _write_failure_outputs(environ: Mapping[str, str], decision: str, reason: str) -> None:
+    if environ.get("GITHUB_OUTPUT"):
+        from pipeline.github import append_to_file, render_outputs
+
+        append_to_file(environ["GITHUB_OUTPUT"],
+                       render_outputs({"decision": decision, "reason": reason}, f"deltatrain_{uuid.uuid4().hex}"))
+
+
+# ------------------------------------------------------------------ entry
+
+
+def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
+         stdin: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 data errors, 2 usage, 3 gate failed, 4 store)."""
+    environ = os.environ if environ is None else environ
+    console = Console(environ)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    commands: dict[str, Callable[[], int]] = {
+        "train": lambda: _cmd_train(args, console),
+        "test": lambda: _cmd_test(args, console),
+        "parse": lambda: _cmd_parse(args, console, stdin or sys.stdin),
+        "ci": lambda: _cmd_ci(args, console, environ),
+    }
+    try:
+        if args.command == "data":
+            if args.data_command == "validate":
+                return _cmd_validate(args, console)
+            if args.data_command == "fingerprint":
+                return _cmd_fingerprint(args, console)
+            parser.parse_args(["data", "--help"])
+            return EXIT_USAGE
+        if args.command not in commands:
+            parser.print_help(console.err)
+            return EXIT_USAGE
+        return commands[args.command]()
+    except DeltatrainError as exc:
+        console.error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.info("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Render the CI step's result: Markdown summary, step outputs. Pure (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pipeline.ci import CiResult
+from pipeline.fingerprint import SECTION_TITLES
+
+DECISION_ICONS = {"skip": "⏭️", "repackage": "📦", "finetune": "🔁", "full": "🏗️"}
+METRIC_TITLES = {
+    "intent_f1": "Intent F1 (weighted)",
+    "intent_accuracy": "Intent accuracy",
+    "entity_f1": "Entity F1 (exact span, micro)",
+    "story_accuracy": "Story accuracy",
+}
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.3f}"
+
+
+def _delta(current: Any, previous: Any) -> str:
+    if current is None or previous is None:
+        return ""
+    diff = float(current) - float(previous)
+    return f"{diff:+.3f}"
+
+
+def render_summary(result: CiResult) -> str:
+    """The Markdown job summary / PR comment body."""
+    d = result.decision
+    lines = [f"## deltatrain: {DECISION_ICONS.get(d.kind, '')} `{d.kind}`", ""]
+    if d.check_only:
+        lines += ["_check only: nothing was trained_", ""]
+    lines += ["**Why**", ""] + [f"- {r}" for r in d.reasons] + [""]
+    if d.trains or d.kind == "repackage":
+        lines += [f"NLU model: **{d.nlu}**, dialogue model: **{d.core}**", ""]
+    if result.fell_back_to_full:
+        lines += ["> ⚠️ The finetuned model failed the quality gate and was retrained in full in this run.", ""]
+    for note in (*d.notes, *result.notes):
+        lines.append(f"> {note}")
+    if d.notes or result.notes:
+        lines.append("")
+    lines += _changes_section(result)
+    lines += _metrics_section(result)
+    if result.gate is not None:
+        verdict = "passed ✅" if result.gate.passed else "failed ❌"
+        lines += [f"**Quality gate {verdict}**", ""] + [
+            f"- {'✅' if c.passed else '❌'} {c.reason}" for c in result.gate.checks
+        ] + [""]
+    lines += ["| | |", "|---|---|"]
+    lines.append(f"| Model | `{result.model_name or '–'}` |")
+    if result.model_url:
+        lines.append(f"| Stored at | {result.model_url} |")
+    lines.append(f"| Previous model | `{result.previous_model or '–'}` |")
+    lines.append(f"| Uploaded | {'yes' if result.uploaded else 'no'} |")
+    if result.git.get("commit"):
+        lines.append(f"| Commit | `{str(result.git['commit'])[:10]}` |")
+    for key, value in result.timings.items():
+        lines.append(f"| {key.replace('_seconds', '').replace('_', ' ')} time | {value:.1f} s |")
+    lines.append("")
+    if result.warnings:
+        lines += [f"<details><summary>{len(result.warnings)} data warning(s)</summary>", ""]
+        lines += [f"- {p.render().splitlines()[0]}" for p in result.warnings[:50]]
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _changes_section(result: CiResult) -> list[str]:
+    changes = result.decision.changes
+    lines: list[str] = []
+    report = result.change_report or {}
+    if report.get("base"):
+        lines.append(f"**Changes** `{str(report['base'])[:10]}..{str(report['head'])[:10]}` "
+                     f"({report.get('commits', 0)} commit(s))")
+        lines.append("")
+        for file in report.get("files", [])[:20]:
+            lines.append(f"- `{file}`")
+        if report.get("note"):
+            lines.append(f"- {report['note']}")
+        lines.append("")
+    elif report.get("note"):
+        lines += [f"_{report['note']}_", ""]
+    if changes is None:
+        return lines
+    if changes.changed_sections:
+        titles = ", ".join(SECTION_TITLES.get(s, s) for s in changes.changed_sections if not s.endswith("without_epochs"))
+        lines += [f"Changed: {titles}", ""]
+    if changes.examples_added or changes.examples_removed:
+        lines += ["| Intent | Examples added | Examples removed |", "|---|---:|---:|"]
+        for intent in sorted(set(changes.examples_added) | set(changes.examples_removed)):
+            lines.append(f"| `{intent}` | {changes.examples_added.get(intent, 0)} | {changes.examples_removed.get(intent, 0)} |")
+        lines.append("")
+    return lines
+
+
+def _metrics_section(result: CiResult) -> list[str]:
+    if not result.metrics or all(v is None for v in result.metrics.values()):
+        return []
+    lines = ["| Metric | This model | Previous | Δ |", "|---|---:|---:|---:|"]
+    for key, title in METRIC_TITLES.items():
+        current = result.metrics.get(key)
+        previous = result.previous_metrics.get(key)
+        if current is None and previous is None:
+            continue
+        lines.append(f"| {title} | {_fmt(current)} | {_fmt(previous)} | {_delta(current, previous)} |")
+    return lines + [""]
+
+
+def build_outputs(result: CiResult) -> dict[str, str]:
+    """Step outputs (``$GITHUB_OUTPUT``): names as in action.yml."""
+    metrics: Mapping[str, Any] = result.metrics
+
+    def number(key: str) -> str:
+        value = metrics.get(key)
+        return "" if value is None else f"{float(value):.4f}"
+
+    return {
+        "decision": result.decision.kind,
+        "reason": result.decision.reason,
+        "model-name": result.model_name or "",
+        "model-path": result.model_path or "",
+        "model-url": result.model_url or "",
+        "intent-f1": number("intent_f1"),
+        "entity-f1": number("entity_f1"),
+        "story-accuracy": number("story_accuracy"),
+        "previous-model": result.previous_model or "",
+        "dry-run-code": str(result.decision.code),
+    }
