@@ -28,13 +28,13 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 class Console:
     """Where the CLI writes: human lines to stderr/stdout, GitHub commands when in Actions."""
 
-    def __init__(self, environ: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(self, environ: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.environ = environ
-        self.out = out
-        self.err = err
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.in_ci = self.in_actions or bool(environ.get("CI"))
-        self.tty = hasattr(err, "isatty") and err.isatty() and not self.in_ci
+        self.tty = self.err.isatty() and not self.in_ci
 
     def info(self, text: str) -> None:
         print(text, file=self.err, flush=True)
