@@ -1,0 +1,20 @@
+"""Model stores: where trained models, their fingerprints and metrics are kept.
+
+::
+
+    open_store(url)                     picks a Backend by URL scheme (registry.py)
+    └── ModelStore                      manifest-driven publish / read / download
+        └── Backend (Protocol)          get/put bytes and files, exists, size, delete
+            ├── LocalBackend            folder or file://   (local.py, atomic writes)
+            ├── HttpBackend             http(s)://          (http.py, requests, retries)
+            └── S3Backend               s3://bucket/prefix  (s3.py, boto3, lazy import)
+
+The store layout is in :mod:`pipeline.stores.layout`; the manifest is written
+last, so readers only ever see complete models.
+"""
+
+from pipeline.stores.backend import Backend
+from pipeline.stores.model_store import ModelStore, StoredModel
+from pipeline.stores.registry import open_store
+
+__all__ = ["Backend", "ModelStore", "StoredModel", "open_store"]

@@ -1,0 +1,286 @@
+"""Model store over plain HTTP(S): GET/PUT/HEAD/DELETE of raw bytes under a base URL.
+
+Works with nginx WebDAV (parent collections are created with MKCOL when the
+server answers 409), Artifactory and Nexus generic/raw repositories, and any
+server that stores a PUT body at its URL. The token travels only in the
+``Authorization: Bearer`` header and never appears in messages or ``repr``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
+from pipeline.stores.backend import BackendOptions
+from pipeline.stores.layout import check_key
+
+if TYPE_CHECKING:
+    import requests
+
+TOKEN_ENV = "DELTATRAIN_STORE_TOKEN"
+_CHUNK = 1024 * 1024
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At most ``attempts`` tries; waits ``backoff * 2**n`` seconds (capped) between them."""
+
+    attempts: int = 4
+    backoff: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed try."""
+        return float(min(self.max_delay, self.backoff * 2 ** (failures - 1)))
+
+
+class HttpBackend:
+    """Keys are URLs under ``base_url``; one requests Session, retries on 5xx and network errors.
+
+    ``user:password@`` in the URL becomes HTTP Basic auth unless a token is given;
+    either way it is removed from every URL we build, show or raise.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: tuple[float, float] = (10.0, 120.0),
+    ) -> None:
+        import requests
+
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreError(
+                f"not an http(s) URL: {_display(base_url)}", hint="use http(s)://host/path/"
+            )
+        if parts.query or parts.fragment:
+            raise StoreError(
+                f"store URL must not have a query or fragment: {_display(base_url)}",
+                hint=f"pass tokens in {TOKEN_ENV}, not in the URL",
+            )
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise StoreError(f"invalid port in store URL {_display(base_url)}") from exc
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6 literal
+        netloc = host if port is None else f"{host}:{port}"
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        self.base_url = urlunsplit((parts.scheme, netloc, path, "", ""))
+        self.retry = retry
+        self.timeout = timeout
+        self._token = token
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = "deltatrain-store"
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        elif parts.username is not None:
+            self._session.auth = (parts.username, parts.password or "")
+
+    def __repr__(self) -> str:
+        return f"HttpBackend({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def get_bytes(self, key: str) -> bytes:
+        """GET a whole object."""
+        with self._send("GET", key) as response:
+            self._check(response, "GET", key)
+            return response.content
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """PUT raw bytes."""
+        self._put(key, data=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """PUT a file, streamed from disk with a Content-Length header."""
+        self._put(key, path=path)
+
+    def get_to_file(self, key: str, path: Path) -> None:
+        """GET an object, streamed to ``path`` in chunks."""
+        import requests
+
+        with self._send("GET", key, stream=True) as response:
+            self._check(response, "GET", key)
+            try:
+                with open(path, "wb") as out:
+                    for chunk in response.iter_content(_CHUNK):
+                        out.write(chunk)
+            except requests.RequestException as exc:
+                raise StoreError(
+                    f"download of {self.describe(key)} was interrupted: {type(exc).__name__}",
+                    location=self.describe(key),
+                    hint="retry; if it keeps failing check the network and the store server",
+                ) from exc
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot write {path}: {exc.strerror}", location=str(path)
+                ) from exc
+
+    def exists(self, key: str) -> bool:
+        """HEAD the key (GET when HEAD is not allowed)."""
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int | None:
+        """Content-Length from HEAD."""
+        length = self._head(key)
+        if length is None:
+            raise StoreNotFoundError(
+                f"not found in the model store: {self.describe(key)}", location=self.describe(key)
+            )
+        return length if length >= 0 else None
+
+    def delete(self, key: str) -> None:
+        """DELETE the key; 404 counts as success."""
+        with self._send("DELETE", key) as response:
+            if response.status_code != 404:
+                self._check(response, "DELETE", key)
+
+    def describe(self, key: str) -> str:
+        """Absolute URL of the key, without credentials."""
+        return self.base_url + quote(check_key(key), safe="/") if key else self.base_url
+
+    def _head(self, key: str) -> int | None:
+        """None when missing, -1 when present with unknown size, else the size."""
+        with self._send("HEAD", key) as response:
+            status, headers = response.status_code, response.headers
+        if status in (405, 501):  # HEAD not allowed: ask with a GET we do not read
+            with self._send("GET", key, stream=True) as response:
+                status, headers = response.status_code, response.headers
+        if status == 404:
+            return None
+        self._check(response, "HEAD", key)
+        length = headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else -1
+
+    def _put(self, key: str, *, data: bytes | None = None, path: Path | None = None) -> None:
+        with self._send("PUT", key, data=data, path=path) as response:
+            pass
+        if response.status_code == 409:  # WebDAV: a parent collection is missing
+            self._make_collections(key)
+            with self._send("PUT", key, data=data, path=path) as response:
+                pass
+        self._check(response, "PUT", key)
+
+    def _make_collections(self, key: str) -> None:
+        parts = check_key(key).split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            with self._send("MKCOL", folder, collection=True) as response:
+                pass
+            if response.status_code not in (200, 201, 405):  # 405: it already exists
+                self._check(response, "MKCOL", folder)
+
+    def _send(
+        self,
+        method: str,
+        key: str,
+        *,
+        data: bytes | None = None,
+        path: Path | None = None,
+        stream: bool = False,
+        collection: bool = False,
+    ) -> requests.Response:
+        """Send one request, retrying network errors and 429/5xx answers with backoff."""
+        import requests
+
+        url = self.describe(key) + ("/" if collection else "")
+        failures = 0
+        while True:
+            try:
+                response = self._send_once(method, url, data=data, path=path, stream=stream)
+            except requests.RequestException as exc:
+                failures += 1
+                if failures >= self.retry.attempts or not _retryable(exc):
+                    raise StoreError(
+                        f"{method} {url} failed after {failures} attempt(s): {type(exc).__name__}",
+                        location=url,
+                        hint="check that the store server is reachable (tried"
+                        f" {self.retry.attempts} times with backoff)",
+                    ) from exc
+            else:
+                if (
+                    response.status_code not in _RETRY_STATUSES
+                    or failures + 1 >= self.retry.attempts
+                ):
+                    return response
+                response.close()
+                failures += 1
+            time.sleep(self.retry.delay(failures))
+
+    def _send_once(
+        self, method: str, url: str, *, data: bytes | None, path: Path | None, stream: bool
+    ) -> requests.Response:
+        if path is None:
+            return self._session.request(
+                method, url, data=data, stream=stream, timeout=self.timeout
+            )
+        try:
+            body = open(path, "rb")  # reopened per attempt so a retry resends from the start
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read {path} to upload it: {exc.strerror}", location=str(path)
+            ) from exc
+        with body:
+            return self._session.request(
+                method, url, data=body, stream=stream, timeout=self.timeout
+            )
+
+    def _check(self, response: requests.Response, method: str, key: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        url = self.describe(key)
+        if status in (401, 403):
+            given = "check the token in" if self._token else "set"
+            raise StoreAuthError(
+                f"the model store refused {method} {url}: HTTP {status}",
+                location=url,
+                hint=f"{given} {TOKEN_ENV}: it needs read and write access to {self.base_url}"
+                " (it is sent as 'Authorization: Bearer <token>')",
+            )
+        if status == 404:
+            raise StoreNotFoundError(
+                f"not found in the model store: {url} (HTTP 404)", location=url
+            )
+        detail = self._body_excerpt(response)
+        raise StoreError(
+            f"{method} {url} failed: HTTP {status} {response.reason or ''}".rstrip()
+            + (f": {detail}" if detail else ""),
+            location=url,
+            hint=f"check the store server's logs (429/5xx answers are tried {self.retry.attempts}"
+            " times with backoff)",
+        )
+
+    def _body_excerpt(self, response: requests.Response) -> str:
+        try:
+            text = " ".join(response.text[:300].split())[:200]
+        except Exception:  # the excerpt is a courtesy; never let it become a second failure
+            return ""
+        return text.replace(self._token, "***") if self._token else text
+
+
+def _retryable(exc: Exception) -> bool:
+    import requests
+
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+
+
+def _display(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def open_backend(url: str, options: BackendOptions) -> HttpBackend:
+    """Build an HttpBackend for an http(s) URL, with the optional bearer token."""
+    return HttpBackend(url, token=options.token)

@@ -1,0 +1,158 @@
+"""Model store in a local folder (``file://`` URLs, plain paths, the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.stores.backend import BackendOptions
+from pipeline.stores.layout import check_key
+
+_CHUNK = 1024 * 1024
+
+
+class LocalBackend:
+    """Keys are files under ``root``; every write is atomic (temp file, fsync, os.replace)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({str(self.root)!r})"
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole file."""
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a whole file atomically."""
+        self._write_atomic(key, lambda out: out.write(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy a local file in atomically, in chunks."""
+        try:
+            source = open(path, "rb")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read {path} to upload it: {exc.strerror}", location=str(path)
+            ) from exc
+        with source:
+            self._write_atomic(key, lambda out: shutil.copyfileobj(source, out, _CHUNK))
+
+    def get_to_file(self, key: str, path: Path) -> None:
+        """Copy a stored file out to ``path``."""
+        try:
+            source = open(self._path(key), "rb")
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+        try:
+            with source, open(path, "wb") as out:
+                shutil.copyfileobj(source, out, _CHUNK)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot copy {key} to {path}: {exc.strerror or exc}", location=str(path)
+            ) from exc
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        """File size in bytes."""
+        try:
+            return self._path(key).stat().st_size
+        except OSError as exc:
+            raise self._error("stat", key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove the file and any folders it leaves empty (never the root)."""
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._error("delete", key, exc) from exc
+        parent = path.parent
+        while parent != self.root and self.root in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # not empty (or already gone): leave it
+            parent = parent.parent
+
+    def describe(self, key: str) -> str:
+        """``file://`` URL of the key (of the root for ``""``)."""
+        return (self._path(key) if key else self.root).as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _write_atomic(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+            )
+        except OSError as exc:
+            raise self._error("write", key, exc) from exc
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException as exc:
+            temp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise self._error("write", key, exc) from exc
+            raise
+        _fsync_dir(target.parent)
+
+    def _error(self, action: str, key: str, exc: OSError) -> StoreError:
+        where = self.describe(key)
+        if isinstance(exc, FileNotFoundError) and action != "write":
+            return StoreNotFoundError(f"no such file in the model store: {key}", location=where)
+        return StoreError(
+            f"cannot {action} {key} in the model store: {exc.strerror or exc}",
+            location=where,
+            hint=f"check that {self.root} exists, is writable and has free space",
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename on POSIX; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def open_backend(url: str, options: BackendOptions) -> LocalBackend:
+    """Build a LocalBackend from a ``file://`` URL or a path relative to ``options.base_dir``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(
+                f"file:// store URLs must be local, received host {parts.netloc!r}",
+                hint="use file:///absolute/path or a plain path (received " + repr(url) + ")",
+            )
+        return LocalBackend(Path(url2pathname(parts.path)))
+    return LocalBackend(options.base_dir / Path(url).expanduser())

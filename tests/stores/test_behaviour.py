@@ -1,0 +1,186 @@
+"""One behaviour suite, run against every backend (local folder, HTTP server, moto S3)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import StoreIntegrityError, StoreNotFoundError
+from pipeline.stores import StoredModel
+
+from .conftest import StoreHarness
+
+FINGERPRINT = {"nlu": "a" * 64, "core": "b" * 64, "config": "c" * 64}
+METADATA = {"commit": "0123abc", "mode": "full", "trained_at": "2024-05-01T11:59:00Z"}
+METRICS = {"intent_f1": 0.91, "entity_f1": 0.87}
+
+
+def publish(h: StoreHarness, name: str, *, seed: int = 0, keep: int = 10) -> StoredModel:
+    return h.store.publish(
+        h.archive(name, seed=seed),
+        name=name,
+        fingerprint={**FINGERPRINT, "name": name},
+        metadata=METADATA,
+        metrics=METRICS,
+        keep=keep,
+    )
+
+
+def test_empty_store_has_no_latest(harness: StoreHarness) -> None:
+    assert harness.store.read_latest() is None
+    assert harness.store.read_manifest() is None
+
+
+def test_read_latest_returns_side_files_without_downloading_the_archive(
+    harness: StoreHarness,
+) -> None:
+    published = publish(harness, "m1")
+    harness.recorder.calls.clear()
+
+    latest = harness.store.read_latest()
+
+    assert latest == published
+    assert latest.fingerprint == {**FINGERPRINT, "name": "m1"}
+    assert latest.metadata == METADATA
+    assert latest.metrics == METRICS
+    assert latest.archive_key == "models/m1/model.tar.gz"
+    assert latest.uploaded_at == "2024-05-01T12:01:00Z"
+    assert harness.recorder.reads_of(latest.archive_key) == []
+    if harness.server is not None:
+        assert harness.server.requests("GET", r"model\.tar\.gz$") == []
+
+
+def test_manifest_records_the_layout(harness: StoreHarness) -> None:
+    archive = harness.archive("m1")
+    publish(harness, "m1")
+
+    manifest = harness.store.read_manifest()
+
+    assert manifest == {
+        "format": 1,
+        "latest": "m1",
+        "models": [
+            {
+                "name": "m1",
+                "archive": "models/m1/model.tar.gz",
+                "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+                "size": archive.stat().st_size,
+                "uploaded_at": "2024-05-01T12:01:00Z",
+                "fingerprint": "models/m1/fingerprint.json",
+                "metadata": "models/m1/metadata.json",
+                "metrics": "models/m1/metrics.json",
+            }
+        ],
+    }
+
+
+def test_download_round_trips_the_archive(harness: StoreHarness, tmp_path: Path) -> None:
+    published = publish(harness, "m1", seed=7)
+    dest_dir = tmp_path / "downloads"
+
+    path = harness.store.download("m1", dest_dir)
+
+    assert path == dest_dir / "m1.tar.gz"
+    assert path.read_bytes() == harness.archive("m1", seed=7).read_bytes()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == published.sha256
+    assert sorted(p.name for p in dest_dir.iterdir()) == ["m1.tar.gz"]
+
+
+def test_publish_twice_makes_the_second_latest_and_lists_both(harness: StoreHarness) -> None:
+    publish(harness, "m1", seed=1)
+    second = publish(harness, "m2", seed=2)
+
+    latest = harness.store.read_latest()
+    manifest = harness.store.read_manifest()
+
+    assert latest == second
+    assert manifest is not None
+    assert manifest["latest"] == "m2"
+    assert [m["name"] for m in manifest["models"]] == ["m2", "m1"]
+
+
+def test_keep_prunes_the_oldest_model(harness: StoreHarness) -> None:
+    for index, name in enumerate(["m1", "m2", "m3"]):
+        publish(harness, name, seed=index, keep=2)
+
+    manifest = harness.store.read_manifest()
+
+    assert manifest is not None
+    assert [m["name"] for m in manifest["models"]] == ["m3", "m2"]
+    backend = harness.recorder.inner
+    for leaf in ["model.tar.gz", "fingerprint.json", "metadata.json", "metrics.json"]:
+        assert not backend.exists(f"models/m1/{leaf}")
+        assert backend.exists(f"models/m2/{leaf}")
+        assert backend.exists(f"models/m3/{leaf}")
+
+
+def test_republishing_a_name_replaces_its_entry(harness: StoreHarness, tmp_path: Path) -> None:
+    publish(harness, "m1", seed=1)
+    publish(harness, "m2", seed=2)
+    again = publish(harness, "m1", seed=3)
+
+    manifest = harness.store.read_manifest()
+
+    assert manifest is not None
+    assert [m["name"] for m in manifest["models"]] == ["m1", "m2"]
+    assert harness.store.read_latest() == again
+    assert (
+        harness.store.download("m1", tmp_path / "d").read_bytes()
+        == harness.archive("m1", seed=3).read_bytes()
+    )
+
+
+def test_corrupted_archive_fails_download_and_leaves_no_file(
+    harness: StoreHarness, tmp_path: Path
+) -> None:
+    published = publish(harness, "m1")
+    harness.recorder.inner.put_bytes(published.archive_key, b"not the archive")
+    dest_dir = tmp_path / "downloads"
+
+    with pytest.raises(StoreIntegrityError) as raised:
+        harness.store.download("m1", dest_dir)
+
+    assert published.sha256 in str(raised.value)
+    assert list(dest_dir.iterdir()) == []
+
+
+def test_corrupt_manifest_is_an_integrity_error(harness: StoreHarness) -> None:
+    publish(harness, "m1")
+    harness.recorder.inner.put_bytes("manifest.json", b'{"format": 1, "latest": "m1", "models": [')
+
+    with pytest.raises(StoreIntegrityError, match=r"corrupt manifest\.json"):
+        harness.store.read_latest()
+
+
+def test_missing_side_file_is_an_integrity_error(harness: StoreHarness) -> None:
+    publish(harness, "m1")
+    harness.recorder.inner.delete("models/m1/metrics.json")
+
+    with pytest.raises(StoreIntegrityError, match=r"metrics\.json"):
+        harness.store.read_latest()
+
+
+def test_download_of_an_unlisted_model_is_not_found(harness: StoreHarness, tmp_path: Path) -> None:
+    publish(harness, "m1")
+
+    with pytest.raises(StoreNotFoundError, match="'nope'"):
+        harness.store.download("nope", tmp_path)
+
+
+def test_urls_point_into_the_store(harness: StoreHarness) -> None:
+    published = publish(harness, "m1")
+
+    assert published.url == harness.store.url_for("m1")
+    assert published.url.startswith(harness.store.url)
+    assert published.url.endswith("models/m1/model.tar.gz")
+
+
+def test_publish_onto_a_corrupt_manifest_uploads_nothing(harness: StoreHarness) -> None:
+    harness.recorder.inner.put_bytes("manifest.json", b"[]")
+
+    with pytest.raises(StoreIntegrityError):
+        publish(harness, "m1")
+
+    assert [call for call in harness.recorder.calls if call[0] in ("put_file", "put_bytes")] == []
