@@ -98,6 +98,18 @@ NUMERIC_OPTIONS: Mapping[str, tuple[str, float | None, float | None]] = {
     "random_seed": ("int", 0, None),
 }
 
+#: A sensible value per option, shown in fix hints.
+_OPTION_EXAMPLES: Mapping[str, float] = {
+    "epochs": 100,
+    "batch_size": 64,
+    "learning_rate": 0.001,
+    "threshold": 0.3,
+    "ambiguity_threshold": 0.1,
+    "core_fallback_threshold": 0.3,
+    "max_history": 5,
+    "drop_rate": 0.2,
+}
+
 
 def read_config(doc: Any, out: Collector) -> Config:
     """Read config.yml (already parsed); problems go to ``out``."""
@@ -142,6 +154,7 @@ def _read_components(
         out.error(f"'{key}' must be a list of components, got {_kind(raw)}", _key_line(doc, key))
         return (), False
     result: list[Component] = []
+    stand_ins: list[Component] = []  # replacements for unimplemented components, in ``result`` too
     for index, entry in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else _key_line(doc, key)
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -157,7 +170,10 @@ def _read_components(
             notes.append(f"{out.file}:{line}: {name} is not implemented by deltatrain; {replacement} is used instead")
             if any(c.name == replacement for c in result):
                 continue
-            name, options = replacement, {}
+            substitute = Component(replacement, freeze({}), out.at(line))
+            stand_ins.append(substitute)
+            result.append(substitute)
+            continue
         elif name not in supported:
             out.error(
                 f"unknown {'policy' if key == 'policies' else 'component'} '{entry['name']}' in '{key}'",
@@ -168,7 +184,14 @@ def _read_components(
         for option, value in options.items():
             _check_numeric(name, option, value, entry, line, out)
         _check_ngrams(name, options, line, out)
-        result.append(Component(name, freeze(options), out.at(line)))
+        component = Component(name, freeze(options), out.at(line))
+        # Named explicitly after a stand-in for it: take the stand-in's place instead of doubling it.
+        stand_in = next((c for c in stand_ins if c.name == name), None)
+        if stand_in is not None:
+            stand_ins.remove(stand_in)
+            result[next(i for i, c in enumerate(result) if c is stand_in)] = component
+        else:
+            result.append(component)
     return tuple(result), False
 
 
@@ -181,16 +204,21 @@ def _check_numeric(component: str, option: str, value: Any, entry: Any, line: in
     if option == "epochs" and isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
         return  # Rasa allows 0 epochs to disable a component's training
     ok_type = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
+    example = _OPTION_EXAMPLES.get(option, int(low or 1))
     if isinstance(value, bool) or not ok_type:
         out.error(
             f"option '{option}' of {component} must be {'an integer' if kind == 'int' else 'a number'}, got {_kind(value)}",
             option_line,
-            f"set {option} to a number such as {int(low or 1)}",
+            f"set {option} to a number such as {example}",
         )
         return
     if (low is not None and value < low) or (high is not None and value > high) or (kind == "float" and low == 0.0 and option == "learning_rate" and value <= 0):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}" if option != "learning_rate" else "greater than 0"
-        out.error(f"option '{option}' of {component} must be {bounds}, got {value}", option_line)
+        out.error(
+            f"option '{option}' of {component} must be {bounds}, got {value}",
+            option_line,
+            f"set {option} to a value {bounds}, such as {example}",
+        )
 
 
 def _check_ngrams(component: str, options: Mapping[str, Any], line: int, out: Collector) -> None:

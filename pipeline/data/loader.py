@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, Sequence
 
 from pipeline.data.config import read_config
-from pipeline.data.model import Config, Domain, NluData, Project, Story
+from pipeline.data.model import Config, Domain, NluData, Project, Story, freeze
 from pipeline.data.readers import (
     Collector,
     check_version,
@@ -23,6 +24,7 @@ from pipeline.data.readers import (
     merge_domains,
     read_domain,
     read_nlu,
+    read_responses,
     read_stories,
 )
 from pipeline.data.yamlio import YamlProblem, YMap, parse_yaml
@@ -87,10 +89,12 @@ def load_project(source: FileSource, paths: ProjectPaths = ProjectPaths()) -> tu
     problems: list[Problem] = []
     config = _load_config(source, paths.config, problems)
     domain, has_domain, domain_files = _load_domain(source, paths.domain, problems)
-    data_files = _yaml_files(source, paths.data, problems, required=True)
-    nlu, stories = _load_training_files(source, data_files, problems, kind="train")
+    data_files = [f for f in _yaml_files(source, paths.data, problems, required=True) if f not in domain_files]
+    nlu, stories, responses = _load_training_files(source, data_files, problems, kind="train")
+    if responses:  # Rasa merges responses kept with the training data (retrieval intents) into the domain
+        domain = merge_domains([domain, Domain(responses=freeze(responses))])
     test_files = _yaml_files(source, paths.tests, problems, required=False)
-    test_nlu, test_stories = _load_training_files(source, test_files, problems, kind="test")
+    test_nlu, test_stories, _ = _load_training_files(source, test_files, problems, kind="test")
     if not data_files and not any(p.is_error for p in problems):
         problems.append(
             Problem(
@@ -122,7 +126,7 @@ def read_nlu_files(paths: Sequence[Path]) -> NluData:
     nlu = NluData()
     for path in paths:
         source = DirectorySource(Path(path).parent)
-        part, _ = _load_training_files(source, [Path(path).name], problems, kind="train")
+        part, _, _ = _load_training_files(source, [Path(path).name], problems, kind="train")
         nlu = nlu.merge(part)
     if any(p.is_error for p in problems):
         raise DataError(problems)
@@ -154,7 +158,15 @@ def _load_config(source: FileSource, path: str, problems: list[Problem]) -> Conf
     for note in config.notes:
         file, _, rest = note.partition(":")
         line, _, message = rest.partition(": ")
-        problems.append(Problem("warning", message, Location(file, int(line) if line.isdigit() else None), code="config"))
+        problems.append(
+            Problem(
+                "warning",
+                message,
+                Location(file, int(line) if line.isdigit() else None),
+                "use a component deltatrain implements in its place to silence this warning",
+                code="config",
+            )
+        )
     return config
 
 
@@ -203,24 +215,30 @@ def _yaml_files(source: FileSource, roots: Sequence[str], problems: list[Problem
 
 def _load_training_files(
     source: FileSource, files: Sequence[str], problems: list[Problem], *, kind: str
-) -> tuple[NluData, list[Story]]:
+) -> tuple[NluData, list[Story], dict[str, Any]]:
+    """NLU data, stories/rules and the ``responses:`` found in training data files."""
     nlu = NluData()
     stories: list[Story] = []
+    responses: dict[str, Any] = {}
     for file in files:
         doc = _parse(source, file, problems)
         if doc is None:
             continue
         out = Collector(file)
+        train = kind == "train"
         if not isinstance(doc, YMap):
             out.error(f"expected a mapping with nlu:, stories: or rules:, got {type(doc).__name__}", 1)
-        elif is_training_document(doc):
+        elif is_training_document(doc) or (train and "responses" in doc):
             check_version(doc, out)
             if "nlu" in doc:
-                nlu = nlu.merge(read_nlu(doc, out, lambda side, f=file: _read_side(source, f, side)))
+                nlu = nlu.merge(read_nlu(doc, out, partial(_read_side, source, file)))
             for key in ("stories", "rules"):
                 if key in doc:
                     stories.extend(read_stories(doc, key, out, kind="test" if kind == "test" else key))
-        elif not is_domain_document(doc) and kind == "train":
+            if train and "responses" in doc:
+                for name, value in read_responses(doc, out).items():
+                    responses.setdefault(name, value)
+        elif not is_domain_document(doc) and train:
             keys = ", ".join(str(k) for k in doc.keys()) or "none"
             out.warning(
                 f"file has none of the keys nlu, stories, rules (found: {keys}) and is ignored",
@@ -228,7 +246,7 @@ def _load_training_files(
                 "training data files start with 'nlu:', 'stories:' or 'rules:'",
             )
         problems.extend(out.problems)
-    return nlu, stories
+    return nlu, stories, responses
 
 
 def _read_side(source: FileSource, file: str, side: str) -> str | None:

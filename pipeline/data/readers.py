@@ -357,7 +357,7 @@ def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
         except AnnotationError as exc:
             out.error(exc.message, step.key_line("user"), exc.hint)
             return None
-        text = plain
+        text = plain.strip()  # ``user: |`` blocks end with a newline; Rasa strips it too
         entities.extend(EntityValue(s.entity, s.value, s.role, s.group) for s in spans)
     raw_entities = step.get("entities") or []
     if not isinstance(raw_entities, list):
@@ -368,15 +368,23 @@ def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
             entities.append(EntityValue(entity))
         elif isinstance(entity, dict) and "entity" in entity:
             entities.append(
-                EntityValue(str(entity["entity"]), entity.get("value"), entity.get("role"), entity.get("group"))
+                EntityValue(str(entity["entity"]), entity.get("value"), _opt_str(entity.get("role")),
+                            _opt_str(entity.get("group")))
             )
-        elif isinstance(entity, dict) and len(entity) == 1:
-            (name, value), = entity.items()
-            entities.append(EntityValue(str(name), value))
+        elif isinstance(entity, dict) and len(set(entity) - {"role", "group"}) == 1:
+            # Rasa 3.x: ``- city: Berlin`` with optional ``role:`` / ``group:`` beside it
+            (name,) = set(entity) - {"role", "group"}
+            entities.append(
+                EntityValue(str(name), entity[name], _opt_str(entity.get("role")), _opt_str(entity.get("group")))
+            )
         else:
             out.error(f"entity {entity!r} in {what} is not understood", step.key_line("entities"),
                       "write '- entity_name: value' or '- entity: name' with 'value', 'role', 'group'")
     return UserStep(intent, text, tuple(entities), out.at(step.line))
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _read_slot_step(raw: Any, step: YMap, out: Collector, what: str) -> SlotStep | None:
@@ -402,23 +410,8 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
     intents = _read_intents(doc.get("intents"), doc, out)
     entities = _read_entities(doc.get("entities"), doc, out)
     slots = _read_slots(doc.get("slots"), doc, out)
-    responses_raw = doc.get("responses", doc.get("templates")) or {}
-    responses: dict[str, Any] = {}
-    if not isinstance(responses_raw, dict):
-        out.error(f"'responses' must be a mapping of response names to variations, got {_kind(responses_raw)}",
-                  doc.key_line("responses"))
-    else:
-        for name, variations in responses_raw.items():
-            line = responses_raw.key_line(name) if isinstance(responses_raw, YMap) else doc.line
-            if not isinstance(variations, list) or not variations:
-                out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
-                          "write '- text: ...' under the response name")
-                continue
-            if not str(name).startswith("utter_"):
-                out.warning(f"response '{name}' does not start with 'utter_'", line,
-                            "Rasa only treats names starting with 'utter_' as responses")
-            responses[str(name)] = freeze(variations)
-    actions = []
+    responses = read_responses(doc, out)
+    actions: list[str] = []
     for entry in doc.get("actions") or []:
         if isinstance(entry, dict):
             actions.extend(str(k) for k in entry.keys())
@@ -438,6 +431,28 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
         e2e_actions=e2e,
         location=out.at(1),
     )
+
+
+def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
+    """The ``responses:`` (2.x: ``templates:``) of a domain or training data file."""
+    key = "responses" if "responses" in doc else "templates"
+    responses_raw = doc.get(key) or {}
+    responses: dict[str, Any] = {}
+    if not isinstance(responses_raw, dict):
+        out.error(f"'{key}' must be a mapping of response names to variations, got {_kind(responses_raw)}",
+                  doc.key_line(key))
+        return responses
+    for name, variations in responses_raw.items():
+        line = responses_raw.key_line(name) if isinstance(responses_raw, YMap) else doc.line
+        if not isinstance(variations, list) or not variations:
+            out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
+                      "write '- text: ...' under the response name")
+            continue
+        if not str(name).startswith("utter_"):
+            out.warning(f"response '{name}' does not start with 'utter_'", line,
+                        "Rasa only treats names starting with 'utter_' as responses")
+        responses[str(name)] = freeze(variations)
+    return responses
 
 
 def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
@@ -534,7 +549,12 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
             out.error(f"'influence_conversation' of slot '{name}' must be true or false, got {_kind(influence)}", line)
             influence = True
         values = props.get("values") or []
-        if slot_type == "categorical" and not values:
+        if not isinstance(values, list):
+            out.error(f"'values' of slot '{name}' must be a list, got {_kind(values)}",
+                      props.key_line("values") if isinstance(props, YMap) else line,
+                      "write the values as a list, e.g. values: [low, high]")
+            values = []
+        elif slot_type == "categorical" and not values:
             out.error(f"categorical slot '{name}' has no 'values'", line, "list the allowed values under 'values:'")
         bounds = []
         for key, default in (("min_value", 0.0), ("max_value", 1.0)):

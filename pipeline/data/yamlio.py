@@ -114,12 +114,12 @@ def parse_yaml(content: bytes, file: str) -> Any:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = content[: exc.start].count(b"\n") + 1
+        bad_line = content[: exc.start].count(b"\n") + 1
         raise YamlProblem(
             Problem(
                 "error",
                 f"file is not valid UTF-8 (byte 0x{content[exc.start]:02x} at offset {exc.start})",
-                Location(file, line),
+                Location(file, bad_line),
                 "save the file as UTF-8 (most editors: 'Save with encoding' → UTF-8)",
                 code="encoding",
             )
@@ -139,17 +139,25 @@ def parse_yaml(content: bytes, file: str) -> Any:
             )
         ) from exc
     except yaml.MarkedYAMLError as exc:
+        lines = text.splitlines()
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and mark.line >= len(lines) and exc.context_mark is not None:
+            mark = exc.context_mark  # "got <stream end>": point at what was left open, not past the file
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         what = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
+        context = ""
+        if exc.context:
+            started = exc.context_mark
+            since = f" started on line {started.line + 1}" if started and started.line + 1 != line else ""
+            context = f" ({exc.context}{since})"
+        line_text = lines[line - 1] if line and line <= len(lines) else ""
         raise YamlProblem(
             Problem(
                 "error",
                 f"YAML syntax error: {what}{context}",
                 Location(file, line, column),
-                _yaml_hint(what),
+                _yaml_hint(what, line_text),
                 code="yaml",
             )
         ) from exc
@@ -157,8 +165,9 @@ def parse_yaml(content: bytes, file: str) -> Any:
         raise YamlProblem(Problem("error", f"YAML error: {exc}", Location(file), code="yaml")) from exc
 
 
-def _yaml_hint(problem: str) -> str:
-    if "tab" in problem:
+def _yaml_hint(problem: str, line_text: str = "") -> str:
+    indent = line_text[: len(line_text) - len(line_text.lstrip())]
+    if "\t" in indent or "tab" in problem:
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in problem:
         return "quote the value if it contains ': ' (for example text: \"a: b\"), or fix the indentation"
