@@ -1,0 +1,356 @@
+"""RulePolicy: rules as partial state sequences, the form happy path, contradictions.
+
+A rule becomes one lookup entry per action it contains: the partial states
+before that action, and the action. A partial state (:class:`RuleState`)
+constrains only what the rule says -- the previous action (not for the first
+turn of a rule that may apply mid-conversation), the intent and entities of a
+user step, slots from ``slot_was_set`` and the condition, the active form --
+and ``null`` values mean "must not be set". An entry applies when its states
+match the last states of the conversation (the first ones, for
+``conversation_start`` rules); the longest, then most specific, entry wins.
+
+Before the rules, the form happy path: while a form is active and was not
+rejected, predict the form, and ``action_listen`` right after it ran. When
+the form was rejected and a rule that says nothing about forms would listen
+after its action, the form is predicted instead (back to the form).
+
+At training time every rule and story is replayed through the policy; a rule
+predicting another action than the story or rule says is a contradiction, and
+all contradictions are raised together as one TrainingError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from pipeline.errors import TrainingError
+
+from .ensemble import PolicyOutput
+from .settings import RuleSettings
+from .states import DomainSpec, State, base_intent, replay
+from .stories import Trajectory
+from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
+
+__all__ = ["SHOULD_NOT_BE_SET", "RuleState", "RuleEntry", "RulePolicy", "LOOP_HAPPY_PATH", "rule_entries"]
+
+#: A rule's ``slot: null`` / ``active_loop: null``: the slot or form must not be set.
+SHOULD_NOT_BE_SET = "__should_not_be_set__"
+#: Source of a prediction made by the form happy path rather than a rule.
+LOOP_HAPPY_PATH = "loop happy path"
+
+
+class RuleState(NamedTuple):
+    """A partial state: ``None`` fields are unconstrained."""
+
+    prev_action: str | None
+    intent: str | None
+    entities: tuple[str, ...] | None
+    slots: tuple[tuple[str, Any], ...]  # features, or SHOULD_NOT_BE_SET
+    active_loop: str | None  # a form, SHOULD_NOT_BE_SET, or None (any)
+
+    def matches(self, state: State) -> bool:
+        """Whether the conversation state has every feature this partial state asks for."""
+        if self.prev_action is not None and self.prev_action != state.prev_action:
+            return False
+        if self.intent is not None and self.intent != state.intent:
+            return False
+        if self.entities is not None and self.entities != state.entities:
+            return False
+        if self.slots:
+            present = dict(state.slots)
+            for name, features in self.slots:
+                if features == SHOULD_NOT_BE_SET:
+                    if name in present:
+                        return False
+                elif present.get(name) != features:
+                    return False
+        if self.active_loop is not None:
+            expected = None if self.active_loop == SHOULD_NOT_BE_SET else self.active_loop
+            if state.active_loop != expected:
+                return False
+        return True
+
+    @property
+    def size(self) -> int:
+        """Number of constrained features (how specific the state is)."""
+        return (
+            (self.prev_action is not None)
+            + (self.intent is not None)
+            + (len(self.entities) if self.entities is not None else 0)
+            + len(self.slots)
+            + (self.active_loop is not None)
+        )
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.prev_action,
+            self.intent,
+            None if self.entities is None else list(self.entities),
+            [[name, features if features == SHOULD_NOT_BE_SET else list(features)] for name, features in self.slots],
+            self.active_loop,
+        ]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> "RuleState":
+        return cls(
+            prev_action=data[0],
+            intent=data[1],
+            entities=None if data[2] is None else tuple(data[2]),
+            slots=tuple((name, f if f == SHOULD_NOT_BE_SET else tuple(f)) for name, f in data[3]),
+            active_loop=data[4],
+        )
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """One lookup entry: after these partial states, run ``action``."""
+
+    states: tuple[RuleState, ...]
+    action: str
+    conversation_start: bool
+    sources: tuple[str, ...]  # names of the rules that give this entry
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """Longer, then more specific, then start-anchored entries win."""
+        return (len(self.states), sum(s.size for s in self.states), int(self.conversation_start))
+
+    def applies(self, history: Sequence[State]) -> bool:
+        n = len(self.states)
+        if n > len(history) or (self.conversation_start and n != len(history)):
+            return False
+        offset = len(history) - n
+        return all(self.states[i].matches(history[offset + i]) for i in range(n - 1, -1, -1))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "states": [s.to_json() for s in self.states],
+            "action": self.action,
+            "conversation_start": self.conversation_start,
+            "sources": list(self.sources),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RuleEntry":
+        return cls(
+            states=tuple(RuleState.from_json(s) for s in data["states"]),
+            action=data["action"],
+            conversation_start=bool(data["conversation_start"]),
+            sources=tuple(data["sources"]),
+        )
+
+
+def _slot_constraint(spec: DomainSpec, name: str, value: Any) -> Any | None:
+    """A rule's constraint for ``slot: value``; ``None`` when the slot is not featurized."""
+    slot = spec.slot(name)
+    if slot is None:
+        return None
+    if value is None:
+        return SHOULD_NOT_BE_SET
+    features = slot.featurize(value)
+    return features if any(features) else None
+
+
+def rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[RuleState, ...], str, int]]:
+    """``(partial states, action, event position)`` for every action of a rule."""
+    prev: str | None = ACTION_LISTEN if rule.conversation_start else None
+    intent: str | None = None
+    entities: tuple[str, ...] | None = None
+    slots: dict[str, Any] = {}
+    loop: str | None = None
+    states: list[RuleState] = []
+    result = []
+
+    def apply(event: Event) -> None:
+        nonlocal loop
+        if isinstance(event, SlotSet):
+            constraint = _slot_constraint(spec, event.name, event.value)
+            if constraint is None:
+                slots.pop(event.name, None)
+            else:
+                slots[event.name] = constraint
+        elif isinstance(event, ActiveLoop):
+            loop = event.name or SHOULD_NOT_BE_SET
+
+    for event in rule.condition:
+        apply(event)
+    for position, event in enumerate(rule.events):
+        if isinstance(event, UserUttered):
+            prev = ACTION_LISTEN
+            intent = base_intent(event.intent)
+            featurized = spec.featurized_entities(event.intent, event.entities)
+            entities = featurized if featurized else None
+        elif isinstance(event, ActionExecuted):
+            states.append(RuleState(prev, intent, entities, tuple(sorted(slots.items())), loop))
+            result.append((tuple(states), event.name, position))
+            prev = event.name
+        else:
+            apply(event)
+    return result
+
+
+class RulePolicy:
+    """Rasa's RulePolicy: a lookup of rule entries plus the form happy path."""
+
+    name = "RulePolicy"
+
+    def __init__(self, settings: RuleSettings, entries: Sequence[RuleEntry]) -> None:
+        self.settings = settings
+        self.entries = tuple(sorted(entries, key=lambda e: tuple(-r for r in e.rank)))
+        self._by_prev: dict[str | None, list[RuleEntry]] = {}
+        for entry in self.entries:
+            self._by_prev.setdefault(entry.states[-1].prev_action, []).append(entry)
+        self.max_length = max((len(e.states) for e in self.entries), default=0)
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(
+        cls,
+        settings: RuleSettings,
+        rules: Sequence[Trajectory],
+        stories: Sequence[Trajectory],
+        spec: DomainSpec,
+    ) -> "RulePolicy":
+        """Build the lookup from rules; raise TrainingError listing contradictions."""
+        if not spec.has_action(settings.core_fallback_action_name):
+            raise TrainingError(
+                f"RulePolicy: core_fallback_action_name '{settings.core_fallback_action_name}' is not an action "
+                "of the domain",
+                hint="add the action to domain.yml or set core_fallback_action_name to action_default_fallback",
+            )
+        first: dict[tuple[tuple[RuleState, ...], bool], str] = {}
+        sources: dict[tuple[tuple[RuleState, ...], bool], list[str]] = {}
+        for rule in rules:
+            for states, action, _ in rule_entries(rule, spec):
+                key = (states, rule.conversation_start)
+                first.setdefault(key, action)
+                if first[key] == action and rule.name not in sources.setdefault(key, []):
+                    sources[key].append(rule.name)
+        policy = cls(settings, [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()])
+        if settings.check_for_contradictions:
+            problems = policy.find_contradictions([*rules, *stories], spec)
+            if problems:
+                first_location = problems[0][0]
+                raise TrainingError(
+                    "contradicting rules or stories found:\n" + "\n".join(message for _, message in problems),
+                    location=first_location,
+                    hint="update the stories and rules so that they don't contradict each other; a rule that "
+                    "should let the conversation go on after its last action needs 'wait_for_user_input: false'",
+                )
+        return policy
+
+    def find_contradictions(self, trajectories: Sequence[Trajectory], spec: DomainSpec) -> list[tuple[Any, str]]:
+        """``(location, message)`` for each action a rule predicts differently from the data."""
+        found: dict[str, Any] = {}
+        cache: dict[Any, tuple[str | None, Any]] = {}
+        rule_locations = {t.name: t.location for t in trajectories if t.is_rule}
+        for trajectory in trajectories:
+            start = ACTION_LISTEN if (not trajectory.is_rule or trajectory.conversation_start) else RULE_SNIPPET_ACTION
+            offset = len(trajectory.condition)
+            played = replay(trajectory.condition + trajectory.events, spec, start_action=start)
+            for k, gold, predicted, source in self.walk(played, cache):
+                if predicted is None or predicted == gold or not isinstance(source, RuleEntry):
+                    continue
+                position = played.event_index[k]
+                origin = trajectory.origins[position - offset] if position >= offset else None
+                location = origin.location if origin else trajectory.location
+                where = f" ({location})" if location else ""
+                culprits = ", ".join(
+                    f"'{name}'" + (f" ({rule_locations[name]})" if rule_locations.get(name) else "")
+                    for name in source.sources
+                )
+                kind = "rule" if trajectory.is_rule else "story"
+                message = (
+                    f"- the prediction of the action '{gold}' in {kind} '{trajectory.name}'{where} "
+                    f"is contradicting with rule(s) {culprits}, which predict(s) '{predicted}'."
+                )
+                found.setdefault(message, location)
+        return [(location, message) for message, location in found.items()]
+
+    def walk(
+        self, played: Any, cache: dict[Any, tuple[str | None, Any]] | None = None
+    ) -> list[tuple[int, str, str | None, Any]]:
+        """Predict every action of a replayed conversation as Rasa's test does.
+
+        When the form happy path predicts the active form but the conversation
+        runs something else, the form counts as rejected (until it runs again or
+        another form becomes active) and the prediction is made again.
+        Returns ``(index, gold, predicted, source)`` per action.
+        """
+        results = []
+        rejected = False
+        for k, gold in enumerate(played.actions):
+            history = played.history(k)
+            active = history[-1].active_loop
+            predicted, source = self._find_cached(history, rejected, cache)
+            if active and predicted == active and predicted != gold:
+                rejected = True
+                predicted, source = self._find_cached(history, True, cache)
+            results.append((k, gold, predicted, source))
+            following = played.states[k + 1] if k + 1 < len(played.states) else played.final
+            if gold == active or following.active_loop != active:
+                rejected = False
+        return results
+
+    # ---------------------------------------------------------------- prediction
+
+    def _find_cached(
+        self, history: Sequence[State], rejected: bool, cache: dict[Any, tuple[str | None, Any]] | None
+    ) -> tuple[str | None, Any]:
+        if cache is None:
+            return self.find(history, rejected)
+        window = tuple(history[-self.max_length :]) if self.max_length else tuple(history[-1:])
+        key = (window, len(history) > self.max_length, rejected)
+        if key not in cache:
+            cache[key] = self.find(history, rejected)
+        return cache[key]
+
+    def find(self, history: Sequence[State], rejected: bool = False) -> tuple[str | None, Any]:
+        """The action the rules predict and its source (an entry or the happy path), or ``(None, None)``."""
+        last = history[-1]
+        loop = last.active_loop
+        if loop and not rejected:
+            return (loop if last.prev_action != loop else ACTION_LISTEN), LOOP_HAPPY_PATH
+        candidates = self._by_prev.get(last.prev_action, []), self._by_prev.get(None, [])
+        best: RuleEntry | None = None
+        for group in candidates:
+            for entry in group:
+                if best is not None and entry.rank <= best.rank:
+                    break  # groups are sorted by rank
+                if rejected and loop and entry.action == loop:
+                    continue  # the form just rejected; rules must not run it again
+                if entry.applies(history):
+                    best = entry
+                    break
+        if best is None:
+            return None, None
+        if loop and best.action == ACTION_LISTEN and best.states[-1].active_loop is None:
+            # a general rule (one that says nothing about forms) ran inside the form:
+            # instead of listening, go back to the form (Rasa's loop unhappy path)
+            return loop, best
+        return best.action, best
+
+    def predict(self, history: Sequence[State], spec: DomainSpec, rejected: bool = False) -> PolicyOutput | None:
+        """Probabilities: 1.0 for the rule's action, else the fallback at the threshold."""
+        action, _ = self.find(history, rejected)
+        probabilities = np.zeros(len(spec.actions), dtype=np.float64)
+        if action is not None and spec.has_action(action):
+            probabilities[spec.action_index(action)] = 1.0
+        elif self.settings.enable_fallback_prediction:
+            probabilities[spec.action_index(self.settings.core_fallback_action_name)] = self.settings.core_fallback_threshold
+        else:
+            return None
+        return PolicyOutput(self.name, self.settings.priority, probabilities)
+
+    # ---------------------------------------------------------------- persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries": [e.to_json() for e in self.entries]}
+
+    @classmethod
+    def from_json(cls, settings: RuleSettings, data: Mapping[str, Any]) -> "RulePolicy":
+        return cls(settings, [RuleEntry.from_json(e) for e in data["entries"]])

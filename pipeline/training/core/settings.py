@@ -1,0 +1,312 @@
+"""Policy settings resolved from ``config.policies`` (Rasa names and options).
+
+Pure Python, no TensorFlow. :func:`resolve_settings` turns the config into a
+frozen :class:`CoreSettings`; ``get_config()``/``from_config()`` round-trip it
+through JSON for the saved model and the finetune compatibility check.
+
+Accepted policies and options (Rasa's names; anything else is a
+:class:`~pipeline.errors.ConfigError` listing the valid names):
+
+* ``RulePolicy``: ``core_fallback_threshold`` (0.3), ``core_fallback_action_name``
+  (``action_default_fallback``), ``enable_fallback_prediction`` (true),
+  ``check_for_contradictions`` (true), ``priority`` (6)
+* ``MemoizationPolicy``: ``max_history`` (5), ``priority`` (3)
+* ``TEDPolicy``: ``max_history`` (none: the longest training conversation),
+  ``epochs`` (1, as in Rasa), ``batch_size`` ([64, 256]), ``learning_rate`` (0.001),
+  ``transformer_size`` (128), ``number_of_transformer_layers`` (1),
+  ``number_of_attention_heads`` (4), ``embedding_dimension`` (20),
+  ``drop_rate_dialogue`` (0.1), ``drop_rate_attention`` (0.0), ``ranking_length`` (10),
+  ``random_seed`` (the ``seed`` given to training), ``priority`` (1).
+  Sizes may be given per part as in Rasa (``{dialogue: 128, text: ...}``); the
+  ``dialogue`` value is used.
+
+An empty policy list (or the loader's default) is Rasa's default config:
+MemoizationPolicy, RulePolicy, TEDPolicy(max_history 5, epochs 100). Rasa
+options that make no sense here are accepted and listed in
+``CoreSettings.ignored``; the trained model's summary reports them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence, Union
+
+from pipeline.data.model import Component, Config, thaw
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "POLICY_NAMES",
+    "DEFAULT_POLICIES",
+    "RuleSettings",
+    "MemoSettings",
+    "TedSettings",
+    "PolicySettings",
+    "CoreSettings",
+    "resolve_settings",
+]
+
+POLICY_NAMES = ("RulePolicy", "MemoizationPolicy", "TEDPolicy")
+
+#: Rasa 3's default policies (``rasa init``'s config and the default when none are given).
+DEFAULT_POLICIES: tuple[Component, ...] = (
+    Component("MemoizationPolicy", {}),
+    Component("RulePolicy", {}),
+    Component("TEDPolicy", {"max_history": 5, "epochs": 100}),
+)
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """RulePolicy options."""
+
+    name: str = "RulePolicy"
+    priority: int = 6
+    core_fallback_threshold: float = 0.3
+    core_fallback_action_name: str = "action_default_fallback"
+    enable_fallback_prediction: bool = True
+    check_for_contradictions: bool = True
+
+
+@dataclass(frozen=True)
+class MemoSettings:
+    """MemoizationPolicy options."""
+
+    name: str = "MemoizationPolicy"
+    priority: int = 3
+    max_history: int = 5
+
+
+@dataclass(frozen=True)
+class TedSettings:
+    """TEDPolicy options (Rasa's names and defaults)."""
+
+    name: str = "TEDPolicy"
+    priority: int = 1
+    max_history: int | None = None
+    epochs: int = 1
+    batch_size: tuple[int, int] = (64, 256)
+    learning_rate: float = 0.001
+    transformer_size: int = 128
+    number_of_transformer_layers: int = 1
+    number_of_attention_heads: int = 4
+    embedding_dimension: int = 20
+    drop_rate_dialogue: float = 0.1
+    drop_rate_attention: float = 0.0
+    ranking_length: int = 10
+    random_seed: int | None = None
+
+
+PolicySettings = Union[RuleSettings, MemoSettings, TedSettings]
+_CLASSES: Mapping[str, type] = {"RulePolicy": RuleSettings, "MemoizationPolicy": MemoSettings, "TEDPolicy": TedSettings}
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    """Every policy, in config order, with its resolved options."""
+
+    policies: tuple[PolicySettings, ...]
+    ignored: tuple[str, ...] = field(default=(), compare=False)
+
+    def policy(self, name: str) -> PolicySettings | None:
+        return next((p for p in self.policies if p.name == name), None)
+
+    @property
+    def ted(self) -> TedSettings | None:
+        policy = self.policy("TEDPolicy")
+        return policy if isinstance(policy, TedSettings) else None
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able form; :meth:`from_config` inverts it."""
+        return {"policies": [_listify(asdict(p)) for p in self.policies], "ignored": list(self.ignored)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "CoreSettings":
+        policies = []
+        for data in config["policies"]:
+            values = dict(data)
+            if "batch_size" in values:
+                values["batch_size"] = tuple(values["batch_size"])
+            policies.append(_CLASSES[values["name"]](**values))
+        return cls(tuple(policies), tuple(config.get("ignored", ())))
+
+    def compatibility_key(self) -> dict[str, Any]:
+        """What must not change for a finetune: the policy list and TED's network.
+
+        TED's ``epochs``, ``priority`` and ``ranking_length`` may change; rules and
+        memoization are rebuilt from the new data anyway.
+        """
+        key: dict[str, Any] = {"policies": [p.name for p in self.policies]}
+        if self.ted is not None:
+            ted = _listify(asdict(self.ted))
+            for name in ("epochs", "priority", "ranking_length"):
+                ted.pop(name)
+            key["TEDPolicy"] = ted
+        return key
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listify(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------- option checks
+
+_Check = Callable[[str, str, Any], Any]
+
+
+def _fail(policy: str, option: str, valid: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"{policy}: option '{option}' must be {valid}; received {thaw(value)!r}",
+        hint=f"fix '{option}' under '- name: {policy}' in config.yml",
+    )
+
+
+def _bool(policy: str, option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(policy, option, "true or false", value)
+    return value
+
+
+def _int(low: int, high: int | None = None) -> _Check:
+    def check(policy: str, option: str, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            bounds = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+            raise _fail(policy, option, bounds, value)
+        return value
+
+    return check
+
+
+def _float(low: float, high: float, *, open_low: bool = False) -> _Check:
+    def check(policy: str, option: str, value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or math.isnan(value) or value < low or value > high or (open_low and value <= low):
+            raise _fail(policy, option, f"a number {'>' if open_low else '>='} {low} and <= {high}", value)
+        return float(value)
+
+    return check
+
+
+def _str(policy: str, option: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(policy, option, "a non-empty string", value)
+    return value
+
+
+def _dialogue(check: _Check) -> _Check:
+    """Rasa allows ``{"text": n, "dialogue": m, ...}`` for TED sizes; we use ``dialogue``."""
+
+    def wrapped(policy: str, option: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            if "dialogue" not in value:
+                raise _fail(policy, option, "a number or a mapping with a 'dialogue' key", value)
+            value = value["dialogue"]
+        return check(policy, option, value)
+
+    return wrapped
+
+
+def _batch_size(policy: str, option: str, value: Any) -> tuple[int, int]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise _fail(policy, option, "a positive integer or a list [start, end] of two", value)
+    return (values[0], values[-1])
+
+
+def _optional(check: _Check) -> _Check:
+    def wrapped(policy: str, option: str, value: Any) -> Any:
+        return None if value is None else check(policy, option, value)
+
+    return wrapped
+
+
+_CHECKS: Mapping[str, Mapping[str, _Check]] = {
+    "RulePolicy": {
+        "priority": _int(0),
+        "core_fallback_threshold": _float(0.0, 1.0),
+        "core_fallback_action_name": _str,
+        "enable_fallback_prediction": _bool,
+        "check_for_contradictions": _bool,
+    },
+    "MemoizationPolicy": {"priority": _int(0), "max_history": _int(1)},
+    "TEDPolicy": {
+        "priority": _int(0),
+        "max_history": _optional(_int(1, 1000)),
+        "epochs": _int(0),
+        "batch_size": _batch_size,
+        "learning_rate": _float(0.0, 1.0, open_low=True),
+        "transformer_size": _dialogue(_int(4, 4096)),
+        "number_of_transformer_layers": _dialogue(_int(0, 24)),
+        "number_of_attention_heads": _int(1, 64),
+        "embedding_dimension": _int(2, 1024),
+        "drop_rate_dialogue": _float(0.0, 0.95),
+        "drop_rate_attention": _float(0.0, 0.95),
+        "ranking_length": _int(0),
+        "random_seed": _optional(_int(0)),
+    },
+}
+_IGNORED: Mapping[str, Sequence[str]] = {
+    "RulePolicy": ("restrict_rules", "use_nlu_confidence_as_score"),
+    "MemoizationPolicy": ("use_nlu_confidence_as_score", "enable_feature_string_compression"),
+    "TEDPolicy": (
+        "hidden_layers_sizes", "dense_dimension", "concat_dimension", "encoding_dimension",
+        "number_of_negative_examples", "similarity_type", "loss_type", "maximum_positive_similarity",
+        "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
+        "regularization_constant", "negative_margin_scale", "drop_rate", "drop_rate_label",
+        "connection_density", "use_sparse_input_dropout", "use_dense_input_dropout",
+        "use_masked_language_model", "evaluate_every_number_of_epochs", "evaluate_on_number_of_examples",
+        "tensorboard_log_directory", "tensorboard_log_level", "checkpoint_model", "e2e_confidence_threshold",
+        "featurizers", "entity_recognition", "constrain_similarities", "model_confidence", "BILOU_flag",
+        "split_entities_by_comma", "max_relative_position", "unidirectional_encoder",
+        "use_key_relative_attention", "use_value_relative_attention", "renormalize_confidences",
+        "batch_strategy", "run_eagerly", "intent_classification", "max_sequence_length",
+    ),
+}  # fmt: skip
+_ALWAYS_IGNORED = ("alias", "use_gpu")
+
+
+def _resolve(component: Component, ignored: list[str]) -> PolicySettings:
+    checks = _CHECKS[component.name]
+    values: dict[str, Any] = {}
+    for key, value in component.options.items():
+        if key in checks:
+            if value is not None or key in ("max_history", "random_seed"):
+                values[key] = checks[key](component.name, key, value)
+        elif key in _IGNORED[component.name] or key in _ALWAYS_IGNORED:
+            ignored.append(f"{component.name}.{key}")
+        else:
+            raise ConfigError(
+                f"{component.name}: unknown option '{key}'; valid options are {', '.join(sorted(checks))}; "
+                f"received {key}={thaw(value)!r}",
+                location=component.location,
+                hint=f"remove '{key}' or fix its spelling under '- name: {component.name}'",
+            )
+    return _CLASSES[component.name](**values)  # type: ignore[no-any-return]
+
+
+def resolve_settings(config: Config) -> CoreSettings:
+    """Resolve ``config.policies``; an empty (or loader-default) list means Rasa's default."""
+    components = DEFAULT_POLICIES if (not config.policies or config.policies_is_default) else config.policies
+    ignored: list[str] = []
+    policies: list[PolicySettings] = []
+    for component in components:
+        if component.name not in _CHECKS:
+            raise ConfigError(
+                f"unknown policy '{component.name}'; supported policies are {', '.join(POLICY_NAMES)}",
+                location=component.location,
+                hint="map Rasa's other policies to these three in config.yml (see pipeline.data.config)",
+            )
+        if any(p.name == component.name for p in policies):
+            raise ConfigError(
+                f"policy '{component.name}' is listed twice in config.yml; each policy may appear once",
+                location=component.location,
+                hint=f"merge the options of both '- name: {component.name}' entries into one",
+            )
+        policies.append(_resolve(component, ignored))
+    return CoreSettings(tuple(policies), tuple(ignored))

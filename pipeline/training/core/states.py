@@ -1,0 +1,465 @@
+"""Dialogue states: what the policies see at each turn, and its feature vectors.
+
+A :class:`State` is Rasa's state dict as a hashable tuple, taken just before
+each action::
+
+    State(prev_action="action_listen", intent="book_flight", entities=("city", "city#to"),
+          slots=(("destination", (1.0,)),), active_loop=None)
+
+* ``prev_action``: the last action run (``action_listen`` at the start).
+* ``intent``/``entities``: the latest user message. As in Rasa they stay in the
+  state after bot actions; the ML policy only featurizes them right after
+  ``action_listen`` (a fresh user turn).
+* ``entities``: entity types, plus ``type#role`` and ``type#group``, filtered by
+  the intent's ``use_entities``/``ignore_entities`` and by entities that do
+  not influence the conversation.
+* ``slots``: featurized values of slots that influence the conversation; a
+  slot whose features are all zero (unset) is left out, as in Rasa.
+* ``active_loop``: the active form, if any.
+
+:class:`DomainSpec` is the vocabulary derived from the domain (canonically
+sorted so that reordering the domain file changes nothing); it is saved with
+the model and defines the feature layout of the ML policy:
+``[prev action | intent | entities | slot features | active form]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, thaw
+
+from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
+
+__all__ = [
+    "DEFAULT_INTENTS",
+    "REQUESTED_SLOT",
+    "ENTITY_LABEL_SEPARATOR",
+    "OTHER_CATEGORY",
+    "SlotFeature",
+    "DomainSpec",
+    "State",
+    "Replay",
+    "replay",
+    "state_key",
+    "base_intent",
+    "entity_labels",
+]
+
+#: Intents Rasa adds to every domain.
+DEFAULT_INTENTS = ("back", "nlu_fallback", "out_of_scope", "restart", "session_start")
+#: The slot forms use to remember what they asked for; never featurized unless declared.
+REQUESTED_SLOT = "requested_slot"
+#: ``city#to``: an entity type with its role (or group), as Rasa featurizes it.
+ENTITY_LABEL_SEPARATOR = "#"
+#: Categorical slots get this extra value for anything not listed, as in Rasa 3.
+OTHER_CATEGORY = "__other__"
+
+_FEATURIZED_TYPES = ("text", "bool", "categorical", "float", "list")
+
+
+def base_intent(intent: str | None) -> str | None:
+    """``chitchat`` for the retrieval intent ``chitchat/ask_name``."""
+    return intent.split("/", 1)[0] if intent else intent
+
+
+def parse_bool(value: Any) -> bool | None:
+    """Rasa's ``bool_from_any``; ``None`` when the value is not a boolean."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value == 1
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "y", "on"):
+            return True
+        if lowered in ("false", "0", "no", "n", "off"):
+            return False
+    return None
+
+
+@dataclass(frozen=True)
+class SlotFeature:
+    """How one slot that influences the conversation is featurized."""
+
+    name: str
+    type: str
+    values: tuple[str, ...] = ()  # categorical: lower-cased values + OTHER_CATEGORY
+    min_value: float = 0.0
+    max_value: float = 1.0
+    initial_value: Any = None
+
+    @property
+    def dim(self) -> int:
+        return len(self.values) if self.type == "categorical" else 2 if self.type == "bool" else 1
+
+    def check_value(self, value: Any) -> str | None:
+        """Why ``value`` cannot be this slot's value, or ``None`` when it can."""
+        if value is None:
+            return None
+        if self.type == "bool" and parse_bool(value) is None:
+            return f"bool slot '{self.name}' cannot be {value!r}"
+        if self.type == "float":
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                return f"float slot '{self.name}' cannot be {value!r}"
+        return None
+
+    def featurize(self, value: Any) -> tuple[float, ...]:
+        """Rasa's ``Slot.as_feature`` for this slot's type (zeros when unset)."""
+        features = [0.0] * self.dim
+        if value is None:
+            return tuple(features)
+        if self.type == "text":
+            features[0] = 1.0
+        elif self.type == "list":
+            features[0] = 1.0 if isinstance(value, (list, tuple)) and len(value) else 0.0
+        elif self.type == "bool":
+            parsed = parse_bool(value)
+            if parsed is not None:
+                features = [1.0, 1.0 if parsed else 0.0]
+        elif self.type == "float":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return tuple(features)
+            capped = max(self.min_value, min(self.max_value, number))
+            span = abs(self.max_value - self.min_value) or 1.0
+            features[0] = (capped - self.min_value) / span
+        elif self.type == "categorical":
+            lowered = str(value).lower()
+            index = self.values.index(lowered) if lowered in self.values else self.values.index(OTHER_CATEGORY)
+            features[index] = 1.0
+        return tuple(features)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "values": list(self.values),
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "initial_value": thaw(self.initial_value),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "SlotFeature":
+        return cls(
+            name=data["name"],
+            type=data["type"],
+            values=tuple(data["values"]),
+            min_value=float(data["min_value"]),
+            max_value=float(data["max_value"]),
+            initial_value=data["initial_value"],
+        )
+
+    @classmethod
+    def from_slot(cls, slot: SlotDef) -> "SlotFeature":
+        values: tuple[str, ...] = ()
+        if slot.type == "categorical":
+            lowered = [str(v).lower() for v in slot.values]
+            values = tuple(dict.fromkeys([*lowered, OTHER_CATEGORY]))
+        return cls(
+            name=slot.name,
+            type=slot.type,
+            values=values,
+            min_value=float(slot.min_value),
+            max_value=float(slot.max_value),
+            initial_value=thaw(slot.initial_value),
+        )
+
+
+class State(NamedTuple):
+    """What a policy sees before an action (see the module docstring)."""
+
+    prev_action: str
+    intent: str | None
+    entities: tuple[str, ...]
+    slots: tuple[tuple[str, tuple[float, ...]], ...]
+    active_loop: str | None
+
+    @property
+    def is_user_turn(self) -> bool:
+        """True right after ``action_listen``: the user has just spoken."""
+        return self.prev_action == ACTION_LISTEN and self.intent is not None
+
+
+def state_key(states: Sequence[State]) -> str:
+    """Canonical JSON of a state sequence (a lookup key of rules and memoization)."""
+    return json.dumps([list(s) for s in states], separators=(",", ":"), sort_keys=True)
+
+
+def states_from_key(key: str) -> tuple[State, ...]:
+    """Inverse of :func:`state_key`."""
+    return tuple(
+        State(
+            prev_action=s[0],
+            intent=s[1],
+            entities=tuple(s[2]),
+            slots=tuple((name, tuple(values)) for name, values in s[3]),
+            active_loop=s[4],
+        )
+        for s in json.loads(key)
+    )
+
+
+def entity_labels(entities: Iterable[EntityValue | Mapping[str, Any]]) -> set[str]:
+    """``type``, ``type#role`` and ``type#group`` labels of entities."""
+    labels: set[str] = set()
+    for entity in entities:
+        if isinstance(entity, EntityValue):
+            name, role, group = entity.entity, entity.role, entity.group
+        else:
+            name, role, group = entity.get("entity"), entity.get("role"), entity.get("group")
+        if not name:
+            continue
+        labels.add(str(name))
+        for extra in (role, group):
+            if extra:
+                labels.add(f"{name}{ENTITY_LABEL_SEPARATOR}{extra}")
+    return labels
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """The vocabulary of dialogue states, derived from the domain."""
+
+    actions: tuple[str, ...]
+    intents: tuple[str, ...]
+    entities: tuple[str, ...]  # featurized labels (type, type#role, type#group)
+    slots: tuple[SlotFeature, ...]  # slots that influence the conversation
+    forms: tuple[str, ...]
+    known_slots: tuple[str, ...]  # every slot name a story may set
+    intent_entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # restricted intents only
+    _index: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update(
+            actions={a: i for i, a in enumerate(self.actions)},
+            intents={a: i for i, a in enumerate(self.intents)},
+            entities={a: i for i, a in enumerate(self.entities)},
+            forms={a: i for i, a in enumerate(self.forms)},
+        )
+        offset = 0
+        slot_offsets = {}
+        for slot in self.slots:
+            slot_offsets[slot.name] = offset
+            offset += slot.dim
+        self._index["slot_offsets"] = slot_offsets
+        self._index["slot_dims"] = offset
+        self._index["slots"] = {s.name: s for s in self.slots}
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_domain(cls, domain: Domain) -> "DomainSpec":
+        """The canonical vocabulary of ``domain`` (Rasa's default intents and actions included)."""
+        custom = sorted(set(domain.action_names) - set(DEFAULT_ACTIONS))
+        intents = sorted({base_intent(i.name) or "" for i in domain.intents} | set(DEFAULT_INTENTS))
+        influencing = [e for e in domain.entities if e.influence_conversation]
+        labels_of: dict[str, set[str]] = {}
+        for entity in influencing:
+            labels = {entity.name}
+            labels.update(f"{entity.name}{ENTITY_LABEL_SEPARATOR}{r}" for r in entity.roles)
+            labels.update(f"{entity.name}{ENTITY_LABEL_SEPARATOR}{g}" for g in entity.groups)
+            labels_of[entity.name] = labels
+        all_labels = sorted(set().union(*labels_of.values())) if labels_of else []
+        intent_entities: dict[str, tuple[str, ...]] = {}
+        for intent in domain.intents:
+            if intent.use_entities is None and not intent.ignore_entities:
+                continue
+            used = set(labels_of) if intent.use_entities is None else set(intent.use_entities)
+            used -= set(intent.ignore_entities)
+            allowed = set().union(*(labels_of.get(name, set()) for name in used)) if used else set()
+            intent_entities[base_intent(intent.name) or ""] = tuple(sorted(allowed))
+        slots = tuple(
+            SlotFeature.from_slot(s)
+            for s in sorted(domain.slots, key=lambda s: s.name)
+            if s.influence_conversation and s.type in _FEATURIZED_TYPES
+        )
+        return cls(
+            actions=(*DEFAULT_ACTIONS, *custom),
+            intents=tuple(intents),
+            entities=tuple(all_labels),
+            slots=slots,
+            forms=tuple(sorted(domain.form_names)),
+            known_slots=tuple(sorted({*domain.slot_names, REQUESTED_SLOT})),
+            intent_entities=intent_entities,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actions": list(self.actions),
+            "intents": list(self.intents),
+            "entities": list(self.entities),
+            "slots": [s.to_json() for s in self.slots],
+            "forms": list(self.forms),
+            "known_slots": list(self.known_slots),
+            "intent_entities": {k: list(v) for k, v in sorted(self.intent_entities.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "DomainSpec":
+        return cls(
+            actions=tuple(data["actions"]),
+            intents=tuple(data["intents"]),
+            entities=tuple(data["entities"]),
+            slots=tuple(SlotFeature.from_json(s) for s in data["slots"]),
+            forms=tuple(data["forms"]),
+            known_slots=tuple(data["known_slots"]),
+            intent_entities={k: tuple(v) for k, v in data["intent_entities"].items()},
+        )
+
+    # ------------------------------------------------------------------- lookups
+
+    def action_index(self, name: str) -> int:
+        return self._index["actions"][name]
+
+    def has_action(self, name: str) -> bool:
+        return name in self._index["actions"]
+
+    def has_intent(self, name: str | None) -> bool:
+        return base_intent(name) in self._index["intents"]
+
+    def slot(self, name: str) -> SlotFeature | None:
+        """The featurized slot ``name``, or ``None`` when it does not influence the conversation."""
+        return self._index["slots"].get(name)
+
+    def featurized_entities(self, intent: str | None, entities: Iterable[EntityValue | Mapping[str, Any]]) -> tuple[str, ...]:
+        """Entity labels of a user turn that the domain lets influence the conversation."""
+        labels = entity_labels(entities) & set(self._index["entities"])
+        allowed = self.intent_entities.get(base_intent(intent) or "")
+        if allowed is not None:
+            labels &= set(allowed)
+        return tuple(sorted(labels))
+
+    def featurized_slots(self, values: Mapping[str, Any]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        """``(name, features)`` of the slots whose features are not all zero."""
+        result = []
+        for slot in self.slots:
+            features = slot.featurize(values.get(slot.name))
+            if any(features):
+                result.append((slot.name, features))
+        return tuple(result)
+
+    def initial_slot_values(self) -> dict[str, Any]:
+        return {s.name: s.initial_value for s in self.slots if s.initial_value is not None}
+
+    # ------------------------------------------------------------------ features
+
+    @property
+    def feature_size(self) -> int:
+        return len(self.actions) + len(self.intents) + len(self.entities) + self._index["slot_dims"] + len(self.forms)
+
+    def encode(self, state: State) -> np.ndarray:
+        """The feature vector of one state (user features only on a fresh user turn)."""
+        vector = np.zeros(self.feature_size, dtype=np.float32)
+        index = self._index
+        offset = 0
+        action = index["actions"].get(state.prev_action)
+        if action is not None:
+            vector[action] = 1.0
+        offset += len(self.actions)
+        if state.prev_action == ACTION_LISTEN:
+            intent = index["intents"].get(base_intent(state.intent) or "")
+            if intent is not None:
+                vector[offset + intent] = 1.0
+            for label in state.entities:
+                position = index["entities"].get(label)
+                if position is not None:
+                    vector[offset + len(self.intents) + position] = 1.0
+        offset += len(self.intents) + len(self.entities)
+        for name, features in state.slots:
+            start = index["slot_offsets"].get(name)
+            slot = index["slots"].get(name)
+            if start is not None and len(features) == slot.dim:
+                vector[offset + start : offset + start + len(features)] = features
+        offset += index["slot_dims"]
+        form = index["forms"].get(state.active_loop or "")
+        if form is not None:
+            vector[offset + form] = 1.0
+        return vector
+
+    def encode_histories(self, histories: Sequence[Sequence[State]], max_history: int) -> tuple[np.ndarray, np.ndarray]:
+        """``x [N, max_history, F]`` and ``mask [N, max_history]``; padding at the front."""
+        x = np.zeros((len(histories), max_history, self.feature_size), dtype=np.float32)
+        mask = np.zeros((len(histories), max_history), dtype=np.float32)
+        cache: dict[State, np.ndarray] = {}
+        for row, history in enumerate(histories):
+            window = list(history)[-max_history:]
+            start = max_history - len(window)
+            for column, state in enumerate(window, start=start):
+                vector = cache.get(state)
+                if vector is None:
+                    vector = cache[state] = self.encode(state)
+                x[row, column] = vector
+                mask[row, column] = 1.0
+        return x, mask
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A conversation replayed into states: ``states[k]`` is the state before ``actions[k]``."""
+
+    states: tuple[State, ...]
+    actions: tuple[str, ...]
+    event_index: tuple[int, ...]  # position of each action in the events; -1 for an inserted listen
+    final: State  # the state after the last event: what the next action is predicted from
+
+    def history(self, k: int) -> tuple[State, ...]:
+        """The states a policy sees when predicting ``actions[k]``."""
+        return self.states[: k + 1]
+
+    @property
+    def final_history(self) -> tuple[State, ...]:
+        return self.states + (self.final,)
+
+
+def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACTION_LISTEN) -> Replay:
+    """Replay ``events`` into states (tolerant: unknown names just match nothing).
+
+    ``start_action`` is the previous action at the start: ``action_listen`` for a
+    conversation, :data:`RULE_SNIPPET_ACTION` for a rule that may apply mid-conversation.
+    """
+    states: list[State] = []
+    actions: list[str] = []
+    positions: list[int] = []
+    prev = start_action
+    intent: str | None = None
+    entities: tuple[str, ...] = ()
+    slot_values: dict[str, Any] = spec.initial_slot_values()
+    loop: str | None = None
+    started = False
+
+    def snapshot() -> State:
+        return State(prev, intent, entities, spec.featurized_slots(slot_values), loop)
+
+    for position, event in enumerate(events):
+        if isinstance(event, UserUttered):
+            if prev not in (ACTION_LISTEN, RULE_SNIPPET_ACTION):
+                states.append(snapshot())
+                actions.append(ACTION_LISTEN)
+                positions.append(-1)
+            # a rule snippet ("...") listens silently before its first user turn, as in Rasa
+            prev = ACTION_LISTEN
+            intent = base_intent(event.intent)
+            entities = spec.featurized_entities(event.intent, event.entities)
+            started = True
+        elif isinstance(event, ActionExecuted):
+            if event.name == ACTION_LISTEN and not started and prev == ACTION_LISTEN:
+                continue  # the conversation already starts by listening
+            states.append(snapshot())
+            actions.append(event.name)
+            positions.append(position)
+            prev = event.name
+            started = True
+        elif isinstance(event, SlotSet):
+            slot_values[event.name] = event.value
+        elif isinstance(event, ActiveLoop):
+            loop = event.name
+    return Replay(tuple(states), tuple(actions), tuple(positions), snapshot())

@@ -1,0 +1,471 @@
+"""TEDPolicy: a small transformer over the last ``max_history`` dialogue states.
+
+Network (one definition, :func:`forward`, run by NumPy for prediction and by
+TensorFlow for training)::
+
+    states [B, H, F] --dense--> [B, H, D] + position embedding
+      --> N x (pre-norm self-attention over the real turns, pre-norm ReLU feed-forward)
+      --> layer norm of the last turn --dense--> dialogue embedding [B, E]
+      --> dot product with one embedding per action [A, E] --> softmax
+
+as Rasa's TED: a transformer encodes the dialogue, and the confidence of an
+action is the softmax of the similarity of its embedding with the dialogue's.
+Histories shorter than ``H`` are padded at the front and masked out.
+
+TensorFlow is imported only inside :func:`train_weights` (through
+:func:`pipeline.training.runtime.configure_tensorflow`); loading a model and
+predicting need NumPy only, so predictions after ``save``/``load`` are
+bit-for-bit the ones before. Training is seeded: initial weights come from a
+NumPy generator, dropout from stateless TensorFlow random ops, and batches
+are shuffled by a NumPy generator, so one seed gives one model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError, ModelError
+from pipeline.training.runtime import Progress, emit
+
+from .ensemble import PolicyOutput
+from .settings import TedSettings
+from .states import DomainSpec, Replay, State, replay
+from .tracker import Event
+
+__all__ = [
+    "TEDPolicy",
+    "forward",
+    "forward_tensorflow",
+    "predict_probabilities",
+    "init_weights",
+    "weight_shapes",
+    "training_examples",
+    "train_weights",
+]
+
+_LN_EPSILON = 1e-5
+_MASK_VALUE = -1e9
+_ADAM = (0.9, 0.999, 1e-7)
+#: How many other stories each story is also replayed after (Rasa's augmentation).
+AUGMENTATION_PREDECESSORS = 5
+
+
+def weight_shapes(
+    feature_size: int, num_actions: int, max_history: int, settings: TedSettings
+) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every weight of the network (the saved ``.npz`` keys)."""
+    d, e = settings.transformer_size, settings.embedding_dimension
+    shapes: dict[str, tuple[int, ...]] = {
+        "input/kernel": (feature_size, d),
+        "input/bias": (d,),
+        "position": (max_history, d),
+    }
+    for i in range(settings.number_of_transformer_layers):
+        p = f"layer_{i}"
+        shapes.update(
+            {
+                f"{p}/norm1/gamma": (d,),
+                f"{p}/norm1/beta": (d,),
+                **{f"{p}/attention/{n}/kernel": (d, d) for n in ("query", "key", "value", "output")},
+                **{f"{p}/attention/{n}/bias": (d,) for n in ("query", "key", "value", "output")},
+                f"{p}/norm2/gamma": (d,),
+                f"{p}/norm2/beta": (d,),
+                f"{p}/ffn/hidden/kernel": (d, 2 * d),
+                f"{p}/ffn/hidden/bias": (2 * d,),
+                f"{p}/ffn/output/kernel": (2 * d, d),
+                f"{p}/ffn/output/bias": (d,),
+            }
+        )
+    shapes.update(
+        {
+            "final_norm/gamma": (d,),
+            "final_norm/beta": (d,),
+            "dialogue_embed/kernel": (d, e),
+            "dialogue_embed/bias": (e,),
+            "action_embed": (num_actions, e),
+        }
+    )
+    return shapes
+
+
+def init_weights(shapes: Mapping[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
+    """Glorot-uniform kernels, zero biases, unit layer-norm gains; float32, seeded."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in shapes.items():
+        if name.endswith("/gamma"):
+            value = np.ones(shape)
+        elif name.endswith(("/bias", "/beta")):
+            value = np.zeros(shape)
+        elif name == "position":
+            value = rng.normal(0.0, 0.02, shape)
+        else:
+            limit = math.sqrt(6.0 / (shape[0] + shape[-1]))
+            value = rng.uniform(-limit, limit, shape)
+        weights[name] = value.astype(np.float32)
+    return weights
+
+
+# ----------------------------------------------------------------------- network
+
+
+class _NumpyOps:
+    """The operations :func:`forward` needs, in NumPy (inference: no dropout)."""
+
+    @staticmethod
+    def mean(x: Any) -> Any:
+        return x.mean(axis=-1, keepdims=True)
+
+    @staticmethod
+    def rsqrt(x: Any) -> Any:
+        return (1.0 / np.sqrt(x)).astype(np.float32)
+
+    @staticmethod
+    def relu(x: Any) -> Any:
+        return np.maximum(x, np.float32(0.0))
+
+    @staticmethod
+    def softmax(x: Any) -> Any:
+        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    @staticmethod
+    def reshape(x: Any, shape: Sequence[int]) -> Any:
+        return np.reshape(x, shape)
+
+    @staticmethod
+    def transpose(x: Any, perm: Sequence[int]) -> Any:
+        return np.transpose(x, perm)
+
+    @staticmethod
+    def dense(x: Any, kernel: Any, bias: Any, rows: int) -> Any:
+        return x @ kernel + bias
+
+    @staticmethod
+    def dropout(x: Any, rate: float, site: int) -> Any:
+        return x
+
+
+def forward(ops: Any, w: Mapping[str, Any], x: Any, mask: Any, settings: TedSettings) -> Any:
+    """Logits ``[B, A]`` of the network; ``ops`` is NumPy or TensorFlow flavoured."""
+    d = settings.transformer_size
+    heads = settings.number_of_attention_heads
+    dh = d // heads
+    steps = int(w["position"].shape[0])
+
+    def dense(t: Any, name: str, rows: int) -> Any:
+        return ops.dense(t, w[f"{name}/kernel"], w[f"{name}/bias"], rows)
+
+    def norm(t: Any, prefix: str) -> Any:
+        mu = ops.mean(t)
+        centered = t - mu
+        var = ops.mean(centered * centered)
+        return centered * ops.rsqrt(var + _LN_EPSILON) * w[f"{prefix}/gamma"] + w[f"{prefix}/beta"]
+
+    def split(t: Any, rows: int) -> Any:
+        return ops.transpose(ops.reshape(t, (-1, rows, heads, dh)), (0, 2, 1, 3))
+
+    h = dense(x, "input", steps) + w["position"]
+    h = ops.dropout(h, settings.drop_rate_dialogue, 0)
+    key_bias = (1.0 - mask)[:, None, None, :] * _MASK_VALUE
+    scale = 1.0 / math.sqrt(dh)
+    layers = settings.number_of_transformer_layers
+    for i in range(layers):
+        p = f"layer_{i}"
+        a = norm(h, f"{p}/norm1")
+        # only the last turn's output is used: the last layer computes its queries,
+        # attention output and feed-forward for that turn alone (same result, less work)
+        rows = 1 if i == layers - 1 else steps
+        q = split(dense(a[:, -1:, :] if rows == 1 else a, f"{p}/attention/query", rows), rows)
+        k = split(dense(a, f"{p}/attention/key", steps), steps)
+        v = split(dense(a, f"{p}/attention/value", steps), steps)
+        scores = (q @ ops.transpose(k, (0, 1, 3, 2))) * scale + key_bias
+        attention = ops.dropout(ops.softmax(scores), settings.drop_rate_attention, 10 * i + 1)
+        merged = ops.reshape(ops.transpose(attention @ v, (0, 2, 1, 3)), (-1, rows, d))
+        out = dense(merged, f"{p}/attention/output", rows)
+        h = (h[:, -1:, :] if rows == 1 else h) + ops.dropout(out, settings.drop_rate_dialogue, 10 * i + 2)
+        f = ops.relu(dense(norm(h, f"{p}/norm2"), f"{p}/ffn/hidden", rows))
+        h = h + ops.dropout(dense(f, f"{p}/ffn/output", rows), settings.drop_rate_dialogue, 10 * i + 3)
+    last = norm(h[:, -1, :], "final_norm")
+    dialogue = last @ w["dialogue_embed/kernel"] + w["dialogue_embed/bias"]
+    return dialogue @ ops.transpose(w["action_embed"], (1, 0))
+
+
+def predict_probabilities(
+    weights: Mapping[str, np.ndarray], x: np.ndarray, mask: np.ndarray, settings: TedSettings
+) -> np.ndarray:
+    """Softmax confidences ``[B, A]`` (float64), computed with NumPy."""
+    logits = forward(_NumpyOps, weights, x.astype(np.float32), mask.astype(np.float32), settings).astype(np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _tensorflow_ops(tf: Any, seed_pair: Any = None) -> Any:
+    """The operations :func:`forward` needs, in TensorFlow; dropout only with a seed."""
+
+    class TensorFlowOps:
+        mean = staticmethod(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True))
+        rsqrt = staticmethod(tf.math.rsqrt)
+        relu = staticmethod(tf.nn.relu)
+        softmax = staticmethod(tf.nn.softmax)
+        reshape = staticmethod(tf.reshape)
+        transpose = staticmethod(tf.transpose)
+
+        @staticmethod
+        def dense(t: Any, kernel: Any, bias: Any, rows: int) -> Any:
+            # a 2-D matmul: TensorFlow's gradient of a 3-D @ 2-D matmul is many times slower
+            flat = tf.reshape(t, (-1, kernel.shape[0])) @ kernel + bias
+            return tf.reshape(flat, (-1, rows, kernel.shape[1]))
+
+        @staticmethod
+        def dropout(t: Any, rate: float, site: int) -> Any:
+            if rate <= 0.0 or seed_pair is None:
+                return t
+            keep = tf.random.stateless_uniform(tf.shape(t), seed=seed_pair + tf.constant([0, site * 7919])) >= rate
+            return tf.where(keep, t / (1.0 - rate), tf.zeros_like(t))
+
+    return TensorFlowOps
+
+
+def forward_tensorflow(
+    weights: Mapping[str, np.ndarray], x: np.ndarray, mask: np.ndarray, settings: TedSettings
+) -> np.ndarray:
+    """Logits computed by TensorFlow (the training path), for checking against NumPy."""
+    from pipeline.training.runtime import configure_tensorflow  # noqa: PLC0415 - TensorFlow stays lazy
+
+    tf = configure_tensorflow()
+    tensors = {name: tf.constant(value) for name, value in weights.items()}
+    return forward(_tensorflow_ops(tf), tensors, tf.constant(x), tf.constant(mask), settings).numpy()
+
+
+# ---------------------------------------------------------------------- training
+
+
+def training_examples(
+    stories: Sequence[Sequence[Event]],
+    max_history: int,
+    spec: DomainSpec,
+    *,
+    seed: int = 0,
+    predecessors: int = AUGMENTATION_PREDECESSORS,
+) -> tuple[list[tuple[State, ...]], np.ndarray]:
+    """Distinct (state window, action) pairs of the stories, in first-seen order.
+
+    Two augmentations make the network rely on the turns that matter rather
+    than on the exact story it saw:
+
+    * as Rasa's story augmentation, each story is also replayed after up to
+      ``predecessors`` other stories (picked with ``seed``), so that its first
+      turns are seen with history before them, not only at a conversation start
+      (only the windows that reach into the predecessor are added);
+    * every action is also learnt from the current state alone (a back-off for
+      histories never seen).
+    """
+    seen: set[tuple[tuple[State, ...], str]] = set()
+    windows: list[tuple[State, ...]] = []
+    labels: list[int] = []
+
+    def add(played: Replay, first: int, last: int) -> None:
+        for k in range(first, min(last, len(played.actions))):
+            action = played.actions[k]
+            history = played.history(k)
+            for window in (history[-max_history:], history[-1:]):
+                if (window, action) not in seen:
+                    seen.add((window, action))
+                    windows.append(window)
+                    labels.append(spec.action_index(action))
+
+    played_stories = [replay(events, spec) for events in stories]
+    for played in played_stories:
+        add(played, 0, len(played.actions))
+    if predecessors and len(stories) > 1:
+        rng = np.random.default_rng(seed)
+        for index, events in enumerate(stories):
+            others = [i for i in range(len(stories)) if i != index]
+            chosen = others if len(others) <= predecessors else rng.choice(others, predecessors, replace=False)
+            for before in chosen:
+                offset = len(played_stories[before].actions)
+                add(replay(tuple(stories[before]) + tuple(events), spec), offset, offset + max_history - 1)
+    return windows, np.asarray(labels, dtype=np.int32)
+
+
+def _batch_size(settings: TedSettings, epoch: int, epochs: int) -> int:
+    """Rasa's linearly increasing batch size from ``batch_size[0]`` to ``batch_size[1]``."""
+    low, high = settings.batch_size
+    if epochs <= 1:
+        return low
+    return int(low + epoch * (high - low) / (epochs - 1))
+
+
+def train_weights(
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    mask: np.ndarray,
+    y: np.ndarray,
+    settings: TedSettings,
+    *,
+    epochs: int,
+    seed: int,
+    progress: Progress | None = None,
+    phase: str = "train",
+) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
+    """Train the network with Adam on softmax cross-entropy; one progress event per epoch."""
+    from pipeline.training.runtime import configure_tensorflow  # noqa: PLC0415 - TensorFlow stays lazy
+
+    tf = configure_tensorflow(seed=seed)
+    names = sorted(weights)
+    variables = {name: tf.Variable(weights[name], name=name.replace("/", "_")) for name in names}
+    var_list = [variables[n] for n in names]
+    moments = [tf.Variable(tf.zeros_like(v)) for v in var_list]
+    velocities = [tf.Variable(tf.zeros_like(v)) for v in var_list]
+    step_count = tf.Variable(0.0)
+    beta1, beta2, epsilon = _ADAM
+    learning_rate = settings.learning_rate
+
+    steps = x.shape[1]
+    features = x.shape[2]
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, steps, features], tf.float32),
+            tf.TensorSpec([None, steps], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([2], tf.int32),
+        ],
+        reduce_retracing=True,
+    )
+    def train_step(xb: Any, mb: Any, yb: Any, seed_pair: Any) -> Any:
+        with tf.GradientTape() as tape:
+            logits = forward(_tensorflow_ops(tf, seed_pair), variables, xb, mb, settings)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits))
+        grads = tape.gradient(loss, var_list)
+        step_count.assign_add(1.0)
+        correction = tf.sqrt(1.0 - tf.pow(beta2, step_count)) / (1.0 - tf.pow(beta1, step_count))
+        for var, grad, m, v in zip(var_list, grads, moments, velocities):
+            m.assign(beta1 * m + (1.0 - beta1) * grad)
+            v.assign(beta2 * v + (1.0 - beta2) * grad * grad)
+            var.assign_sub(learning_rate * correction * m / (tf.sqrt(v) + epsilon))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb), tf.float32))
+        return loss, correct
+
+    rng = np.random.default_rng(seed)
+    history: list[dict[str, float]] = []
+    total = len(y)
+    global_step = 0
+    for epoch in range(epochs):
+        size = _batch_size(settings, epoch, epochs)
+        order = rng.permutation(total)
+        loss_sum = 0.0
+        correct_sum = 0.0
+        for start in range(0, total, size):
+            index = order[start : start + size]
+            loss, correct = train_step(x[index], mask[index], y[index], np.array([seed, global_step], dtype=np.int32))
+            loss_sum += float(loss) * len(index)
+            correct_sum += float(correct)
+            global_step += 1
+        record = {"loss": loss_sum / total, "accuracy": correct_sum / total}
+        history.append(record)
+        emit(progress, model="core", phase=phase, epoch=epoch + 1, epochs=epochs, **record)
+    return {name: variables[name].numpy() for name in names}, history
+
+
+# ------------------------------------------------------------------------ policy
+
+
+class TEDPolicy:
+    """The ML policy: predicts from any history, including ones never seen in training."""
+
+    name = "TEDPolicy"
+
+    def __init__(
+        self,
+        settings: TedSettings,
+        max_history: int,
+        weights: Mapping[str, np.ndarray] | None,
+    ) -> None:
+        self.settings = settings
+        self.max_history = max_history
+        self.weights = dict(weights) if weights is not None else None
+
+    @staticmethod
+    def check_settings(settings: TedSettings) -> None:
+        if settings.transformer_size % settings.number_of_attention_heads:
+            raise ConfigError(
+                f"TEDPolicy: transformer_size {settings.transformer_size} is not divisible by "
+                f"number_of_attention_heads {settings.number_of_attention_heads}",
+                hint="choose a transformer_size that is a multiple of number_of_attention_heads (e.g. 128 and 4)",
+            )
+
+    @staticmethod
+    def resolve_max_history(settings: TedSettings, stories: Sequence[Sequence[Event]], spec: DomainSpec) -> int:
+        """``max_history``, or the longest story history when it is unset."""
+        if settings.max_history is not None:
+            return settings.max_history
+        return max((len(replay(events, spec).states) for events in stories), default=1) or 1
+
+    @classmethod
+    def train(
+        cls,
+        settings: TedSettings,
+        stories: Sequence[Sequence[Event]],
+        spec: DomainSpec,
+        *,
+        seed: int,
+        epochs: int | None = None,
+        previous: "TEDPolicy | None" = None,
+        progress: Progress | None = None,
+        phase: str = "train",
+    ) -> tuple["TEDPolicy", list[dict[str, float]]]:
+        """Train (or, with ``previous``, finetune) on the stories' events."""
+        cls.check_settings(settings)
+        seed = settings.random_seed if settings.random_seed is not None else seed
+        max_history = previous.max_history if previous is not None else cls.resolve_max_history(settings, stories, spec)
+        epochs = settings.epochs if epochs is None else epochs
+        windows, labels = training_examples(stories, max_history, spec, seed=seed)
+        if not windows or epochs == 0:
+            weights = previous.weights if previous is not None else None
+            return cls(settings, max_history, weights), []
+        if previous is not None and previous.weights is not None:
+            weights = previous.weights
+        else:
+            weights = init_weights(weight_shapes(spec.feature_size, len(spec.actions), max_history, settings), seed)
+        x, mask = spec.encode_histories(windows, max_history)
+        trained, history = train_weights(
+            weights, x, mask, labels, settings, epochs=epochs, seed=seed, progress=progress, phase=phase
+        )
+        return cls(settings, max_history, trained), history
+
+    def predict_batch(self, histories: Sequence[Sequence[State]], spec: DomainSpec) -> np.ndarray | None:
+        """Confidences ``[N, A]`` for many histories at once; ``None`` when untrained."""
+        if self.weights is None:
+            return None
+        x, mask = spec.encode_histories(histories, self.max_history)
+        return predict_probabilities(self.weights, x, mask, self.settings)
+
+    def output(self, probabilities: np.ndarray | None) -> PolicyOutput | None:
+        if probabilities is None:
+            return None
+        return PolicyOutput(self.name, self.settings.priority, probabilities)
+
+    def predict(self, history: Sequence[State], spec: DomainSpec) -> PolicyOutput | None:
+        batch = self.predict_batch([history], spec)
+        return self.output(None if batch is None else batch[0])
+
+    def check_shapes(self, spec: DomainSpec) -> None:
+        """Raise ModelError when saved weights do not fit the saved vocabulary."""
+        if self.weights is None:
+            return
+        expected = weight_shapes(spec.feature_size, len(spec.actions), self.max_history, self.settings)
+        received = {name: tuple(value.shape) for name, value in self.weights.items()}
+        if expected != received:
+            missing = sorted(set(expected) - set(received))
+            wrong = sorted(n for n in expected if n in received and expected[n] != received[n])
+            raise ModelError(
+                "TEDPolicy weights do not match the saved vocabulary and settings"
+                + (f"; missing: {', '.join(missing[:5])}" if missing else "")
+                + (f"; wrong shape: {', '.join(f'{n} {received[n]} (expected {expected[n]})' for n in wrong[:5])}" if wrong else ""),
+                hint="the model directory is corrupt or mixed from two models; train a new model",
+            )

@@ -1,0 +1,54 @@
+"""The NLU model: sparse featurizers + a DIET-style joint intent/entity network.
+
+Importing this package does not import TensorFlow: ``NluModel`` (load, parse,
+save) and ``check_finetune_compatible`` are NumPy/JSON only; ``train_nlu``
+and ``finetune_nlu`` import the trainer (and TensorFlow) when called.
+
+Modules::
+
+    layout        saved-file names (constants)
+    settings      config.pipeline -> NluSettings (Rasa component names/options)
+    tokenizer     whitespace/punctuation tokens with offsets
+    features      append-only vocabularies and sparse featurizers (preprocessing)
+    labels        intent/entity/role/group label maps, BILOU/BIO tagging
+    architecture  weight names, shapes, initialisation and growth
+    inference     NumPy forward pass, Viterbi, marginals (used by parse)
+    network       TensorFlow forward pass, joint loss, lazy Adam (training)
+    trainer       train / finetune loops
+    model         NluModel: parse, parse_batch, save, load
+    compat        finetune compatibility check (JSON only)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.data.model import Config, NluData
+from pipeline.training.runtime import Progress
+
+from .compat import check_finetune_compatible
+from .model import NluModel
+
+__all__ = ["NluModel", "train_nlu", "finetune_nlu", "check_finetune_compatible"]
+
+
+def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None, seed: int = 42) -> NluModel:
+    """Train an NLU model from scratch (imports TensorFlow)."""
+    from .trainer import train_nlu as _train  # noqa: PLC0415 - TensorFlow only when training
+
+    return _train(data, config, progress=progress, seed=seed)
+
+
+def finetune_nlu(
+    previous_dir: Path,
+    data: NluData,
+    config: Config,
+    *,
+    epoch_fraction: float,
+    progress: Progress | None = None,
+    seed: int = 42,
+) -> NluModel:
+    """Continue training a saved model on updated data; raises FinetuneRefused (imports TensorFlow)."""
+    from .trainer import finetune_nlu as _finetune  # noqa: PLC0415
+
+    return _finetune(previous_dir, data, config, epoch_fraction=epoch_fraction, progress=progress, seed=seed)

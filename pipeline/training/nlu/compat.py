@@ -1,0 +1,88 @@
+"""Can a saved NLU model be finetuned on new data and config? Reads JSON only (no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.data.model import Config, NluData
+from pipeline.errors import FinetuneRefused, ModelError
+
+from . import layout
+from .features import pattern_keys
+from .labels import LabelMaps
+from .model import format_problems, read_json
+from .settings import NluSettings, resolve_settings
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _names(values: Any) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(values))
+
+
+def _label_reasons(kind: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[str]:
+    reasons = []
+    added, removed = set(new) - set(old), set(old) - set(new)
+    if added:
+        reasons.append(f"{kind} added: {_names(added)}")
+    if removed:
+        reasons.append(f"{kind} removed: {_names(removed)}")
+    return reasons
+
+
+def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[str]:
+    """Every reason the model in ``previous_dir`` cannot be finetuned (empty: it can)."""
+    try:
+        problems = format_problems(read_json(previous_dir, layout.FORMAT_FILE))
+        if problems:
+            return problems
+        saved_config = read_json(previous_dir, layout.CONFIG_FILE)
+        saved_labels = LabelMaps.from_config(read_json(previous_dir, layout.LABELS_FILE)["labels"])
+        saved_vocab = read_json(previous_dir, layout.VOCABULARIES_FILE)
+        old = NluSettings.from_config(saved_config["settings"])
+    except ModelError as exc:
+        return [exc.message]
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"the previous NLU model's files are unreadable ({exc!r})"]
+    new = resolve_settings(config)
+    reasons: list[str] = []
+    before, after = _flatten(old.compatibility_key()), _flatten(new.compatibility_key())
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            reasons.append(
+                f"config `{key}` changed from {before.get(key)!r} to {after.get(key)!r} (only epochs may change)"
+            )
+    labels = LabelMaps.from_data(data, bilou=new.diet.BILOU_flag)
+    if new.diet.intent_classification:
+        reasons += _label_reasons("intents", saved_labels.intents, labels.intents)
+    if new.diet.entity_recognition:
+        reasons += _label_reasons("entities", saved_labels.entities, labels.entities)
+        reasons += _label_reasons("entity roles", saved_labels.roles, labels.roles)
+        reasons += _label_reasons("entity groups", saved_labels.groups, labels.groups)
+    if not reasons:  # same featurizers: compare the pattern feature spaces
+        for spec, keys in zip(new.featurizers, saved_vocab.get("vocabularies", [])):
+            if spec.kind != "regex":
+                continue
+            now = set(pattern_keys(spec, data.regexes, data.lookups))
+            gone = [k for k in keys if k not in now]
+            if gone:
+                reasons.append(
+                    f"{len(gone)} regex/lookup pattern(s) removed ({_names(gone[:5])}): the RegexFeaturizer"
+                    f" feature space would shrink from {len(keys)} to {len(keys) - len(gone)}"
+                )
+    return reasons
+
+
+def check_finetune_compatible(previous_dir: Path, data: NluData, config: Config) -> None:
+    """Raise FinetuneRefused listing every reason the previous model cannot be finetuned."""
+    reasons = finetune_reasons(Path(previous_dir), data, config)
+    if reasons:
+        raise FinetuneRefused(reasons)

@@ -1,0 +1,429 @@
+"""NLU settings resolved from ``config.pipeline`` (Rasa component names and options).
+
+Pure Python, no TensorFlow. :func:`resolve_settings` turns the config into a
+frozen :class:`NluSettings`; ``get_config()``/``from_config()`` round-trip it
+through JSON for the saved model and for the finetune compatibility check.
+
+Accepted components and their options (Rasa's names; anything else is a
+:class:`~pipeline.errors.ConfigError` listing the valid names):
+
+* ``WhitespaceTokenizer``: ``token_pattern``, ``lowercase`` (deltatrain)
+* ``CountVectorsFeaturizer``: ``analyzer`` (word | char | char_wb), ``min_ngram``,
+  ``max_ngram``, ``lowercase``
+* ``RegexFeaturizer``: ``case_sensitive``, ``use_word_boundaries``, ``use_regexes``,
+  ``use_lookup_tables``
+* ``LexicalSyntacticFeaturizer``: ``features`` (list of windows of feature names)
+* ``DIETClassifier``: see :class:`DietOptions`
+* ``EntitySynonymMapper``, ``ResponseSelector`` (retrieval intents are classified
+  by their base intent), ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
+
+Rasa options that make no sense here (GPU, tensorboard, negative sampling
+sizes, buffers for growing vocabularies, ...) are accepted and listed in
+``NluSettings.ignored``; the trained model's summary reports them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from pipeline.data.model import Component, Config, thaw
+from pipeline.errors import ConfigError
+
+from .tokenizer import DEFAULT_TOKEN_PATTERN
+
+LEXICAL_FEATURE_NAMES = (
+    "BOS", "EOS", "low", "upper", "title", "digit",
+    "prefix5", "prefix4", "prefix3", "prefix2", "prefix1",
+    "suffix5", "suffix4", "suffix3", "suffix2", "suffix1",
+)  # fmt: skip
+DEFAULT_LEXICAL_FEATURES = (
+    ("low", "title", "upper"),
+    ("BOS", "EOS", "low", "upper", "title", "digit", "prefix5", "prefix2", "suffix5", "suffix3", "suffix2"),
+    ("low", "title", "upper"),
+)
+ANALYZERS = ("word", "char", "char_wb")
+SIMILARITY_TYPES = ("auto", "inner", "cosine")
+
+#: Rasa's default NLU pipeline (used when ``config.pipeline`` is empty).
+DEFAULT_PIPELINE: tuple[Component, ...] = (
+    Component("WhitespaceTokenizer", {}),
+    Component("RegexFeaturizer", {}),
+    Component("LexicalSyntacticFeaturizer", {}),
+    Component("CountVectorsFeaturizer", {}),
+    Component("CountVectorsFeaturizer", {"analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4}),
+    Component("DIETClassifier", {}),
+    Component("EntitySynonymMapper", {}),
+    Component("FallbackClassifier", {"threshold": 0.3, "ambiguity_threshold": 0.1}),
+)
+
+_FEATURIZERS = ("CountVectorsFeaturizer", "RegexFeaturizer", "LexicalSyntacticFeaturizer")
+COMPONENT_NAMES = (
+    "WhitespaceTokenizer",
+    *_FEATURIZERS,
+    "DIETClassifier",
+    "EntitySynonymMapper",
+    "ResponseSelector",
+    "FallbackClassifier",
+)
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """One sparse featurizer: ``kind`` is ``count_vectors``, ``regex`` or ``lexical``."""
+
+    kind: str
+    name: str  # unique within the pipeline: "word", "char_wb_1_4", "regex", "lexical"
+    analyzer: str = "word"
+    min_ngram: int = 1
+    max_ngram: int = 1
+    lowercase: bool = True
+    case_sensitive: bool = True
+    use_word_boundaries: bool = True
+    use_regexes: bool = True
+    use_lookup_tables: bool = True
+    features: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class DietOptions:
+    """DIETClassifier options (Rasa's names; defaults chosen by ``bench/nlu.py``)."""
+
+    epochs: int = 40
+    batch_size: tuple[int, int] = (64, 256)
+    learning_rate: float = 0.003
+    transformer_size: int = 128
+    number_of_transformer_layers: int = 1
+    number_of_attention_heads: int = 4
+    embedding_dimension: int = 32
+    drop_rate: float = 0.2
+    drop_rate_attention: float = 0.0
+    sparse_input_dropout: bool = True
+    entity_recognition: bool = True
+    intent_classification: bool = True
+    constrain_similarities: bool = True
+    similarity_type: str = "auto"
+    BILOU_flag: bool = True
+    ranking_length: int = 10
+    max_sequence_length: int = 128
+    early_stopping: bool = True
+
+
+@dataclass(frozen=True)
+class NluSettings:
+    """Everything that decides how the NLU model is built and trained."""
+
+    language: str = "en"
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    tokenizer_lowercase: bool = False
+    featurizers: tuple[FeaturizerSpec, ...] = ()
+    diet: DietOptions = field(default_factory=DietOptions)
+    synonyms: bool = True
+    fallback_threshold: float | None = None
+    ambiguity_threshold: float = 0.1
+    response_selector: bool = False
+    ignored: tuple[str, ...] = field(default=(), compare=False)
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able form; :meth:`from_config` inverts it."""
+        config = asdict(self)
+        config["ignored"] = list(self.ignored)
+        return _listify(config)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "NluSettings":
+        data = dict(config)
+        data["featurizers"] = tuple(
+            FeaturizerSpec(**{**f, "features": tuple(tuple(w) for w in f.get("features", ()))})
+            for f in data.get("featurizers", ())
+        )
+        diet = dict(data.get("diet", {}))
+        if "batch_size" in diet:
+            diet["batch_size"] = tuple(diet["batch_size"])
+        data["diet"] = DietOptions(**diet)
+        data["ignored"] = tuple(data.get("ignored", ()))
+        return cls(**data)
+
+    def compatibility_key(self) -> dict[str, Any]:
+        """The settings that must not change for a finetune (everything but epochs
+        and the inference-time fallback thresholds)."""
+        config = self.get_config()
+        config.pop("ignored")
+        config.pop("fallback_threshold")
+        config.pop("ambiguity_threshold")
+        config["diet"].pop("epochs")
+        return config
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listify(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------- option parsing
+
+_Check = Callable[[str, str, Any], Any]
+
+
+def _fail(component: str, option: str, valid: str, value: Any) -> ConfigError:
+    return ConfigError(
+        f"{component}: option '{option}' must be {valid}; received {value!r}",
+        hint=f"fix '{option}' under '- name: {component}' in config.yml",
+    )
+
+
+def _bool(component: str, option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(component, option, "true or false", value)
+    return value
+
+
+def _int(low: int, high: int | None = None) -> _Check:
+    def check(component: str, option: str, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            bounds = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+            raise _fail(component, option, bounds, value)
+        return value
+
+    return check
+
+
+def _float(low: float, high: float, *, open_low: bool = False) -> _Check:
+    def check(component: str, option: str, value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or math.isnan(value) or value < low or value > high or (open_low and value <= low):
+            raise _fail(component, option, f"a number {'>' if open_low else '>='} {low} and <= {high}", value)
+        return float(value)
+
+    return check
+
+
+def _choice(*choices: str) -> _Check:
+    def check(component: str, option: str, value: Any) -> str:
+        if value not in choices:
+            raise _fail(component, option, "one of " + ", ".join(choices), value)
+        return str(value)
+
+    return check
+
+
+def _str(component: str, option: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(component, option, "a non-empty string", value)
+    return value
+
+
+def _per_text(check: _Check) -> _Check:
+    """Rasa allows ``{"text": n, "label": m}`` for some sizes; we use the text size."""
+
+    def wrapped(component: str, option: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            if "text" not in value:
+                raise _fail(component, option, "a number or a mapping with a 'text' key", thaw(value))
+            value = value["text"]
+        return check(component, option, value)
+
+    return wrapped
+
+
+def _batch_size(component: str, option: str, value: Any) -> tuple[int, int]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise _fail(component, option, "a positive integer or a list [start, end] of two", thaw(value))
+    return (values[0], values[-1])
+
+
+def _lexical_features(component: str, option: str, value: Any) -> tuple[tuple[str, ...], ...]:
+    valid = "a list of windows (lists) of feature names from " + ", ".join(LEXICAL_FEATURE_NAMES)
+    windows = thaw(value)
+    if not isinstance(windows, list) or not windows or len(windows) % 2 == 0:
+        raise _fail(component, option, valid + " (an odd number of windows)", windows)
+    for window in windows:
+        if not isinstance(window, list) or any(name not in LEXICAL_FEATURE_NAMES for name in window):
+            raise _fail(component, option, valid, windows)
+    return tuple(tuple(w) for w in windows)
+
+
+def _options(
+    component: Component,
+    checks: Mapping[str, _Check],
+    ignored_names: Sequence[str],
+    ignored: list[str],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in component.options.items():
+        if key in checks:
+            if value is not None:
+                result[key] = checks[key](component.name, key, value)
+        elif key in ignored_names or key in _ALWAYS_IGNORED:
+            ignored.append(f"{component.name}.{key}")
+        else:
+            valid = ", ".join(sorted(checks))
+            raise ConfigError(
+                f"{component.name}: unknown option '{key}'; valid options are {valid}; received {key}={thaw(value)!r}",
+                hint=f"remove '{key}' or fix its spelling under '- name: {component.name}'",
+            )
+    return result
+
+
+_ALWAYS_IGNORED = ("alias", "use_gpu", "random_seed")
+_CVF_CHECKS: Mapping[str, _Check] = {
+    "analyzer": _choice(*ANALYZERS),
+    "min_ngram": _int(1, 10),
+    "max_ngram": _int(1, 10),
+    "lowercase": _bool,
+}
+_CVF_IGNORED = (
+    "OOV_token", "OOV_words", "use_shared_vocab", "additional_vocabulary_size", "min_df", "max_df",
+    "max_features", "strip_accents", "stop_words", "token_pattern", "use_lemma",
+)  # fmt: skip
+_REGEX_CHECKS: Mapping[str, _Check] = {
+    "case_sensitive": _bool,
+    "use_word_boundaries": _bool,
+    "use_regexes": _bool,
+    "use_lookup_tables": _bool,
+}
+_DIET_CHECKS: Mapping[str, _Check] = {
+    "epochs": _int(0),
+    "batch_size": _batch_size,
+    "learning_rate": _float(0.0, 1.0, open_low=True),
+    "transformer_size": _per_text(_int(4, 4096)),
+    "number_of_transformer_layers": _per_text(_int(0, 24)),
+    "number_of_attention_heads": _int(1, 64),
+    "embedding_dimension": _int(2, 1024),
+    "drop_rate": _float(0.0, 0.95),
+    "drop_rate_attention": _float(0.0, 0.95),
+    "sparse_input_dropout": _bool,
+    "entity_recognition": _bool,
+    "intent_classification": _bool,
+    "constrain_similarities": _bool,
+    "similarity_type": _choice(*SIMILARITY_TYPES),
+    "BILOU_flag": _bool,
+    "ranking_length": _int(0),
+    "max_sequence_length": _int(8, 4096),
+    "early_stopping": _bool,
+    "loss_type": _choice("cross_entropy", "softmax"),
+    "model_confidence": _choice("softmax"),
+}
+_DIET_IGNORED = (
+    "hidden_layers_sizes", "dense_dimension", "concat_dimension", "number_of_negative_examples",
+    "maximum_positive_similarity", "maximum_negative_similarity", "use_maximum_negative_similarity",
+    "scale_loss", "regularization_constant", "negative_margin_scale", "connection_density",
+    "weight_sparsity", "dense_input_dropout", "use_masked_language_model", "evaluate_every_number_of_epochs",
+    "evaluate_on_number_of_examples", "tensorboard_log_directory", "tensorboard_log_level",
+    "checkpoint_model", "batch_strategy", "split_entities_by_comma", "max_relative_position",
+    "unidirectional_encoder", "use_key_relative_attention", "use_value_relative_attention",
+    "renormalize_confidences", "featurizers", "run_eagerly", "share_hidden_layers",
+)  # fmt: skip
+
+
+def resolve_settings(config: Config) -> NluSettings:
+    """Resolve ``config`` into :class:`NluSettings`; an empty pipeline means Rasa's default."""
+    pipeline = config.pipeline or DEFAULT_PIPELINE
+    ignored: list[str] = []
+    token_pattern, tokenizer_lowercase = DEFAULT_TOKEN_PATTERN, False
+    featurizers: list[FeaturizerSpec] = []
+    diet: DietOptions | None = None
+    synonyms = False
+    fallback: float | None = None
+    ambiguity = 0.1
+    response_selector = False
+    for component in pipeline:
+        name = component.name
+        if name == "WhitespaceTokenizer":
+            opts = _options(
+                component,
+                {"token_pattern": _str, "lowercase": _bool},
+                ("intent_tokenization_flag", "intent_split_symbol", "case_sensitive"),
+                ignored,
+            )
+            token_pattern = opts.get("token_pattern", token_pattern)
+            tokenizer_lowercase = opts.get("lowercase", tokenizer_lowercase)
+        elif name == "CountVectorsFeaturizer":
+            opts = _options(component, _CVF_CHECKS, _CVF_IGNORED, ignored)
+            analyzer = opts.get("analyzer", "word")
+            low, high = opts.get("min_ngram", 1), opts.get("max_ngram", 1)
+            if low > high:
+                raise _fail(name, "min_ngram", f"<= max_ngram ({high})", low)
+            spec = FeaturizerSpec(
+                "count_vectors", f"{analyzer}_{low}_{high}", analyzer, low, high, opts.get("lowercase", True)
+            )
+            featurizers.append(spec)
+        elif name == "RegexFeaturizer":
+            opts = _options(component, _REGEX_CHECKS, ("number_additional_patterns",), ignored)
+            featurizers.append(FeaturizerSpec("regex", "regex", **opts))
+        elif name == "LexicalSyntacticFeaturizer":
+            opts = _options(component, {"features": _lexical_features}, (), ignored)
+            featurizers.append(FeaturizerSpec("lexical", "lexical", features=opts.get("features", DEFAULT_LEXICAL_FEATURES)))
+        elif name == "DIETClassifier":
+            if diet is not None:
+                raise ConfigError(
+                    "the NLU pipeline may contain one DIETClassifier; received a second one",
+                    hint="remove the duplicate '- name: DIETClassifier'",
+                )
+            opts = _options(component, _DIET_CHECKS, _DIET_IGNORED, ignored)
+            opts.pop("loss_type", None)
+            opts.pop("model_confidence", None)
+            diet = DietOptions(**opts)
+        elif name == "EntitySynonymMapper":
+            _options(component, {}, (), ignored)
+            synonyms = True
+        elif name == "FallbackClassifier":
+            opts = _options(
+                component,
+                {"threshold": _float(0.0, 1.0), "ambiguity_threshold": _float(0.0, 1.0)},
+                (),
+                ignored,
+            )
+            fallback = opts.get("threshold", 0.3)
+            ambiguity = opts.get("ambiguity_threshold", 0.1)
+        elif name == "ResponseSelector":
+            response_selector = True
+            ignored.append("ResponseSelector (retrieval intents are classified by their base intent)")
+        else:
+            raise ConfigError(
+                f"unknown NLU component '{name}'; valid components are {', '.join(COMPONENT_NAMES)};"
+                f" received '{name}'",
+                hint="map it to one of the valid components in config.yml",
+            )
+    if not featurizers:
+        raise ConfigError(
+            "the NLU pipeline has no featurizer; add at least one of " + ", ".join(_FEATURIZERS)
+            + f"; received {', '.join(c.name for c in pipeline) or 'an empty pipeline'}",
+            hint="add '- name: CountVectorsFeaturizer' to the pipeline",
+        )
+    names = [f.name for f in featurizers]
+    featurizers = [
+        replace(f, name=f"{f.name}_{names[:i].count(f.name)}") if names.count(f.name) > 1 else f
+        for i, f in enumerate(featurizers)
+    ]
+    diet = diet or DietOptions()
+    if diet.transformer_size % diet.number_of_attention_heads:
+        raise ConfigError(
+            "DIETClassifier: transformer_size must be a multiple of number_of_attention_heads;"
+            f" received transformer_size={diet.transformer_size},"
+            f" number_of_attention_heads={diet.number_of_attention_heads}",
+        )
+    if not (diet.entity_recognition or diet.intent_classification):
+        raise ConfigError(
+            "DIETClassifier: at least one of intent_classification and entity_recognition must be true;"
+            " received both false",
+        )
+    return NluSettings(
+        language=config.language,
+        token_pattern=token_pattern,
+        tokenizer_lowercase=tokenizer_lowercase,
+        featurizers=tuple(featurizers),
+        diet=diet,
+        synonyms=synonyms,
+        fallback_threshold=fallback,
+        ambiguity_threshold=ambiguity,
+        response_selector=response_selector,
+        ignored=tuple(ignored),
+    )

@@ -1,0 +1,347 @@
+"""Full training and incremental finetuning of the NLU model (imports TensorFlow).
+
+Finetuning continues from the previous weights: vocabularies grow
+append-only (new embedding rows start at zero, see
+:func:`~.architecture.grow_weights`), and each of the ``ceil(epochs ×
+epoch_fraction)`` epochs sees every *new* example (not in the previous
+model's training data, by content hash) plus a seeded replay sample of the
+old ones, so an epoch costs a fraction of a full one without forgetting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.data.model import Config, NluData, NluExample
+from pipeline.errors import TrainingError
+from pipeline.training.runtime import Progress, emit
+
+from .architecture import NetworkConfig, grow_weights, initial_weights
+from .compat import check_finetune_compatible
+from .features import SENTENCE_KINDS, NluPreprocessor
+from .labels import LabelMaps, encode_entities
+from .model import NluModel, example_hash
+from .network import Batch, DietNetwork, TrainingOptions
+from .runtime_tf import import_tensorflow
+from .settings import NluSettings, resolve_settings
+
+#: Old examples replayed per finetune epoch, as a multiple of the new examples.
+REPLAY_RATIO = 1.0
+#: At least this many old examples are replayed per finetune epoch (when there are that many).
+REPLAY_MINIMUM = 256
+#: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
+BUCKET_BATCHES = 16
+#: Early stopping: stop once the epoch loss improved by less than this (relative) ...
+PLATEAU_TOLERANCE = 0.01
+#: ... for this many epochs in a row, with train intent accuracy at least PLATEAU_ACCURACY.
+PLATEAU_PATIENCE = 3
+PLATEAU_ACCURACY = 0.99
+
+
+@dataclass(frozen=True)
+class Record:
+    """One featurized training example."""
+
+    num_tokens: int
+    ids: tuple[np.ndarray, ...]
+    positions: tuple[np.ndarray, ...]
+    intent: int
+    tags: np.ndarray
+    roles: np.ndarray
+    groups: np.ndarray
+
+
+def featurize(preprocessor: NluPreprocessor, labels: LabelMaps, examples: Sequence[NluExample]) -> list[Record]:
+    """Encode examples into feature ids and label ids."""
+    intent_index = {name: i for i, name in enumerate(labels.intents)}
+    records = []
+    for example in examples:
+        encoded = preprocessor.encode(example.text)
+        tags, roles, groups = encode_entities(example, encoded.tokens, labels)
+        records.append(
+            Record(
+                len(encoded.tokens),
+                encoded.ids,
+                encoded.positions,
+                intent_index.get(example.intent, 0),
+                tags,
+                roles,
+                groups,
+            )
+        )
+    return records
+
+
+def make_batch(records: Sequence[Record]) -> Batch:
+    """Pack records into flat feature ids + flat positions and padded label arrays."""
+    size = len(records)
+    length = 1 + max(r.num_tokens for r in records)
+    count = len(records[0].ids)
+    ids = tuple(np.concatenate([r.ids[i] for r in records]) for i in range(count))
+    segments = tuple(
+        np.concatenate([r.positions[i] + b * length for b, r in enumerate(records)]).astype(np.int32)
+        for i in range(count)
+    )
+    mask = np.zeros((size, length), dtype=np.float32)
+    tags = np.zeros((size, length - 1), dtype=np.int32)
+    roles = np.zeros_like(tags)
+    groups = np.zeros_like(tags)
+    for b, r in enumerate(records):
+        mask[b, : r.num_tokens + 1] = 1.0
+        tags[b, : r.num_tokens] = r.tags
+        roles[b, : r.num_tokens] = r.roles
+        groups[b, : r.num_tokens] = r.groups
+    intents = np.array([r.intent for r in records], dtype=np.int32)
+    return Batch(ids, segments, mask, intents, tags, roles, groups)
+
+
+def batch_size_for(epoch: int, epochs: int, sizes: tuple[int, int]) -> int:
+    """Rasa's linearly increasing batch size from ``sizes[0]`` to ``sizes[1]``."""
+    if epochs <= 1:
+        return sizes[0]
+    return int(sizes[0] + epoch * (sizes[1] - sizes[0]) / (epochs - 1))
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples (indices into ``lengths``)."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def _plateaued(losses: list[float], accuracies: list[float]) -> bool:
+    if len(losses) <= PLATEAU_PATIENCE or accuracies[-1] < PLATEAU_ACCURACY:
+        return False
+    best_before = min(losses[: -PLATEAU_PATIENCE])
+    return min(losses[-PLATEAU_PATIENCE:]) > best_before * (1.0 - PLATEAU_TOLERANCE)
+
+
+def _fit(
+    network: DietNetwork,
+    records: Sequence[Record],
+    epoch_indices: Callable[[int], np.ndarray],
+    epochs: int,
+    settings: NluSettings,
+    seed: int,
+    progress: Progress | None,
+    phase: str,
+) -> dict[str, Any]:
+    """Run the epochs; return the training history."""
+    diet = settings.diet
+    lengths = np.array([r.num_tokens for r in records])
+    losses: list[float] = []
+    accuracies: list[float] = []
+    step = 0
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        pool = epoch_indices(epoch)
+        batch_size = batch_size_for(epoch, epochs, diet.batch_size)
+        total_loss = total_accuracy = 0.0
+        seen = 0
+        for batch_index in plan_batches(lengths[pool], batch_size, rng):
+            batch = make_batch([records[i] for i in pool[batch_index]])
+            loss, accuracy = network.train_step(
+                batch.ids,
+                batch.segments,
+                batch.mask,
+                batch.intents,
+                batch.tags,
+                batch.roles,
+                batch.groups,
+                np.float32(diet.learning_rate),
+                np.array([seed, step], dtype=np.int32),
+            )
+            step += 1
+            n = len(batch_index)
+            total_loss += float(loss) * n
+            total_accuracy += float(accuracy) * n
+            seen += n
+        losses.append(total_loss / max(seen, 1))
+        accuracies.append(total_accuracy / max(seen, 1))
+        emit(progress, model="nlu", phase=phase, epoch=epoch + 1, epochs=epochs, loss=losses[-1], accuracy=accuracies[-1])
+        if diet.early_stopping and _plateaued(losses, accuracies):
+            break
+    return {"losses": losses, "accuracies": accuracies}
+
+
+def _options(settings: NluSettings) -> TrainingOptions:
+    diet = settings.diet
+    return TrainingOptions(diet.drop_rate, diet.drop_rate_attention, diet.sparse_input_dropout, diet.constrain_similarities)
+
+
+def _check_data(data: NluData, settings: NluSettings) -> None:
+    if not data.examples:
+        raise TrainingError(
+            "there are no NLU training examples; received 0 examples",
+            hint="add examples under 'nlu:' in the training data",
+        )
+    if settings.diet.intent_classification and len(data.intents) < 2:
+        raise TrainingError(
+            "intent classification needs at least two intents with examples;"
+            f" received {len(data.intents)}: {', '.join(data.intents) or 'none'}",
+            hint="add examples of a second intent, or set intent_classification: false for DIETClassifier",
+        )
+
+
+def _network_config(settings: NluSettings, labels: LabelMaps, preprocessor: NluPreprocessor) -> NetworkConfig:
+    diet = settings.diet
+    return NetworkConfig(
+        feature_sizes=tuple(len(v) for v in preprocessor.vocabularies),
+        sentence_features=tuple(spec.kind in SENTENCE_KINDS for spec in preprocessor.specs),
+        size=diet.transformer_size,
+        layers=diet.number_of_transformer_layers,
+        heads=diet.number_of_attention_heads,
+        positions=diet.max_sequence_length,
+        embedding_dimension=diet.embedding_dimension,
+        num_intents=len(labels.intents),
+        num_tags=len(labels.tags),
+        num_roles=len(labels.roles) + 1 if labels.roles else 0,
+        num_groups=len(labels.groups) + 1 if labels.groups else 0,
+        cosine=diet.similarity_type == "cosine",
+        intent_classification=diet.intent_classification,
+        entity_recognition=diet.entity_recognition and bool(labels.entities),
+    )
+
+
+def _summary(
+    mode: str,
+    history: dict[str, Any],
+    epochs: int,
+    data: NluData,
+    labels: LabelMaps,
+    preprocessor: NluPreprocessor,
+    settings: NluSettings,
+    started: float,
+    seed: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "epochs_run": len(history["losses"]),
+        "epochs_planned": epochs,
+        "final_loss": history["losses"][-1] if history["losses"] else None,
+        "train_accuracy": history["accuracies"][-1] if history["accuracies"] else None,
+        "num_examples": len(data.examples),
+        "num_intents": len(labels.intents),
+        "num_entities": len(labels.entities),
+        "feature_sizes": preprocessor.feature_sizes,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "seed": seed,
+        "ignored_options": list(settings.ignored),
+        "loss_history": [round(x, 5) for x in history["losses"]],
+        "accuracy_history": [round(x, 5) for x in history["accuracies"]],
+        **extra,
+    }
+
+
+def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None, seed: int = 42) -> NluModel:
+    """Train an NLU model from scratch on ``data`` with the NLU pipeline of ``config``."""
+    started = time.perf_counter()
+    settings = resolve_settings(config)
+    _check_data(data, settings)
+    labels = LabelMaps.from_data(data, bilou=settings.diet.BILOU_flag)
+    preprocessor = NluPreprocessor(settings, None, data.regexes, data.lookups)
+    preprocessor.adapt(e.text for e in data.examples)
+    records = featurize(preprocessor, labels, data.examples)
+    network_config = _network_config(settings, labels, preprocessor)
+    import_tensorflow(seed)
+    network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
+    epochs = settings.diet.epochs
+    everything = np.arange(len(records))
+    history = _fit(network, records, lambda _: everything, epochs, settings, seed, progress, "train")
+    summary = _summary("full", history, epochs, data, labels, preprocessor, settings, started, seed)
+    return NluModel(
+        settings,
+        preprocessor,
+        labels,
+        network_config,
+        network.get_weights(),
+        data.synonym_map(),
+        [example_hash(e) for e in data.examples],
+        summary,
+    )
+
+
+def finetune_nlu(
+    previous_dir: Path,
+    data: NluData,
+    config: Config,
+    *,
+    epoch_fraction: float,
+    progress: Progress | None = None,
+    seed: int = 42,
+) -> NluModel:
+    """Continue training the model in ``previous_dir`` on ``data`` for ``ceil(epochs × epoch_fraction)`` epochs.
+
+    Raises FinetuneRefused (see :func:`check_finetune_compatible`) when the
+    labels, the config beyond ``epochs``, the model format or the feature
+    space do not allow it.
+    """
+    started = time.perf_counter()
+    if isinstance(epoch_fraction, bool) or not isinstance(epoch_fraction, (int, float)) or not 0 < epoch_fraction <= 1:
+        raise TrainingError(
+            f"epoch_fraction must be a number greater than 0 and at most 1; received {epoch_fraction!r}",
+            hint="pass e.g. --epoch-fraction 0.2",
+        )
+    check_finetune_compatible(previous_dir, data, config)
+    previous = NluModel.load(previous_dir)
+    settings = resolve_settings(config)
+    _check_data(data, settings)
+    labels = previous.labels
+    preprocessor = NluPreprocessor(settings, [v.keys for v in previous.preprocessor.vocabularies], data.regexes, data.lookups)
+    known = set(previous.example_hashes)
+    hashes = [example_hash(e) for e in data.examples]
+    new_index = np.array([i for i, h in enumerate(hashes) if h not in known], dtype=np.int64)
+    old_index = np.array([i for i, h in enumerate(hashes) if h in known], dtype=np.int64)
+    preprocessor.adapt(data.examples[i].text for i in new_index)
+    network_config = replace(previous.network, feature_sizes=tuple(len(v) for v in preprocessor.vocabularies))
+    weights = grow_weights(previous.weights, previous.network, network_config)
+
+    epochs = math.ceil(settings.diet.epochs * epoch_fraction)
+    replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
+    pools = []
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, 1_000_003, epoch])
+        sample = rng.choice(old_index, size=replay, replace=False) if replay else old_index[:0]
+        pools.append(np.concatenate([new_index, np.sort(sample)]))
+    needed = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
+    position = {int(index): k for k, index in enumerate(needed)}
+    records = featurize(preprocessor, labels, [data.examples[i] for i in needed])
+    local_pools = [np.array([position[int(i)] for i in pool], dtype=np.int64) for pool in pools]
+
+    import_tensorflow(seed)
+    network = DietNetwork(network_config, weights, _options(settings))
+    history = _fit(network, records, lambda epoch: local_pools[epoch], epochs, settings, seed, progress, "finetune")
+    summary = _summary(
+        "finetune",
+        history,
+        epochs,
+        data,
+        labels,
+        preprocessor,
+        settings,
+        started,
+        seed,
+        new_examples=int(len(new_index)),
+        replayed_per_epoch=int(replay),
+        epoch_fraction=epoch_fraction,
+        features_added={
+            spec.name: len(v) - before
+            for spec, v, before in zip(preprocessor.specs, preprocessor.vocabularies, previous.network.feature_sizes)
+        },
+    )
+    return NluModel(
+        settings, preprocessor, labels, network_config, network.get_weights(), data.synonym_map(), hashes, summary
+    )
