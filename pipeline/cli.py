@@ -364,7 +364,15 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
     if not token:
         console.info("deltatrain: GITHUB_TOKEN not set: no PR comment")
         return
-    url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
+    try:
+        url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
+    except DeltatrainError as exc:  # the model is trained and stored; a missing comment is not a failure
+        console.info(f"deltatrain: warning: PR comment not written: {exc.render()}")
+        if console.in_actions:
+            from pipeline.github import render_error_command
+
+            print(render_error_command(exc.message, title="deltatrain PR comment", level="warning"), file=console.out)
+        return
     console.info(f"deltatrain: PR comment updated: {url}")
 
 
