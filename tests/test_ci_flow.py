@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +12,7 @@ import pytest
 
 from pipeline.cli import main
 from tests.stores.fake_http import FakeStoreServer
-from tests.test_github import REPO, TOKEN, FakeGitHub, make_handler
+from tests.fake_github import REPO, TOKEN, FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "assistant"
@@ -113,20 +111,6 @@ def store_server() -> Iterator[FakeStoreServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def fake_github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_http_store_pr_comment_and_failed_upload(

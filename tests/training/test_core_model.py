@@ -41,10 +41,10 @@ TED = """
       - name: TEDPolicy
         max_history: 3
         epochs: {epochs}
-        transformer_size: 16
+        transformer_size: 32
         number_of_attention_heads: 2
         embedding_dimension: 8
-        batch_size: 8
+        batch_size: 16
         learning_rate: 0.01
         drop_rate_dialogue: 0.0
 """
@@ -222,7 +222,7 @@ def test_finetune_trains_a_fraction_of_the_epochs_on_the_new_stories(trained, tm
 def test_finetune_is_refused_when_the_network_changes(trained, tmp_path):
     _, model, _ = trained
     model.save(tmp_path / "previous")
-    bigger = load(tmp_path / "bigger", cfg=config().replace("transformer_size: 16", "transformer_size: 32"))
+    bigger = load(tmp_path / "bigger", cfg=config().replace("transformer_size: 32", "transformer_size: 64"))
     with pytest.raises(FinetuneRefused) as caught:
         finetune_core(tmp_path / "previous", bigger.domain, bigger.stories, bigger.config, epoch_fraction=0.5)
-    assert caught.value.reasons == ("TEDPolicy option 'transformer_size' changed from 16 to 32",)
+    assert caught.value.reasons == ("TEDPolicy option 'transformer_size' changed from 32 to 64",)
