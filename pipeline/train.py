@@ -119,7 +119,8 @@ def train(
     dialogue = has_dialogue(project) and "core" in parts
     options = DecisionOptions(mode="finetune" if finetune_from else "auto", force=force_training,
                               max_finetunes=10**9)
-    decision = decide(previous_fp, previous_meta, changes, options, has_core=dialogue)
+    decision = decide(previous_fp, previous_meta, changes, options, has_core=dialogue,
+                      previous_problem=f"no previous model in {output_dir}/")
     nlu_action = decision.nlu if "nlu" in parts else KEEP
     core_action = decision.core if dialogue else KEEP
     if finetune_from is not None:

@@ -435,9 +435,12 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
     slot_values: dict[str, Any] = spec.initial_slot_values()
     loop: str | None = None
     started = False
+    slots_cache: list[Any] = [None]  # featurized slots, recomputed only after a slot changed
 
     def snapshot() -> State:
-        return State(prev, intent, entities, spec.featurized_slots(slot_values), loop)
+        if slots_cache[0] is None:
+            slots_cache[0] = spec.featurized_slots(slot_values)
+        return State(prev, intent, entities, slots_cache[0], loop)
 
     for position, event in enumerate(events):
         if isinstance(event, UserUttered):
@@ -460,6 +463,7 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
             started = True
         elif isinstance(event, SlotSet):
             slot_values[event.name] = event.value
+            slots_cache[0] = None
         elif isinstance(event, ActiveLoop):
             loop = event.name
     return Replay(tuple(states), tuple(actions), tuple(positions), snapshot())

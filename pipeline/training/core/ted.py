@@ -33,7 +33,7 @@ from pipeline.training.runtime import Progress, emit
 from .ensemble import PolicyOutput
 from .settings import TedSettings
 from .states import DomainSpec, Replay, State, replay
-from .tracker import Event
+from .tracker import ActionExecuted, Event
 
 __all__ = [
     "TEDPolicy",
@@ -244,6 +244,17 @@ def forward_tensorflow(
 # ---------------------------------------------------------------------- training
 
 
+def _first_actions(events: Sequence[Event], count: int) -> tuple[Event, ...]:
+    """The events up to and including the ``count``-th action (listens it implies included)."""
+    seen = 0
+    for index, event in enumerate(events):
+        if isinstance(event, ActionExecuted):
+            seen += 1
+            if seen >= count:
+                return tuple(events[: index + 1])
+    return tuple(events)
+
+
 def training_examples(
     stories: Sequence[Sequence[Event]],
     max_history: int,
@@ -286,9 +297,10 @@ def training_examples(
         for index, events in enumerate(stories):
             others = [i for i in range(len(stories)) if i != index]
             chosen = others if len(others) <= predecessors else rng.choice(others, predecessors, replace=False)
+            head = _first_actions(events, max_history - 1)
             for before in chosen:
                 offset = len(played_stories[before].actions)
-                add(replay(tuple(stories[before]) + tuple(events), spec), offset, offset + max_history - 1)
+                add(replay(tuple(stories[before]) + head, spec), offset, offset + max_history - 1)
     return windows, np.asarray(labels, dtype=np.int32)
 
 
@@ -335,7 +347,7 @@ def train_weights(
             tf.TensorSpec([None], tf.int32),
             tf.TensorSpec([2], tf.int32),
         ],
-        reduce_retracing=True,
+        autograph=False,  # plain Python loops over layers: nothing to convert, and converting is slow
     )
     def train_step(xb: Any, mb: Any, yb: Any, seed_pair: Any) -> Any:
         with tf.GradientTape() as tape:

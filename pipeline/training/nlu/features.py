@@ -325,11 +325,15 @@ class NluPreprocessor:
             cache[key] = ids
         return ids
 
-    def _token_ids(self, index: int, tokens: Sequence[Token], text: str) -> list[np.ndarray]:
-        """Per token, the feature ids of featurizer ``index`` (cached per word where possible)."""
+    def _token_units(self, index: int, tokens: Sequence[Token], text: str) -> list[list[tuple[Any, np.ndarray]]]:
+        """Per token, its feature ids as (unit key, ids) parts; equal keys mean equal ids.
+
+        Units let training sum the features of a word once per batch however
+        often it occurs (``trainer.make_batch``).
+        """
         spec = self.specs[index]
         if spec.kind == "count_vectors":
-            return [self._cached_ids(index, t.text, lambda t=t: self._word_keys(index, t.text)) for t in tokens]
+            return [[(t.text, self._cached_ids(index, t.text, lambda t=t: self._word_keys(index, t.text)))] for t in tokens]
         if spec.kind == "lexical":
             windows = spec.features
             half = len(windows) // 2
@@ -341,40 +345,62 @@ class NluPreprocessor:
                     j = i + offset
                     if 0 <= j < count:
                         word = tokens[j].text
+                        key: Any = (offset, word)
                         parts.append(
-                            self._cached_ids(
-                                index, (offset, word), lambda o=offset, n=names, w=word: self._lexical_keys(index, o, n, w)
-                            )
+                            (key, self._cached_ids(index, key, lambda o=offset, n=names, w=word: self._lexical_keys(index, o, n, w)))
                         )
                         if "BOS" in names or "EOS" in names:
-                            flags = (j == 0, j == count - 1)
+                            key = (offset, j == 0, j == count - 1)
                             parts.append(
-                                self._cached_ids(
-                                    index,
-                                    (offset, flags),
-                                    lambda o=offset, n=names, f=flags: [
-                                        *([f"{o}:BOS:{f[0]}"] if "BOS" in n else []),
-                                        *([f"{o}:EOS:{f[1]}"] if "EOS" in n else []),
-                                    ],
+                                (
+                                    key,
+                                    self._cached_ids(
+                                        index,
+                                        key,
+                                        lambda o=offset, n=names, k=key: [
+                                            *([f"{o}:BOS:{k[1]}"] if "BOS" in n else []),
+                                            *([f"{o}:EOS:{k[2]}"] if "EOS" in n else []),
+                                        ],
+                                    ),
                                 )
                             )
-                result.append(np.concatenate(parts) if parts else _EMPTY)
+                result.append(parts)
             return result
         vocab = self.vocabularies[index]
         if len(vocab) == 0:
-            return [_EMPTY] * len(tokens)
-        return [np.array(vocab.lookup(keys), dtype=np.int32) for keys in self._token_keys(index, tokens, text)]
+            return [[] for _ in tokens]
+        result = []
+        for keys in self._token_keys(index, tokens, text):
+            ids = np.array(vocab.lookup(keys), dtype=np.int32)
+            result.append([(("pattern", *ids.tolist()), ids)] if ids.size else [])
+        return result
+
+    def encode_units(self, text: str) -> tuple[tuple[Token, ...], list[list[tuple[int, Any, np.ndarray]]]]:
+        """Tokens and, per featurizer, ``(position, unit key, ids)`` triples in position order."""
+        tokens = self.tokenizer.tokenize(text)
+        per_featurizer = []
+        for i in range(len(self.specs)):
+            units: list[tuple[int, Any, np.ndarray]] = [
+                (0, ("sentence", k), np.array([k], dtype=np.int32))
+                for k in self.vocabularies[i].lookup(self._sentence_keys(i, tokens))
+            ]
+            for position, parts in enumerate(self._token_units(i, tokens, text), start=1):
+                units.extend((position, key, ids) for key, ids in parts if ids.size)
+            per_featurizer.append(units)
+        return tokens, per_featurizer
 
     def encode(self, text: str) -> EncodedText:
         """Tokens and feature ids of one message (unknown keys dropped)."""
-        tokens = self.tokenizer.tokenize(text)
+        tokens, per_featurizer = self.encode_units(text)
         all_ids: list[np.ndarray] = []
         all_positions: list[np.ndarray] = []
-        for i in range(len(self.specs)):
-            sentence = np.array(self.vocabularies[i].lookup(self._sentence_keys(i, tokens)), dtype=np.int32)
-            parts = [sentence, *self._token_ids(i, tokens, text)]
-            all_ids.append(np.concatenate(parts))
-            all_positions.append(np.repeat(np.arange(len(parts), dtype=np.int32), [len(p) for p in parts]))
+        for units in per_featurizer:
+            if units:
+                all_ids.append(np.concatenate([ids for _, _, ids in units]))
+                all_positions.append(np.repeat(np.array([p for p, _, _ in units], dtype=np.int32), [len(ids) for _, _, ids in units]))
+            else:
+                all_ids.append(_EMPTY)
+                all_positions.append(_EMPTY)
         return EncodedText(tokens, tuple(all_ids), tuple(all_positions))
 
     @property

@@ -42,8 +42,9 @@ class TrainingOptions:
 class Batch:
     """NumPy arrays of one training batch (see :func:`pipeline.training.nlu.trainer.make_batch`)."""
 
-    ids: tuple[np.ndarray, ...]
-    segments: tuple[np.ndarray, ...]  # sorted
+    #: per featurizer: (unit feature ids, unit of each id (sorted), unit at each token,
+    #: flat position ``example * length + position`` of each token unit (sorted))
+    features: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
     mask: np.ndarray  # [B, L] float32, 1 for the sentence slot and real tokens
     intents: np.ndarray  # [B] int32
     tags: np.ndarray  # [B, L-1] int32
@@ -75,13 +76,13 @@ class DietNetwork:
         self._v = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}
         self._step = tf.Variable(0.0, dtype=tf.float32)
         nf = len(config.feature_sizes)
-        ids_spec = tuple(tf.TensorSpec([None], tf.int32) for _ in range(nf))
+        vector = tf.TensorSpec([None], tf.int32)
+        features_spec = tuple((vector, vector, vector, vector) for _ in range(nf))
         matrix = tf.TensorSpec([None, None], tf.int32)
         self.train_step = tf.function(
             self._train_step,
             input_signature=[
-                ids_spec,
-                ids_spec,
+                features_spec,
                 tf.TensorSpec([None, None], tf.float32),
                 tf.TensorSpec([None], tf.int32),
                 matrix,
@@ -93,7 +94,7 @@ class DietNetwork:
         )
         self.predict_step = tf.function(
             self._predict_step,
-            input_signature=[ids_spec, ids_spec, tf.TensorSpec([None, None], tf.float32)],
+            input_signature=[features_spec, tf.TensorSpec([None, None], tf.float32)],
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -106,21 +107,22 @@ class DietNetwork:
         keep = tf.random.stateless_uniform(tf.shape(x), seed=seed + tf.constant([0, salt])) >= rate
         return tf.where(keep, x * (1.0 / (1.0 - rate)), tf.zeros_like(x))
 
-    def _encode(self, ids: Any, segments: Any, mask: Any, seed: Any, training: bool) -> Any:
+    def _encode(self, features: Any, mask: Any, seed: Any, training: bool) -> Any:
         cfg, w = self.config, self.variables
         batch, length = tf.shape(mask)[0], tf.shape(mask)[1]
         d = cfg.size
         x = tf.zeros([batch * length, d])
         sentence = tf.zeros([batch, d])
-        for i, (feature_ids, segs) in enumerate(zip(ids, segments)):
+        for i, (unit_ids, unit_segments, token_units, token_segments) in enumerate(features):
             if cfg.feature_sizes[i] == 0:
                 continue
-            rows = tf.gather(w[f"embed/{i}"], feature_ids)
+            rows = tf.gather(w[f"embed/{i}"], unit_ids)
             if training and self.options.sparse_input_dropout and self.options.drop_rate > 0:
-                keep = tf.random.stateless_uniform(tf.shape(feature_ids), seed=seed + tf.constant([0, 100 + i]))
+                keep = tf.random.stateless_uniform(tf.shape(unit_ids), seed=seed + tf.constant([0, 100 + i]))
                 rows = rows * tf.cast(keep >= self.options.drop_rate, tf.float32)[:, None]
-            # segments are sorted (make_batch): sorted segment_sum is ~3x faster than unsorted
-            part = tf.math.segment_sum(rows, segs)
+            # segment ids are sorted (make_batch): sorted segment_sum is ~3x faster than unsorted
+            units = tf.math.segment_sum(rows, unit_segments)
+            part = tf.math.segment_sum(tf.gather(units, token_units), token_segments)
             part = tf.pad(part, [[0, batch * length - tf.shape(part)[0]], [0, 0]])
             if cfg.sentence_features[i]:
                 sentence += tf.reduce_sum(tf.reshape(part, [batch, length, d])[:, 1:], axis=1)
@@ -206,8 +208,7 @@ class DietNetwork:
     # -------------------------------------------------------------------- steps
     def _train_step(
         self,
-        ids: Any,
-        segments: Any,
+        features: Any,
         mask: Any,
         intents: Any,
         tags: Any,
@@ -218,7 +219,7 @@ class DietNetwork:
     ) -> tuple[Any, Any]:
         variables = [self.variables[n] for n in self.names]
         with tf.GradientTape() as tape:
-            h = self._encode(ids, segments, mask, seed, training=True)
+            h = self._encode(features, mask, seed, training=True)
             loss, accuracy = self._loss(self._heads(h), mask, intents, tags, roles, groups)
         grads = tape.gradient(loss, variables)
         self._apply_adam(grads, learning_rate)
@@ -254,6 +255,6 @@ class DietNetwork:
                     grad=grad,
                 )
 
-    def _predict_step(self, ids: Any, segments: Any, mask: Any) -> dict[str, Any]:
-        h = self._encode(ids, segments, mask, tf.constant([0, 0]), training=False)
+    def _predict_step(self, features: Any, mask: Any) -> dict[str, Any]:
+        h = self._encode(features, mask, tf.constant([0, 0]), training=False)
         return self._heads(h)

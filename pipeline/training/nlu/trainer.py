@@ -46,11 +46,12 @@ PLATEAU_ACCURACY = 0.99
 
 @dataclass(frozen=True)
 class Record:
-    """One featurized training example."""
+    """One featurized training example: per featurizer, feature units at positions."""
 
     num_tokens: int
-    ids: tuple[np.ndarray, ...]
-    positions: tuple[np.ndarray, ...]
+    unit_positions: tuple[np.ndarray, ...]  # per featurizer: position of each unit (sorted)
+    unit_keys: tuple[tuple[Any, ...], ...]  # per featurizer: key of each unit
+    unit_ids: tuple[tuple[np.ndarray, ...], ...]  # per featurizer: feature ids of each unit
     intent: int
     tags: np.ndarray
     roles: np.ndarray
@@ -58,17 +59,18 @@ class Record:
 
 
 def featurize(preprocessor: NluPreprocessor, labels: LabelMaps, examples: Sequence[NluExample]) -> list[Record]:
-    """Encode examples into feature ids and label ids."""
+    """Encode examples into feature units and label ids."""
     intent_index = {name: i for i, name in enumerate(labels.intents)}
     records = []
     for example in examples:
-        encoded = preprocessor.encode(example.text)
-        tags, roles, groups = encode_entities(example, encoded.tokens, labels)
+        tokens, per_featurizer = preprocessor.encode_units(example.text)
+        tags, roles, groups = encode_entities(example, tokens, labels)
         records.append(
             Record(
-                len(encoded.tokens),
-                encoded.ids,
-                encoded.positions,
+                len(tokens),
+                tuple(np.array([u[0] for u in units], dtype=np.int32) for units in per_featurizer),
+                tuple(tuple(u[1] for u in units) for units in per_featurizer),
+                tuple(tuple(u[2] for u in units) for units in per_featurizer),
                 intent_index.get(example.intent, 0),
                 tags,
                 roles,
@@ -78,16 +80,30 @@ def featurize(preprocessor: NluPreprocessor, labels: LabelMaps, examples: Sequen
     return records
 
 
+_EMPTY = np.zeros(0, dtype=np.int32)
+
+
 def make_batch(records: Sequence[Record]) -> Batch:
-    """Pack records into flat feature ids + flat positions and padded label arrays."""
+    """Pack records: per featurizer the batch's distinct units (their feature ids, summed
+    once) and which unit sits at which flat position ``example * length + position``."""
     size = len(records)
     length = 1 + max(r.num_tokens for r in records)
-    count = len(records[0].ids)
-    ids = tuple(np.concatenate([r.ids[i] for r in records]) for i in range(count))
-    segments = tuple(
-        np.concatenate([r.positions[i] + b * length for b, r in enumerate(records)]).astype(np.int32)
-        for i in range(count)
-    )
+    features = []
+    for i in range(len(records[0].unit_keys)):
+        index: dict[Any, int] = {}
+        arrays: list[np.ndarray] = []
+        token_units: list[int] = []
+        for r in records:
+            for key, ids in zip(r.unit_keys[i], r.unit_ids[i]):
+                unit = index.get(key)
+                if unit is None:
+                    unit = index[key] = len(arrays)
+                    arrays.append(ids)
+                token_units.append(unit)
+        unit_ids = np.concatenate(arrays) if arrays else _EMPTY
+        unit_segments = np.repeat(np.arange(len(arrays), dtype=np.int32), [len(a) for a in arrays])
+        token_segments = np.concatenate([r.unit_positions[i] + b * length for b, r in enumerate(records)])
+        features.append((unit_ids, unit_segments, np.array(token_units, dtype=np.int32), token_segments.astype(np.int32)))
     mask = np.zeros((size, length), dtype=np.float32)
     tags = np.zeros((size, length - 1), dtype=np.int32)
     roles = np.zeros_like(tags)
@@ -98,7 +114,7 @@ def make_batch(records: Sequence[Record]) -> Batch:
         roles[b, : r.num_tokens] = r.roles
         groups[b, : r.num_tokens] = r.groups
     intents = np.array([r.intent for r in records], dtype=np.int32)
-    return Batch(ids, segments, mask, intents, tags, roles, groups)
+    return Batch(tuple(features), mask, intents, tags, roles, groups)
 
 
 def batch_size_for(epoch: int, epochs: int, sizes: tuple[int, int]) -> int:
@@ -153,8 +169,7 @@ def _fit(
         for batch_index in plan_batches(lengths[pool], batch_size, rng):
             batch = make_batch([records[i] for i in pool[batch_index]])
             loss, accuracy = network.train_step(
-                batch.ids,
-                batch.segments,
+                batch.features,
                 batch.mask,
                 batch.intents,
                 batch.tags,
