@@ -136,6 +136,21 @@ def test_tracker_inserts_action_listen_before_user_turns_after_bot_actions():
     assert tracker.latest_action == "action_listen"
 
 
+def test_tracker_takes_user_turns_from_nlu_parse_results():
+    parse = {
+        "text": "to Rome",
+        "intent": {"name": "inform", "confidence": 0.9},
+        "entities": [{"entity": "city", "value": "Rome", "role": "to", "start": 3, "end": 7}],
+    }
+    tracker = TrackerState().with_action("utter_greet").with_parse(parse)
+    assert tracker.events[-2:] == (
+        ActionExecuted("action_listen"),
+        UserUttered("inform", (EntityValue("city", "Rome", "to"),), "to Rome"),
+    )
+    with pytest.raises(ModelError, match="the NLU parse of None has an 'intent' that is not a mapping"):
+        TrackerState().with_parse({"intent": "greet"})
+
+
 def test_tracker_from_story_steps_matches_turn_by_turn_building(tmp_path):
     project = load(tmp_path)
     story = project.plain_stories[0]

@@ -7,6 +7,7 @@
                                                              -> CoreModel   (FinetuneRefused)
     check_finetune_compatible(previous_dir, domain, config)  -> None        (FinetuneRefused)
     CoreModel.predict_next_action(TrackerState)              -> Prediction
+    TrackerState().with_user("greet").with_action("utter_greet").with_parse(nlu.parse(text))
     CoreModel.save(dir) / CoreModel.load(dir)
     evaluate_stories(model, test_stories, parse=...)         -> StoryEvaluation
 

@@ -34,7 +34,13 @@ class PolicyOutput:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The next action, how sure the winning policy is, and its ranking of actions."""
+    """The next action, how sure the winning policy is, and its ranking of actions.
+
+    ``policy`` is the winning policy's name; ``"none"`` (with ``action_listen``
+    and confidence 0) when no policy could predict anything, e.g. a model with
+    only a TEDPolicy that had no stories to learn from. ``ranking`` lists the
+    winning policy's actions with a confidence above 0, best first.
+    """
 
     action: str
     confidence: float

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from pipeline.data.model import EntityValue, Location, Story
-from pipeline.errors import ModelError
 from pipeline.metrics import classification_report
 
 from .model import CoreModel
-from .states import Replay, base_intent, replay
+from .ensemble import Prediction
+from .states import Replay, State, base_intent, replay, replay_predictions
 from .stories import Trajectory, expand_stories
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -175,32 +175,6 @@ class StoryEvaluation:
 # --------------------------------------------------------------------- evaluate
 
 
-def _parsed(text: str, result: Any) -> tuple[str | None, tuple[EntityValue, ...]]:
-    """Intent and entities of a parse result; ModelError when it is not Rasa-shaped."""
-
-    def refuse(what: str) -> ModelError:
-        return ModelError(
-            f"the NLU parse of {text!r} {what}; received {result!r}",
-            hint='parse must return a dict like {"intent": {"name": "greet", "confidence": 0.9}, "entities": [...]}',
-        )
-
-    if not isinstance(result, Mapping):
-        raise refuse("is not a mapping")
-    intent = result.get("intent")
-    if intent is not None and not isinstance(intent, Mapping):
-        raise refuse("has an 'intent' that is not a mapping")
-    name = intent.get("name") if intent else None
-    if name is not None and not isinstance(name, str):
-        raise refuse("has an intent name that is not a string")
-    raw_entities = result.get("entities") or []
-    if not isinstance(raw_entities, (list, tuple)) or not all(isinstance(e, Mapping) and "entity" in e for e in raw_entities):
-        raise refuse("has 'entities' that are not a list of mappings with an 'entity' key")
-    entities = tuple(
-        EntityValue(str(e["entity"]), e.get("value"), e.get("role"), e.get("group")) for e in raw_entities
-    )
-    return name, entities
-
-
 @dataclass
 class _Case:
     trajectory: Trajectory
@@ -213,7 +187,8 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
     """Run the test stories through ``model`` (and user texts through ``parse`` when given)."""
     graph = expand_stories([replace(s, kind="test") for s in test_stories if not s.is_rule])
     cases: list[_Case] = []
-    histories = []
+    histories: list[tuple[State, ...]] = []
+    parsed: dict[str, tuple[str | None, tuple[EntityValue, ...]]] = {}  # 'or' alternatives repeat texts
     for trajectory in graph.trajectories:
         events = list(trajectory.events)
         mistakes: list[Mistake] = []
@@ -221,7 +196,10 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
             for index, event in enumerate(events):
                 if not isinstance(event, UserUttered) or not event.text:
                     continue
-                name, entities = _parsed(event.text, parse(event.text))
+                if event.text not in parsed:
+                    user = UserUttered.from_parse(parse(event.text), text=event.text)
+                    parsed[event.text] = (user.intent, user.entities)
+                name, entities = parsed[event.text]
                 gold, predicted = base_intent(event.intent), base_intent(name)
                 if gold is not None and predicted != gold:
                     mistakes.append(
@@ -242,16 +220,14 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
     failed: list[FailedStory] = []
     for case in cases:
         mistakes = list(case.intent_mistakes)
-        rejected = False
         played = case.played
-        for k, gold in enumerate(played.actions):
-            history = played.history(k)
+
+        def predict(k: int, history: tuple[State, ...], rejected: bool, case: _Case = case) -> tuple[str, Prediction]:
             row = None if ted is None else ted[case.first_row + k]
-            active = history[-1].active_loop
             prediction = model.predict_from_states(history, loop_rejected=rejected, ted_probabilities=row)
-            if active and prediction.action == active and prediction.action != gold:
-                rejected = True
-                prediction = model.predict_from_states(history, loop_rejected=True, ted_probabilities=row)
+            return prediction.action, prediction
+
+        for k, gold, _, prediction in replay_predictions(played, predict):
             golds.append(gold)
             predicted_actions.append(prediction.action)
             predictions.append(
@@ -264,9 +240,6 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
                     Mistake("action", position, gold, prediction.action, prediction.policy, prediction.confidence,
                             location=case.trajectory.origins[position].location if position >= 0 else None)
                 )
-            following = played.states[k + 1] if k + 1 < len(played.states) else played.final
-            if gold == active or following.active_loop != active:
-                rejected = False
         mistakes.sort(key=lambda m: m.event_index)
         wrong_actions = sum(1 for m in mistakes if m.kind == "action")
         result = StoryResult(

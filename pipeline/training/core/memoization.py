@@ -14,9 +14,13 @@ import numpy as np
 
 from .ensemble import PolicyOutput
 from .settings import MemoSettings
-from .states import DomainSpec, Replay, State, state_key
+from .states import DomainSpec, Replay, State, build_state_key
 
 __all__ = ["MemoizationPolicy"]
+
+
+def _window(history: Sequence[State], max_history: int | None) -> Sequence[State]:
+    return history if max_history is None else history[-max_history:]
 
 
 class MemoizationPolicy:
@@ -35,7 +39,7 @@ class MemoizationPolicy:
         ambiguous: set[str] = set()
         for played in stories:
             for k, action in enumerate(played.actions):
-                key = state_key(played.history(k)[-settings.max_history :])
+                key = build_state_key(_window(played.history(k), settings.max_history))
                 if key in ambiguous:
                     continue
                 if lookup.setdefault(key, action) != action:
@@ -45,7 +49,7 @@ class MemoizationPolicy:
 
     def recall(self, history: Sequence[State]) -> str | None:
         """The remembered action after this history, if any."""
-        return self.lookup.get(state_key(history[-self.settings.max_history :]))
+        return self.lookup.get(build_state_key(_window(history, self.settings.max_history)))
 
     def predict(self, history: Sequence[State], spec: DomainSpec) -> PolicyOutput | None:
         action = self.recall(history)

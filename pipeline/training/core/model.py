@@ -153,7 +153,7 @@ class CoreModel:
                 )
                 if policy.weights is not None:
                     with (directory / layout.TED_WEIGHTS_FILE).open("wb") as handle:
-                        np.savez(handle, **policy.weights)
+                        np.savez(handle, **policy.weights)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, directory: Path) -> "CoreModel":

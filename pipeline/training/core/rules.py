@@ -30,11 +30,11 @@ from pipeline.errors import TrainingError
 
 from .ensemble import PolicyOutput
 from .settings import RuleSettings
-from .states import DomainSpec, State, base_intent, replay
+from .states import DomainSpec, State, base_intent, replay, replay_predictions
 from .stories import Trajectory
 from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
-__all__ = ["SHOULD_NOT_BE_SET", "RuleState", "RuleEntry", "RulePolicy", "LOOP_HAPPY_PATH", "rule_entries"]
+__all__ = ["SHOULD_NOT_BE_SET", "RuleState", "RuleEntry", "RulePolicy", "LOOP_HAPPY_PATH", "build_rule_entries"]
 
 #: A rule's ``slot: null`` / ``active_loop: null``: the slot or form must not be set.
 SHOULD_NOT_BE_SET = "__should_not_be_set__"
@@ -154,7 +154,7 @@ def _slot_constraint(spec: DomainSpec, name: str, value: Any) -> Any | None:
     return features if any(features) else None
 
 
-def rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[RuleState, ...], str, int]]:
+def build_rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[RuleState, ...], str, int]]:
     """``(partial states, action, event position)`` for every action of a rule."""
     prev: str | None = ACTION_LISTEN if rule.conversation_start else None
     intent: str | None = None
@@ -225,7 +225,7 @@ class RulePolicy:
         first: dict[tuple[tuple[RuleState, ...], bool], str] = {}
         sources: dict[tuple[tuple[RuleState, ...], bool], list[str]] = {}
         for rule in rules:
-            for states, action, _ in rule_entries(rule, spec):
+            for states, action, _ in build_rule_entries(rule, spec):
                 key = (states, rule.conversation_start)
                 first.setdefault(key, action)
                 if first[key] == action and rule.name not in sources.setdefault(key, []):
@@ -252,7 +252,8 @@ class RulePolicy:
             start = ACTION_LISTEN if (not trajectory.is_rule or trajectory.conversation_start) else RULE_SNIPPET_ACTION
             offset = len(trajectory.condition)
             played = replay(trajectory.condition + trajectory.events, spec, start_action=start)
-            for k, gold, predicted, source in self.walk(played, cache):
+            predictions = replay_predictions(played, lambda _, history, rejected: self._find_cached(history, rejected, cache))
+            for k, gold, predicted, source in predictions:
                 if predicted is None or predicted == gold or not isinstance(source, RuleEntry):
                     continue
                 position = played.event_index[k]
@@ -270,31 +271,6 @@ class RulePolicy:
                 )
                 found.setdefault(message, location)
         return [(location, message) for message, location in found.items()]
-
-    def walk(
-        self, played: Any, cache: dict[Any, tuple[str | None, Any]] | None = None
-    ) -> list[tuple[int, str, str | None, Any]]:
-        """Predict every action of a replayed conversation as Rasa's test does.
-
-        When the form happy path predicts the active form but the conversation
-        runs something else, the form counts as rejected (until it runs again or
-        another form becomes active) and the prediction is made again.
-        Returns ``(index, gold, predicted, source)`` per action.
-        """
-        results = []
-        rejected = False
-        for k, gold in enumerate(played.actions):
-            history = played.history(k)
-            active = history[-1].active_loop
-            predicted, source = self._find_cached(history, rejected, cache)
-            if active and predicted == active and predicted != gold:
-                rejected = True
-                predicted, source = self._find_cached(history, True, cache)
-            results.append((k, gold, predicted, source))
-            following = played.states[k + 1] if k + 1 < len(played.states) else played.final
-            if gold == active or following.active_loop != active:
-                rejected = False
-        return results
 
     # ---------------------------------------------------------------- prediction
 

@@ -10,7 +10,7 @@ Accepted policies and options (Rasa's names; anything else is a
 * ``RulePolicy``: ``core_fallback_threshold`` (0.3), ``core_fallback_action_name``
   (``action_default_fallback``), ``enable_fallback_prediction`` (true),
   ``check_for_contradictions`` (true), ``priority`` (6)
-* ``MemoizationPolicy``: ``max_history`` (5), ``priority`` (3)
+* ``MemoizationPolicy``: ``max_history`` (5; ``null``: the whole conversation), ``priority`` (3)
 * ``TEDPolicy``: ``max_history`` (none: the longest training conversation),
   ``epochs`` (1, as in Rasa), ``batch_size`` ([64, 256]), ``learning_rate`` (0.001),
   ``transformer_size`` (128), ``number_of_transformer_layers`` (1),
@@ -74,7 +74,7 @@ class MemoSettings:
 
     name: str = "MemoizationPolicy"
     priority: int = 3
-    max_history: int = 5
+    max_history: int | None = 5  # None: the whole conversation
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ _CHECKS: Mapping[str, Mapping[str, _Check]] = {
         "enable_fallback_prediction": _bool,
         "check_for_contradictions": _bool,
     },
-    "MemoizationPolicy": {"priority": _int(0), "max_history": _int(1)},
+    "MemoizationPolicy": {"priority": _int(0), "max_history": _optional(_int(1))},
     "TEDPolicy": {
         "priority": _int(0),
         "max_history": _optional(_int(1, 1000)),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -45,7 +45,8 @@ __all__ = [
     "State",
     "Replay",
     "replay",
-    "state_key",
+    "replay_predictions",
+    "build_state_key",
     "base_intent",
     "entity_labels",
 ]
@@ -189,29 +190,18 @@ class State(NamedTuple):
         return self.prev_action == ACTION_LISTEN and self.intent is not None
 
 
-def state_key(states: Sequence[State]) -> str:
+def build_state_key(states: Sequence[State]) -> str:
     """Canonical JSON of a state sequence (a lookup key of rules and memoization)."""
     return json.dumps([list(s) for s in states], separators=(",", ":"), sort_keys=True)
-
-
-def states_from_key(key: str) -> tuple[State, ...]:
-    """Inverse of :func:`state_key`."""
-    return tuple(
-        State(
-            prev_action=s[0],
-            intent=s[1],
-            entities=tuple(s[2]),
-            slots=tuple((name, tuple(values)) for name, values in s[3]),
-            active_loop=s[4],
-        )
-        for s in json.loads(key)
-    )
 
 
 def entity_labels(entities: Iterable[EntityValue | Mapping[str, Any]]) -> set[str]:
     """``type``, ``type#role`` and ``type#group`` labels of entities."""
     labels: set[str] = set()
     for entity in entities:
+        name: Any
+        role: Any
+        group: Any
         if isinstance(entity, EntityValue):
             name, role, group = entity.entity, entity.role, entity.group
         else:
@@ -318,7 +308,7 @@ class DomainSpec:
     # ------------------------------------------------------------------- lookups
 
     def action_index(self, name: str) -> int:
-        return self._index["actions"][name]
+        return int(self._index["actions"][name])
 
     def has_action(self, name: str) -> bool:
         return name in self._index["actions"]
@@ -328,7 +318,8 @@ class DomainSpec:
 
     def slot(self, name: str) -> SlotFeature | None:
         """The featurized slot ``name``, or ``None`` when it does not influence the conversation."""
-        return self._index["slots"].get(name)
+        slot: SlotFeature | None = self._index["slots"].get(name)
+        return slot
 
     def featurized_entities(self, intent: str | None, entities: Iterable[EntityValue | Mapping[str, Any]]) -> tuple[str, ...]:
         """Entity labels of a user turn that the domain lets influence the conversation."""
@@ -354,7 +345,8 @@ class DomainSpec:
 
     @property
     def feature_size(self) -> int:
-        return len(self.actions) + len(self.intents) + len(self.entities) + self._index["slot_dims"] + len(self.forms)
+        slot_dims: int = self._index["slot_dims"]
+        return len(self.actions) + len(self.intents) + len(self.entities) + slot_dims + len(self.forms)
 
     def encode(self, state: State) -> np.ndarray:
         """The feature vector of one state (user features only on a fresh user turn)."""
@@ -467,3 +459,33 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
         elif isinstance(event, ActiveLoop):
             loop = event.name
     return Replay(tuple(states), tuple(actions), tuple(positions), snapshot())
+
+
+_Prediction = TypeVar("_Prediction")
+
+
+def replay_predictions(
+    played: Replay, predict: Callable[[int, tuple[State, ...], bool], tuple[str | None, _Prediction]]
+) -> list[tuple[int, str, str | None, _Prediction]]:
+    """Predict every action of a replayed conversation as Rasa's story test does.
+
+    ``predict(k, history, form_rejected)`` returns the predicted action name and
+    whatever else the caller needs. When the active form is predicted but the
+    conversation runs something else, the form counts as rejected -- until it
+    runs again or another form becomes active -- and the prediction is made
+    again (Rasa's ``emulate_loop_rejection``). Returns ``(k, gold, predicted, extra)``.
+    """
+    results = []
+    rejected = False
+    for k, gold in enumerate(played.actions):
+        history = played.history(k)
+        active = history[-1].active_loop
+        predicted, extra = predict(k, history, rejected)
+        if active and predicted == active and predicted != gold:
+            rejected = True
+            predicted, extra = predict(k, history, True)
+        results.append((k, gold, predicted, extra))
+        following = played.states[k + 1] if k + 1 < len(played.states) else played.final
+        if gold == active or following.active_loop != active:
+            rejected = False
+    return results

@@ -42,13 +42,15 @@ __all__ = [
     "predict_probabilities",
     "init_weights",
     "weight_shapes",
-    "training_examples",
+    "build_training_examples",
     "train_weights",
 ]
 
 _LN_EPSILON = 1e-5
 _MASK_VALUE = -1e9
 _ADAM = (0.9, 0.999, 1e-7)
+#: Histories encoded and predicted at once (bounds memory for large test sets).
+_PREDICT_CHUNK = 512
 #: How many other stories each story is also replayed after (Rasa's augmentation).
 AUGMENTATION_PREDECESSORS = 5
 
@@ -200,7 +202,8 @@ def predict_probabilities(
     """Softmax confidences ``[B, A]`` (float64), computed with NumPy."""
     logits = forward(_NumpyOps, weights, x.astype(np.float32), mask.astype(np.float32), settings).astype(np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def _tensorflow_ops(tf: Any, seed_pair: Any = None) -> Any:
@@ -238,7 +241,8 @@ def forward_tensorflow(
 
     tf = configure_tensorflow()
     tensors = {name: tf.constant(value) for name, value in weights.items()}
-    return forward(_tensorflow_ops(tf), tensors, tf.constant(x), tf.constant(mask), settings).numpy()
+    logits: np.ndarray = forward(_tensorflow_ops(tf), tensors, tf.constant(x), tf.constant(mask), settings).numpy()
+    return logits
 
 
 # ---------------------------------------------------------------------- training
@@ -255,7 +259,7 @@ def _first_actions(events: Sequence[Event], count: int) -> tuple[Event, ...]:
     return tuple(events)
 
 
-def training_examples(
+def build_training_examples(
     stories: Sequence[Sequence[Event]],
     max_history: int,
     spec: DomainSpec,
@@ -436,7 +440,7 @@ class TEDPolicy:
         seed = settings.random_seed if settings.random_seed is not None else seed
         max_history = previous.max_history if previous is not None else cls.resolve_max_history(settings, stories, spec)
         epochs = settings.epochs if epochs is None else epochs
-        windows, labels = training_examples(stories, max_history, spec, seed=seed)
+        windows, labels = build_training_examples(stories, max_history, spec, seed=seed)
         if not windows or epochs == 0:
             weights = previous.weights if previous is not None else None
             return cls(settings, max_history, weights), []
@@ -454,8 +458,11 @@ class TEDPolicy:
         """Confidences ``[N, A]`` for many histories at once; ``None`` when untrained."""
         if self.weights is None:
             return None
-        x, mask = spec.encode_histories(histories, self.max_history)
-        return predict_probabilities(self.weights, x, mask, self.settings)
+        chunks = []
+        for start in range(0, len(histories), _PREDICT_CHUNK):
+            x, mask = spec.encode_histories(histories[start : start + _PREDICT_CHUNK], self.max_history)
+            chunks.append(predict_probabilities(self.weights, x, mask, self.settings))
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(spec.actions)))
 
     def output(self, probabilities: np.ndarray | None) -> PolicyOutput | None:
         if probabilities is None:

@@ -22,7 +22,7 @@ by turn::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 from pipeline.data.model import (
     ActionStep,
@@ -35,7 +35,7 @@ from pipeline.data.model import (
     Story,
     UserStep,
 )
-from pipeline.errors import TrainingError
+from pipeline.errors import ModelError, TrainingError
 
 __all__ = [
     "ACTION_LISTEN",
@@ -63,6 +63,34 @@ class UserUttered:
     intent: str | None
     entities: tuple[EntityValue, ...] = ()
     text: str | None = None
+
+    @classmethod
+    def from_parse(cls, result: Any, *, text: str | None = None) -> "UserUttered":
+        """The user turn of a Rasa-shaped NLU parse result; ModelError when it is not one.
+
+        ``{"text": ..., "intent": {"name": ..., "confidence": ...}, "entities": [{"entity": ..., "value": ...}]}``
+        """
+        text = text if text is not None else (result.get("text") if isinstance(result, Mapping) else None)
+
+        def refuse(what: str) -> ModelError:
+            return ModelError(
+                f"the NLU parse of {text!r} {what}; received {result!r}",
+                hint='parse must return a dict like {"intent": {"name": "greet", "confidence": 0.9}, "entities": [...]}',
+            )
+
+        if not isinstance(result, Mapping):
+            raise refuse("is not a mapping")
+        intent = result.get("intent")
+        if intent is not None and not isinstance(intent, Mapping):
+            raise refuse("has an 'intent' that is not a mapping")
+        name = intent.get("name") if intent else None
+        if name is not None and not isinstance(name, str):
+            raise refuse("has an intent name that is not a string")
+        raw = result.get("entities") or []
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(e, Mapping) and "entity" in e for e in raw):
+            raise refuse("has 'entities' that are not a list of mappings with an 'entity' key")
+        entities = tuple(EntityValue(str(e["entity"]), e.get("value"), e.get("role"), e.get("group")) for e in raw)
+        return cls(name, entities, text)
 
 
 @dataclass(frozen=True)
@@ -114,6 +142,10 @@ class TrackerState:
     ) -> "TrackerState":
         """Append a user turn, preceded by ``action_listen`` when the bot spoke last."""
         return TrackerState(with_listens(self.events + (UserUttered(intent, tuple(_entity(e) for e in entities), text),)))
+
+    def with_parse(self, result: Mapping[str, Any]) -> "TrackerState":
+        """Append the user turn of a Rasa-shaped NLU parse result (see :meth:`UserUttered.from_parse`)."""
+        return TrackerState(with_listens(self.events + (UserUttered.from_parse(result),)))
 
     def with_action(self, name: str) -> "TrackerState":
         """Append a bot action."""

@@ -150,6 +150,8 @@ def _train(
     ted_settings = settings.ted
     if ted_settings is not None and not plain:
         warnings.append("TEDPolicy was not trained: there are no stories (rules alone do not train it)")
+    if ted_settings is not None and plain and epochs_run == 0 and not ted_info.get("trained"):
+        warnings.append("TEDPolicy was not trained: its epochs are 0; it predicts nothing")
     if ted_settings is not None and previous is None and ted_settings.epochs == 1 and plain:
         warnings.append("TEDPolicy trained for 1 epoch (Rasa's default); set 'epochs' in config.yml, e.g. 100")
     policies = [built[p.name] for p in settings.policies]
