@@ -789,3 +789,22 @@ def test_example_assistant_loads_without_problems() -> None:
     assert project.has_domain
     assert len(project.nlu.intents) == 9
     assert project.rules and project.plain_stories and project.test_stories and project.test_nlu.examples
+
+
+def test_batch_size_ramp_is_accepted(tmp_path):
+    """Rasa's batch-size ramp ``[64, 256]`` is valid; a ramp with a bad value is not."""
+    from pipeline.data.loader import DirectorySource, load_project
+    from pipeline.errors import DataError
+    from tests.helpers import write_project
+
+    nlu = 'version: "3.1"\nnlu:\n- intent: a\n  examples: |\n    - x\n- intent: b\n  examples: |\n    - y\n'
+    root = write_project(tmp_path / "ok", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, 256]\n", "data/nlu.yml": nlu})
+    project, _ = load_project(DirectorySource(root))
+    assert project.config.component("DIETClassifier").option("batch_size") == (64, 256)
+    root = write_project(tmp_path / "bad", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, -1]\n", "data/nlu.yml": nlu})
+    try:
+        load_project(DirectorySource(root))
+    except DataError as exc:
+        assert any(p.location.line == 3 and "batch_size" in p.message for p in exc.problems)
+    else:
+        raise AssertionError("a negative batch size must be an error")

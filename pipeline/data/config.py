@@ -77,7 +77,7 @@ DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
 DEFAULT_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("MemoizationPolicy", {}),
     ("RulePolicy", {}),
-    ("TEDPolicy", {"max_history": 5}),
+    ("TEDPolicy", {"max_history": 5, "epochs": 100}),
 )
 
 # option -> (kind, minimum, maximum); kind "int" or "float"; bounds inclusive, None = open
@@ -198,6 +198,10 @@ def _read_components(
 def _check_numeric(component: str, option: str, value: Any, entry: Any, line: int, out: Collector) -> None:
     spec = NUMERIC_OPTIONS.get(option)
     if spec is None or value is None:
+        return
+    if option == "batch_size" and isinstance(value, list) and len(value) == 2:
+        for item in value:  # Rasa's linear batch-size ramp: [64, 256]
+            _check_numeric(component, option, item, entry, line, out)
         return
     kind, low, high = spec
     option_line = entry.key_line(option) if isinstance(entry, YMap) else line
