@@ -98,12 +98,14 @@ def main() -> None:
     print(f"### CI step on `{name}` — {date.today()}, {platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}")
     print()
-    print("| step | decision | wall (s) | intent F1 | entity F1 | story acc. |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| step | decision | wall (s) | train (s) | test (s) | intent F1 | entity F1 | story acc. |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for label, data in (("first run", full), ("no change", skip), ("examples added", finetune)):
         m = data["metrics"]
         fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"| {label} | {data['decision']} | {data['wall']:.1f} | {fmt(m.get('intent_f1'))} | "
+        t = data.get("timings", {})
+        print(f"| {label} | {data['decision']} | {data['wall']:.1f} | {fmt(t.get('train_seconds'))} | "
+              f"{fmt(t.get('test_seconds'))} | {fmt(m.get('intent_f1'))} | "
               f"{fmt(m.get('entity_f1'))} | {fmt(m.get('story_accuracy'))} |")
     print(f"\nfinetune/full wall ratio: {finetune['wall'] / full['wall']:.2f}")
     print(f"command: .venv/bin/python bench/ci_steps.py {args.project}" + (f" --epochs {args.epochs}" if args.epochs else ""))
