@@ -139,3 +139,17 @@ def test_cli_dry_run_exit_code_is_the_bitmask(trained: tuple[Path, str], tmp_pat
     stories.write_text(stories.read_text() + "\n- story: thanks\n  steps:\n  - intent: thankyou\n  - action: utter_you_are_welcome\n")
     assert main(["train", "--dry-run"], environ={}) == 1
     assert main(["train", "--dry-run", "--force"], environ={}) == 11
+
+
+def test_cli_cross_validation_writes_fold_reports(trained: tuple[Path, str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    work, _ = _copy(trained, tmp_path)
+    monkeypatch.chdir(work)
+    capsys.readouterr()
+    assert main(["test", "nlu", "--cross-validation", "--folds", "2", "--epochs", "1", "--out", "cv"], environ={}) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    assert 0.0 <= summary["mean"]["intent_f1"] <= 1.0
+    for fold in ("fold_1", "fold_2"):
+        assert (work / "cv" / fold / "intent_report.json").is_file()
+    assert (work / "cv" / "cross_validation.json").is_file()
