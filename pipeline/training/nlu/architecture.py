@@ -7,10 +7,12 @@ Shared by the TensorFlow trainer (:mod:`.network`) and the NumPy predictor
 
     per featurizer i:  embed/i [V_i, D]      sparse ids -> summed rows (a sparse dense layer)
     input_norm, position [P, D]              LayerNorm(sum) + learned position
+    context/kernel [(2c+1)D, D]              h += relu([h(t-c) .. h(t+c)] W) on tokens
     layer{l}/...                             pre-LN transformer blocks
     output_norm
     intent/kernel [D, E], intent/bias [E], intent/labels [I, E]   DIET similarity head
-    entity/kernel [D, K], entity/bias [K]    per-token tag softmax (BILOU/BIO)
+    entity/kernel [D, K], entity/bias [K]    per-token tag softmax (BILOU/BIO), decoded
+                                             by Viterbi under the tag grammar
     role/..., group/...                      per-token softmax heads (only when used)
 
 Sequence position 0 is the sentence slot (``__CLS__``); tokens follow.
@@ -45,6 +47,7 @@ class NetworkConfig:
     cosine: bool
     intent_classification: bool
     entity_recognition: bool
+    context_window: int = 1  # tokens each side seen by the convolution before the transformer (0: none)
 
     @property
     def ffn_size(self) -> int:
@@ -72,6 +75,9 @@ class NetworkConfig:
         shapes["input_norm/gamma"] = (d,)
         shapes["input_norm/beta"] = (d,)
         shapes["position"] = (self.positions, d)
+        if self.context_window:
+            shapes["context/kernel"] = ((2 * self.context_window + 1) * d, d)
+            shapes["context/bias"] = (d,)
         for layer in range(self.layers):
             p = f"layer{layer}/"
             shapes.update(

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.data.model import LookupTable, NluExample, RegexFeature
+from pipeline.data.model import LookupTable, RegexFeature
 from pipeline.errors import TrainingError
 
 from .settings import FeaturizerSpec, NluSettings
@@ -428,7 +428,3 @@ class NluPreprocessor:
             tuple(RegexFeature(r["name"], tuple(r["patterns"])) for r in config["regexes"]),
             tuple(LookupTable(t["name"], tuple(t["elements"])) for t in config["lookups"]),
         )
-
-
-def example_texts(examples: Sequence[NluExample]) -> list[str]:
-    return [e.text for e in examples]

@@ -58,6 +58,15 @@ def encode(
         x += part
     h = layer_norm(x, weights["input_norm/gamma"], weights["input_norm/beta"])
     h = h + weights["position"][np.minimum(np.arange(length), config.positions - 1)]
+    if config.context_window and num_tokens:
+        c = config.context_window
+        masked = h.copy()
+        masked[0] = 0.0
+        padded = np.concatenate([np.zeros((c, config.size), np.float32), masked, np.zeros((c, config.size), np.float32)])
+        window = np.concatenate([h if k == c else padded[k : k + length] for k in range(2 * c + 1)], axis=1)
+        context = np.maximum(window @ weights["context/kernel"] + weights["context/bias"], np.float32(0.0))
+        context[0] = 0.0
+        h = h + context
     heads, d = config.heads, config.size
     dh = d // heads
     for layer in range(config.layers):
@@ -97,7 +106,8 @@ def predict(
     h = encode(weights, config, ids, positions, num_tokens)
     intent_probs = None
     if config.intent_classification:
-        intent_probs = softmax(intent_similarities(weights, config, h[0]))
+        sentence = h[0]
+        intent_probs = softmax(intent_similarities(weights, config, sentence))
     emissions = role_probs = group_probs = None
     if config.entity_recognition and num_tokens:
         tokens = h[1:]
@@ -116,16 +126,17 @@ def constrained_viterbi(log_probs: np.ndarray, allowed: tuple[np.ndarray, np.nda
     """Most probable tag sequence [n] under per-token log-probabilities [n, K] that
     obeys the tag grammar ``allowed`` = (start[K], transition[K, K], end[K]) masks."""
     neg = np.float32(-1e9)
+    zero = np.float32(0.0)
     start_ok, trans_ok, end_ok = allowed
-    trans = np.where(trans_ok, np.float32(0.0), neg)
-    score = log_probs[0] + np.where(start_ok, np.float32(0.0), neg)
+    trans = np.where(trans_ok, zero, neg)
+    score = log_probs[0] + np.where(start_ok, zero, neg)
     n = log_probs.shape[0]
     back = np.zeros((n, log_probs.shape[1]), dtype=np.int64)
     for t in range(1, n):
         total = score[:, None] + trans
         back[t] = total.argmax(axis=0)
         score = total.max(axis=0) + log_probs[t]
-    score = score + np.where(end_ok, np.float32(0.0), neg)
+    score = score + np.where(end_ok, zero, neg)
     path = np.zeros(n, dtype=np.int64)
     path[-1] = int(score.argmax())
     for t in range(n - 1, 0, -1):
@@ -136,3 +147,4 @@ def constrained_viterbi(log_probs: np.ndarray, allowed: tuple[np.ndarray, np.nda
 def log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+

@@ -79,8 +79,11 @@ class DietNetwork:
         vector = tf.TensorSpec([None], tf.int32)
         features_spec = tuple((vector, vector, vector, vector) for _ in range(nf))
         matrix = tf.TensorSpec([None, None], tf.int32)
+        # autograph=False: all control flow is Python over the static config, and skipping
+        # autograph's source transformation saves seconds of tracing per model
         self.train_step = tf.function(
             self._train_step,
+            autograph=False,
             input_signature=[
                 features_spec,
                 tf.TensorSpec([None, None], tf.float32),
@@ -94,6 +97,7 @@ class DietNetwork:
         )
         self.predict_step = tf.function(
             self._predict_step,
+            autograph=False,
             input_signature=[features_spec, tf.TensorSpec([None, None], tf.float32)],
         )
 
@@ -134,6 +138,14 @@ class DietNetwork:
         rate = self.options.drop_rate if training else 0.0
         attn_rate = self.options.drop_rate_attention if training else 0.0
         h = self._dropout(h, rate, seed, 1)
+        if cfg.context_window:
+            token_mask = tf.concat([tf.zeros([batch, 1]), mask[:, 1:]], axis=1)[:, :, None]
+            masked = h * token_mask
+            c = cfg.context_window
+            padded = tf.pad(masked, [[0, 0], [c, c], [0, 0]])
+            shifted = [h if k == c else padded[:, k : k + length] for k in range(2 * c + 1)]
+            context = tf.nn.relu(_dense(tf.concat(shifted, axis=-1), w["context/kernel"], w["context/bias"]))
+            h += self._dropout(context, rate, seed, 2) * token_mask
         heads, dh = cfg.heads, d // cfg.heads
         key_bias = (1.0 - mask)[:, None, None, :] * _NEG
         for layer in range(cfg.layers):
@@ -160,11 +172,12 @@ class DietNetwork:
             return tf.matmul(u, labels, transpose_b=True) * 5.0
         return tf.matmul(u, labels, transpose_b=True)
 
-    def _heads(self, h: Any) -> dict[str, Any]:
+    def _heads(self, h: Any, mask: Any) -> dict[str, Any]:
         cfg, w = self.config, self.variables
         out: dict[str, Any] = {}
         if cfg.intent_classification:
-            out["similarities"] = self._similarities(h[:, 0])
+            sentence = h[:, 0]
+            out["similarities"] = self._similarities(sentence)
         if cfg.entity_recognition:
             tokens = h[:, 1:]
             out["emissions"] = _dense(tokens, w["entity/kernel"], w["entity/bias"])
@@ -220,7 +233,7 @@ class DietNetwork:
         variables = [self.variables[n] for n in self.names]
         with tf.GradientTape() as tape:
             h = self._encode(features, mask, seed, training=True)
-            loss, accuracy = self._loss(self._heads(h), mask, intents, tags, roles, groups)
+            loss, accuracy = self._loss(self._heads(h, mask), mask, intents, tags, roles, groups)
         grads = tape.gradient(loss, variables)
         self._apply_adam(grads, learning_rate)
         return loss, accuracy
@@ -257,4 +270,4 @@ class DietNetwork:
 
     def _predict_step(self, features: Any, mask: Any) -> dict[str, Any]:
         h = self._encode(features, mask, tf.constant([0, 0]), training=False)
-        return self._heads(h)
+        return self._heads(h, mask)

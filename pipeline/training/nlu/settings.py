@@ -88,11 +88,15 @@ class FeaturizerSpec:
 
 @dataclass(frozen=True)
 class DietOptions:
-    """DIETClassifier options (Rasa's names; defaults chosen by ``bench/nlu.py``)."""
+    """DIETClassifier options (Rasa's names; defaults chosen by ``bench/nlu.py``).
 
-    epochs: int = 40
+    ``epochs`` left unset means :func:`auto_epochs`: 18 on data sets with
+    thousands of examples, more (up to Rasa's 300) on small ones.
+    """
+
+    epochs: int | None = None
     batch_size: tuple[int, int] = (64, 256)
-    learning_rate: float = 0.003
+    learning_rate: float = 0.005
     transformer_size: int = 128
     number_of_transformer_layers: int = 1
     number_of_attention_heads: int = 4
@@ -154,6 +158,23 @@ class NluSettings:
         config.pop("ambiguity_threshold")
         config["diet"].pop("epochs")
         return config
+
+
+#: Epochs when DIETClassifier sets none: enough on large data sets (bench/RESULTS.md) ...
+AUTO_EPOCHS = 18
+#: ... but at least this many optimizer steps on small ones ...
+AUTO_MIN_STEPS = 600
+#: ... and never more than Rasa's default for DIETClassifier.
+AUTO_MAX_EPOCHS = 300
+
+
+def auto_epochs(diet: DietOptions, num_examples: int) -> int:
+    """The epochs to train: ``diet.epochs`` when set, else enough for AUTO_MIN_STEPS steps."""
+    if diet.epochs is not None:
+        return diet.epochs
+    mean_batch = (diet.batch_size[0] + diet.batch_size[1]) / 2
+    steps_per_epoch = max(1, math.ceil(num_examples / mean_batch))
+    return int(min(AUTO_MAX_EPOCHS, max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps_per_epoch))))
 
 
 def _listify(value: Any) -> Any:

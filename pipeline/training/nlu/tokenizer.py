@@ -1,9 +1,11 @@
 """Whitespace/punctuation tokenizer with character offsets (Rasa's WhitespaceTokenizer).
 
-A token is a run of word characters; ``.``, ``-``, ``'``, ``’``, ``:``, ``/``,
-``@``, ``&`` and ``_`` are kept when they sit *between* word characters, so
-``e-mail``, ``3.5``, ``10:30``, ``don't`` and ``ann@example.com`` stay one
-token. Punctuation and symbols elsewhere are dropped, as in Rasa.
+A token is a run of word characters; ``.``, ``-``, ``:``, ``/``, ``@`` and
+``&`` are kept when they sit *between* word characters, so ``e-mail``,
+``3.5``, ``10:30`` and ``ann@example.com`` stay one token. An apostrophe
+starts a token of its own, so the possessive in ``[kate](person)'s`` and the
+clitics of ``don't`` are separate (entity spans end before them). Other
+punctuation and symbols are dropped, as in Rasa.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 
 from pipeline.errors import ConfigError
 
-DEFAULT_TOKEN_PATTERN = r"\w+(?:[.\-'’:/@&]\w+)*"
+DEFAULT_TOKEN_PATTERN = r"['’]\w+|\w+(?:[.\-:/@&]\w+)*"
 
 
 class Token(NamedTuple):

@@ -1,5 +1,10 @@
 """Full training and incremental finetuning of the NLU model (imports TensorFlow).
 
+Training runs ``epochs`` epochs (fewer when the epoch loss plateaus with the
+train intent accuracy at PLATEAU_ACCURACY) over shuffled, length-bucketed
+batches whose size grows linearly over ``batch_size`` (as in Rasa), with the
+learning rate decaying linearly to zero over the planned epochs.
+
 Finetuning continues from the previous weights: vocabularies grow
 append-only (new embedding rows start at zero, see
 :func:`~.architecture.grow_weights`), and each of the ``ceil(epochs ×
@@ -29,10 +34,13 @@ from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
 from .runtime_tf import import_tensorflow
-from .settings import NluSettings, resolve_settings
+from .settings import NluSettings, auto_epochs, resolve_settings
 
 #: Old examples replayed per finetune epoch, as a multiple of the new examples.
 REPLAY_RATIO = 1.0
+#: Finetuning starts at this fraction of the learning rate (the previous weights are already
+#: trained; a full-size first step would undo part of it).
+FINETUNE_LEARNING_RATE_SCALE = 0.5
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
@@ -153,6 +161,7 @@ def _fit(
     seed: int,
     progress: Progress | None,
     phase: str,
+    learning_rate_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Run the epochs; return the training history."""
     diet = settings.diet
@@ -164,6 +173,7 @@ def _fit(
         rng = np.random.default_rng([seed, epoch])
         pool = epoch_indices(epoch)
         batch_size = batch_size_for(epoch, epochs, diet.batch_size)
+        learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
         total_loss = total_accuracy = 0.0
         seen = 0
         for batch_index in plan_batches(lengths[pool], batch_size, rng):
@@ -175,7 +185,7 @@ def _fit(
                 batch.tags,
                 batch.roles,
                 batch.groups,
-                np.float32(diet.learning_rate),
+                learning_rate,
                 np.array([seed, step], dtype=np.int32),
             )
             step += 1
@@ -273,7 +283,7 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
     network_config = _network_config(settings, labels, preprocessor)
     import_tensorflow(seed)
     network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
-    epochs = settings.diet.epochs
+    epochs = auto_epochs(settings.diet, len(data.examples))
     everything = np.arange(len(records))
     history = _fit(network, records, lambda _: everything, epochs, settings, seed, progress, "train")
     summary = _summary("full", history, epochs, data, labels, preprocessor, settings, started, seed)
@@ -324,7 +334,7 @@ def finetune_nlu(
     network_config = replace(previous.network, feature_sizes=tuple(len(v) for v in preprocessor.vocabularies))
     weights = grow_weights(previous.weights, previous.network, network_config)
 
-    epochs = math.ceil(settings.diet.epochs * epoch_fraction)
+    epochs = math.ceil(auto_epochs(settings.diet, len(data.examples)) * epoch_fraction)
     replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
     pools = []
     for epoch in range(epochs):
@@ -338,7 +348,17 @@ def finetune_nlu(
 
     import_tensorflow(seed)
     network = DietNetwork(network_config, weights, _options(settings))
-    history = _fit(network, records, lambda epoch: local_pools[epoch], epochs, settings, seed, progress, "finetune")
+    history = _fit(
+        network,
+        records,
+        lambda epoch: local_pools[epoch],
+        epochs,
+        settings,
+        seed,
+        progress,
+        "finetune",
+        FINETUNE_LEARNING_RATE_SCALE,
+    )
     summary = _summary(
         "finetune",
         history,
