@@ -28,12 +28,12 @@ options that make no sense here are accepted and listed in
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from pipeline.data.model import Component, Config, thaw
 from pipeline.errors import ConfigError
+from pipeline.training.options import Check, check_bool, fail, float_option, int_option
 
 __all__ = [
     "POLICY_NAMES",
@@ -118,7 +118,7 @@ class CoreSettings:
 
     def get_config(self) -> dict[str, Any]:
         """JSON-able form; :meth:`from_config` inverts it."""
-        return {"policies": [_listify(asdict(p)) for p in self.policies], "ignored": list(self.ignored)}
+        return {"policies": [thaw(asdict(p)) for p in self.policies], "ignored": list(self.ignored)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "CoreSettings":
@@ -138,74 +138,28 @@ class CoreSettings:
         """
         key: dict[str, Any] = {"policies": [p.name for p in self.policies]}
         if self.ted is not None:
-            ted = _listify(asdict(self.ted))
+            ted = thaw(asdict(self.ted))
             for name in ("epochs", "priority", "ranking_length"):
                 ted.pop(name)
             key["TEDPolicy"] = ted
         return key
 
 
-def _listify(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _listify(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_listify(v) for v in value]
-    return value
-
-
 # ------------------------------------------------------------------- option checks
-
-_Check = Callable[[str, str, Any], Any]
-
-
-def _fail(policy: str, option: str, valid: str, value: Any) -> ConfigError:
-    return ConfigError(
-        f"{policy}: option '{option}' must be {valid}; received {thaw(value)!r}",
-        hint=f"fix '{option}' under '- name: {policy}' in config.yml",
-    )
-
-
-def _bool(policy: str, option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(policy, option, "true or false", value)
-    return value
-
-
-def _int(low: int, high: int | None = None) -> _Check:
-    def check(policy: str, option: str, value: Any) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            bounds = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-            raise _fail(policy, option, bounds, value)
-        return value
-
-    return check
-
-
-def _float(low: float, high: float, *, open_low: bool = False) -> _Check:
-    def check(policy: str, option: str, value: Any) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or math.isnan(value) or value < low or value > high or (open_low and value <= low):
-            raise _fail(policy, option, f"a number {'>' if open_low else '>='} {low} and <= {high}", value)
-        return float(value)
-
-    return check
-
 
 def _str(policy: str, option: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(policy, option, "a non-empty string", value)
+        raise fail(policy, option, "a non-empty string", value)
     return value
 
 
-def _dialogue(check: _Check) -> _Check:
+def _dialogue(check: Check) -> Check:
     """Rasa allows ``{"text": n, "dialogue": m, ...}`` for TED sizes; we use ``dialogue``."""
 
     def wrapped(policy: str, option: str, value: Any) -> Any:
         if isinstance(value, Mapping):
             if "dialogue" not in value:
-                raise _fail(policy, option, "a number or a mapping with a 'dialogue' key", value)
+                raise fail(policy, option, "a number or a mapping with a 'dialogue' key", value)
             value = value["dialogue"]
         return check(policy, option, value)
 
@@ -215,40 +169,40 @@ def _dialogue(check: _Check) -> _Check:
 def _batch_size(policy: str, option: str, value: Any) -> tuple[int, int]:
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise _fail(policy, option, "a positive integer or a list [start, end] of two", value)
+        raise fail(policy, option, "a positive integer or a list [start, end] of two", value)
     return (values[0], values[-1])
 
 
-def _optional(check: _Check) -> _Check:
+def _optional(check: Check) -> Check:
     def wrapped(policy: str, option: str, value: Any) -> Any:
         return None if value is None else check(policy, option, value)
 
     return wrapped
 
 
-_CHECKS: Mapping[str, Mapping[str, _Check]] = {
+_CHECKS: Mapping[str, Mapping[str, Check]] = {
     "RulePolicy": {
-        "priority": _int(0),
-        "core_fallback_threshold": _float(0.0, 1.0),
+        "priority": int_option(0),
+        "core_fallback_threshold": float_option(0.0, 1.0),
         "core_fallback_action_name": _str,
-        "enable_fallback_prediction": _bool,
-        "check_for_contradictions": _bool,
+        "enable_fallback_prediction": check_bool,
+        "check_for_contradictions": check_bool,
     },
-    "MemoizationPolicy": {"priority": _int(0), "max_history": _optional(_int(1))},
+    "MemoizationPolicy": {"priority": int_option(0), "max_history": _optional(int_option(1))},
     "TEDPolicy": {
-        "priority": _int(0),
-        "max_history": _optional(_int(1, 1000)),
-        "epochs": _int(0),
+        "priority": int_option(0),
+        "max_history": _optional(int_option(1, 1000)),
+        "epochs": int_option(0),
         "batch_size": _batch_size,
-        "learning_rate": _float(0.0, 1.0, open_low=True),
-        "transformer_size": _dialogue(_int(4, 4096)),
-        "number_of_transformer_layers": _dialogue(_int(0, 24)),
-        "number_of_attention_heads": _int(1, 64),
-        "embedding_dimension": _int(2, 1024),
-        "drop_rate_dialogue": _float(0.0, 0.95),
-        "drop_rate_attention": _float(0.0, 0.95),
-        "ranking_length": _int(0),
-        "random_seed": _optional(_int(0)),
+        "learning_rate": float_option(0.0, 1.0, open_low=True),
+        "transformer_size": _dialogue(int_option(4, 4096)),
+        "number_of_transformer_layers": _dialogue(int_option(0, 24)),
+        "number_of_attention_heads": int_option(1, 64),
+        "embedding_dimension": int_option(2, 1024),
+        "drop_rate_dialogue": float_option(0.0, 0.95),
+        "drop_rate_attention": float_option(0.0, 0.95),
+        "ranking_length": int_option(0),
+        "random_seed": _optional(int_option(0)),
     },
 }
 _IGNORED: Mapping[str, Sequence[str]] = {
