@@ -55,3 +55,18 @@ def float_option(low: float, high: float, *, open_low: bool = False) -> Check:
         return float(value)
 
     return check
+
+
+def check_str(component: str, option: str, value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise fail(component, option, "a non-empty string", value)
+    return value
+
+
+def check_batch_size(component: str, option: str, value: Any) -> tuple[int, int]:
+    """A batch size or Rasa's linear ramp ``[start, end]``; returned as ``(start, end)``."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise fail(component, option, "a positive integer or a list [start, end] of two", value)
+    return (values[0], values[-1])

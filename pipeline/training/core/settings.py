@@ -33,7 +33,15 @@ from typing import Any, Mapping, Sequence, Union
 
 from pipeline.data.model import Component, Config, thaw
 from pipeline.errors import ConfigError
-from pipeline.training.options import Check, check_bool, fail, float_option, int_option
+from pipeline.training.options import (
+    Check,
+    check_batch_size,
+    check_bool,
+    check_str,
+    fail,
+    float_option,
+    int_option,
+)
 
 __all__ = [
     "POLICY_NAMES",
@@ -147,12 +155,6 @@ class CoreSettings:
 
 # ------------------------------------------------------------------- option checks
 
-def _str(policy: str, option: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise fail(policy, option, "a non-empty string", value)
-    return value
-
-
 def _dialogue(check: Check) -> Check:
     """Rasa allows ``{"text": n, "dialogue": m, ...}`` for TED sizes; we use ``dialogue``."""
 
@@ -166,13 +168,6 @@ def _dialogue(check: Check) -> Check:
     return wrapped
 
 
-def _batch_size(policy: str, option: str, value: Any) -> tuple[int, int]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise fail(policy, option, "a positive integer or a list [start, end] of two", value)
-    return (values[0], values[-1])
-
-
 def _optional(check: Check) -> Check:
     def wrapped(policy: str, option: str, value: Any) -> Any:
         return None if value is None else check(policy, option, value)
@@ -184,7 +179,7 @@ _CHECKS: Mapping[str, Mapping[str, Check]] = {
     "RulePolicy": {
         "priority": int_option(0),
         "core_fallback_threshold": float_option(0.0, 1.0),
-        "core_fallback_action_name": _str,
+        "core_fallback_action_name": check_str,
         "enable_fallback_prediction": check_bool,
         "check_for_contradictions": check_bool,
     },
@@ -193,7 +188,7 @@ _CHECKS: Mapping[str, Mapping[str, Check]] = {
         "priority": int_option(0),
         "max_history": _optional(int_option(1, 1000)),
         "epochs": int_option(0),
-        "batch_size": _batch_size,
+        "batch_size": check_batch_size,
         "learning_rate": float_option(0.0, 1.0, open_low=True),
         "transformer_size": _dialogue(int_option(4, 4096)),
         "number_of_transformer_layers": _dialogue(int_option(0, 24)),

@@ -26,10 +26,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, thaw
 from pipeline.errors import ConfigError
+from pipeline.training.options import (
+    Check,
+    check_batch_size,
+    check_bool,
+    check_str,
+    fail,
+    float_option,
+    int_option,
+)
 
 from .tokenizer import DEFAULT_TOKEN_PATTERN
 
@@ -133,7 +142,7 @@ class NluSettings:
         """JSON-able form; :meth:`from_config` inverts it."""
         config = asdict(self)
         config["ignored"] = list(self.ignored)
-        return _listify(config)
+        return thaw(config)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "NluSettings":
@@ -177,103 +186,44 @@ def auto_epochs(diet: DietOptions, num_examples: int) -> int:
     return int(min(AUTO_MAX_EPOCHS, max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps_per_epoch))))
 
 
-def _listify(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _listify(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_listify(v) for v in value]
-    return value
-
-
 # ------------------------------------------------------------------- option parsing
 
-_Check = Callable[[str, str, Any], Any]
-
-
-def _fail(component: str, option: str, valid: str, value: Any) -> ConfigError:
-    return ConfigError(
-        f"{component}: option '{option}' must be {valid}; received {value!r}",
-        hint=f"fix '{option}' under '- name: {component}' in config.yml",
-    )
-
-
-def _bool(component: str, option: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(component, option, "true or false", value)
-    return value
-
-
-def _int(low: int, high: int | None = None) -> _Check:
-    def check(component: str, option: str, value: Any) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            bounds = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-            raise _fail(component, option, bounds, value)
-        return value
-
-    return check
-
-
-def _float(low: float, high: float, *, open_low: bool = False) -> _Check:
-    def check(component: str, option: str, value: Any) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or math.isnan(value) or value < low or value > high or (open_low and value <= low):
-            raise _fail(component, option, f"a number {'>' if open_low else '>='} {low} and <= {high}", value)
-        return float(value)
-
-    return check
-
-
-def _choice(*choices: str) -> _Check:
+def _choice(*choices: str) -> Check:
     def check(component: str, option: str, value: Any) -> str:
         if value not in choices:
-            raise _fail(component, option, "one of " + ", ".join(choices), value)
+            raise fail(component, option, "one of " + ", ".join(choices), value)
         return str(value)
 
     return check
 
 
-def _str(component: str, option: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise _fail(component, option, "a non-empty string", value)
-    return value
-
-
-def _per_text(check: _Check) -> _Check:
+def _per_text(check: Check) -> Check:
     """Rasa allows ``{"text": n, "label": m}`` for some sizes; we use the text size."""
 
     def wrapped(component: str, option: str, value: Any) -> Any:
         if isinstance(value, Mapping):
             if "text" not in value:
-                raise _fail(component, option, "a number or a mapping with a 'text' key", thaw(value))
+                raise fail(component, option, "a number or a mapping with a 'text' key", thaw(value))
             value = value["text"]
         return check(component, option, value)
 
     return wrapped
 
 
-def _batch_size(component: str, option: str, value: Any) -> tuple[int, int]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(values) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise _fail(component, option, "a positive integer or a list [start, end] of two", thaw(value))
-    return (values[0], values[-1])
-
-
 def _lexical_features(component: str, option: str, value: Any) -> tuple[tuple[str, ...], ...]:
     valid = "a list of windows (lists) of feature names from " + ", ".join(LEXICAL_FEATURE_NAMES)
     windows = thaw(value)
     if not isinstance(windows, list) or not windows or len(windows) % 2 == 0:
-        raise _fail(component, option, valid + " (an odd number of windows)", windows)
+        raise fail(component, option, valid + " (an odd number of windows)", windows)
     for window in windows:
         if not isinstance(window, list) or any(name not in LEXICAL_FEATURE_NAMES for name in window):
-            raise _fail(component, option, valid, windows)
+            raise fail(component, option, valid, windows)
     return tuple(tuple(w) for w in windows)
 
 
 def _options(
     component: Component,
-    checks: Mapping[str, _Check],
+    checks: Mapping[str, Check],
     ignored_names: Sequence[str],
     ignored: list[str],
 ) -> dict[str, Any]:
@@ -294,41 +244,41 @@ def _options(
 
 
 _ALWAYS_IGNORED = ("alias", "use_gpu", "random_seed")
-_CVF_CHECKS: Mapping[str, _Check] = {
+_CVF_CHECKS: Mapping[str, Check] = {
     "analyzer": _choice(*ANALYZERS),
-    "min_ngram": _int(1, 10),
-    "max_ngram": _int(1, 10),
-    "lowercase": _bool,
+    "min_ngram": int_option(1, 10),
+    "max_ngram": int_option(1, 10),
+    "lowercase": check_bool,
 }
 _CVF_IGNORED = (
     "OOV_token", "OOV_words", "use_shared_vocab", "additional_vocabulary_size", "min_df", "max_df",
     "max_features", "strip_accents", "stop_words", "token_pattern", "use_lemma",
 )  # fmt: skip
-_REGEX_CHECKS: Mapping[str, _Check] = {
-    "case_sensitive": _bool,
-    "use_word_boundaries": _bool,
-    "use_regexes": _bool,
-    "use_lookup_tables": _bool,
+_REGEX_CHECKS: Mapping[str, Check] = {
+    "case_sensitive": check_bool,
+    "use_word_boundaries": check_bool,
+    "use_regexes": check_bool,
+    "use_lookup_tables": check_bool,
 }
-_DIET_CHECKS: Mapping[str, _Check] = {
-    "epochs": _int(0),
-    "batch_size": _batch_size,
-    "learning_rate": _float(0.0, 1.0, open_low=True),
-    "transformer_size": _per_text(_int(4, 4096)),
-    "number_of_transformer_layers": _per_text(_int(0, 24)),
-    "number_of_attention_heads": _int(1, 64),
-    "embedding_dimension": _int(2, 1024),
-    "drop_rate": _float(0.0, 0.95),
-    "drop_rate_attention": _float(0.0, 0.95),
-    "sparse_input_dropout": _bool,
-    "entity_recognition": _bool,
-    "intent_classification": _bool,
-    "constrain_similarities": _bool,
+_DIET_CHECKS: Mapping[str, Check] = {
+    "epochs": int_option(0),
+    "batch_size": check_batch_size,
+    "learning_rate": float_option(0.0, 1.0, open_low=True),
+    "transformer_size": _per_text(int_option(4, 4096)),
+    "number_of_transformer_layers": _per_text(int_option(0, 24)),
+    "number_of_attention_heads": int_option(1, 64),
+    "embedding_dimension": int_option(2, 1024),
+    "drop_rate": float_option(0.0, 0.95),
+    "drop_rate_attention": float_option(0.0, 0.95),
+    "sparse_input_dropout": check_bool,
+    "entity_recognition": check_bool,
+    "intent_classification": check_bool,
+    "constrain_similarities": check_bool,
     "similarity_type": _choice(*SIMILARITY_TYPES),
-    "BILOU_flag": _bool,
-    "ranking_length": _int(0),
-    "max_sequence_length": _int(8, 4096),
-    "early_stopping": _bool,
+    "BILOU_flag": check_bool,
+    "ranking_length": int_option(0),
+    "max_sequence_length": int_option(8, 4096),
+    "early_stopping": check_bool,
     "loss_type": _choice("cross_entropy", "softmax"),
     "model_confidence": _choice("softmax"),
 }
@@ -360,7 +310,7 @@ def resolve_settings(config: Config) -> NluSettings:
         if name == "WhitespaceTokenizer":
             opts = _options(
                 component,
-                {"token_pattern": _str, "lowercase": _bool},
+                {"token_pattern": check_str, "lowercase": check_bool},
                 ("intent_tokenization_flag", "intent_split_symbol", "case_sensitive"),
                 ignored,
             )
@@ -371,7 +321,7 @@ def resolve_settings(config: Config) -> NluSettings:
             analyzer = opts.get("analyzer", "word")
             low, high = opts.get("min_ngram", 1), opts.get("max_ngram", 1)
             if low > high:
-                raise _fail(name, "min_ngram", f"<= max_ngram ({high})", low)
+                raise fail(name, "min_ngram", f"<= max_ngram ({high})", low)
             spec = FeaturizerSpec(
                 "count_vectors", f"{analyzer}_{low}_{high}", analyzer, low, high, opts.get("lowercase", True)
             )
@@ -398,7 +348,7 @@ def resolve_settings(config: Config) -> NluSettings:
         elif name == "FallbackClassifier":
             opts = _options(
                 component,
-                {"threshold": _float(0.0, 1.0), "ambiguity_threshold": _float(0.0, 1.0)},
+                {"threshold": float_option(0.0, 1.0), "ambiguity_threshold": float_option(0.0, 1.0)},
                 (),
                 ignored,
             )
