@@ -19,10 +19,10 @@ from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
 from pipeline.data.model import Project
 from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
-from pipeline.errors import DataError, FinetuneRefused, Problem, StoreError
+from pipeline.errors import FinetuneRefused, Problem, StoreError
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
 from pipeline.metrics import GateResult, compare_metrics
-from pipeline.validation import validate_project
+from pipeline.train import check_project
 
 Log = Callable[[str], None]
 Progress = Callable[[Mapping[str, Any]], None]
@@ -281,11 +281,7 @@ def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict
 
 
 def _load(source: FileSource, paths: ProjectPaths) -> tuple[Project, tuple[Problem, ...]]:
-    project, problems = load_project(source, paths)
-    found = (*problems, *validate_project(project))
-    if any(p.is_error for p in found):
-        raise DataError(found)
-    return project, tuple(found)
+    return check_project(*load_project(source, paths))
 
 
 def _as_full(decision: Decision, reason: str) -> Decision:

@@ -62,10 +62,11 @@ def load_training_project(
         no_domain = (Problem("warning", "no domain found: training the NLU model only", Location(str(domain)),
                              "pass --domain to train the dialogue model too", code="missing"),)
     project, problems = load_project(source, paths)
-    return _validated(project, (*no_domain, *problems))
+    return check_project(project, (*no_domain, *problems))
 
 
-def _validated(project: Project, problems: tuple[Problem, ...]) -> tuple[Project, tuple[Problem, ...]]:
+def check_project(project: Project, problems: tuple[Problem, ...]) -> tuple[Project, tuple[Problem, ...]]:
+    """Add validation findings to the loader's; raise DataError on any error, else return the warnings."""
     found = (*problems, *validate_project(project))
     if any(p.is_error for p in found):
         raise DataError(found)
