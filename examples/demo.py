@@ -47,7 +47,10 @@ def run_step(repo_dir: Path, title: str) -> dict:
     started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "ci", "--working-directory", str(repo_dir), "--report-json", str(report)],
+        # The example has 20 held-out NLU examples: one miss moves intent F1 by ~0.05, so the
+        # demo allows a drop of 0.1 against the previous model (the default is 0.02).
+        [sys.executable, "-m", "pipeline", "ci", "--working-directory", str(repo_dir), "--report-json", str(report),
+         "--max-drop", "0.1"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -62,7 +65,10 @@ def run_step(repo_dir: Path, title: str) -> dict:
     for reason in data["reasons"]:
         print(f"  why: {reason}")
     print("  metrics: " + (", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) or "none"))
-    print(f"  model: {data['model_name']}   wall time: {wall:.1f} s")
+    gate = data.get("gate")
+    if gate is not None:
+        print(f"  quality gate: {'passed' if gate['passed'] else 'FAILED (model not uploaded)'}")
+    print(f"  model: {data['model_name']}   uploaded: {'yes' if data['uploaded'] else 'no'}   wall time: {wall:.1f} s")
     return data
 
 
