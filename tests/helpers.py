@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    import git
 
 
 def write_project(tmp_path: Path, files: Mapping[str, str | bytes]) -> Path:
@@ -26,3 +29,20 @@ def write_project(tmp_path: Path, files: Mapping[str, str | bytes]) -> Path:
                 text = text[1:]
             path.write_text(text, encoding="utf-8")
     return tmp_path
+
+
+def copy_into_git_repo(source: Path, work: Path) -> "git.Repo":
+    """Copy a project to ``work`` and commit it in a new git repository (store/models ignored)."""
+    import shutil
+
+    import git
+
+    shutil.copytree(source, work)
+    (work / ".gitignore").write_text(".deltatrain/\nmodels/\nresults/\n")
+    repo = git.Repo.init(work)
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "test")
+        cfg.set_value("user", "email", "test@example.invalid")
+    repo.git.add(A=True)
+    repo.index.commit("initial data")
+    return repo

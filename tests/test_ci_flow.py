@@ -13,6 +13,7 @@ import pytest
 from pipeline.cli import main
 from tests.stores.fake_http import FakeStoreServer
 from tests.fake_github import REPO, TOKEN, FakeGitHub
+from tests.helpers import copy_into_git_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "assistant"
@@ -26,14 +27,7 @@ pytestmark = pytest.mark.slow
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git repo of the example assistant after one full CI run into the local store."""
     work = tmp_path_factory.mktemp("ci") / "assistant"
-    shutil.copytree(EXAMPLE, work)
-    (work / ".gitignore").write_text(".deltatrain/\nmodels/\nresults/\n")
-    repo = git.Repo.init(work)
-    with repo.config_writer() as cfg:
-        cfg.set_value("user", "name", "test")
-        cfg.set_value("user", "email", "test@example.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("initial")
+    copy_into_git_repo(EXAMPLE, work)
     assert main(["ci", "-C", str(work), *TINY], environ={}) == 0
     return work
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import git
 import pytest
 
 from pipeline.cli import main
+from tests.helpers import copy_into_git_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "assistant"
@@ -46,16 +46,7 @@ def _read_outputs(path: Path) -> dict[str, str]:
 
 @pytest.fixture()
 def repo(tmp_path: Path) -> git.Repo:
-    work = tmp_path / "assistant"
-    shutil.copytree(EXAMPLE, work)
-    (work / ".gitignore").write_text(".deltatrain/\nmodels/\nresults/\n")
-    repository = git.Repo.init(work)
-    with repository.config_writer() as cfg:
-        cfg.set_value("user", "name", "test")
-        cfg.set_value("user", "email", "test@example.invalid")
-    repository.git.add(A=True)
-    repository.index.commit("initial data")
-    return repository
+    return copy_into_git_repo(EXAMPLE, tmp_path / "assistant")
 
 
 def _run(repo_dir: Path, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
@@ -140,6 +131,7 @@ with tarfile.open(archive, "w:gz") as tar:
         info = tarfile.TarInfo(name); info.size = len(data); tar.addfile(info, io.BytesIO(data))
 open_store(None, base_dir=work).publish(archive, name="seed", fingerprint=fp, metadata={{"name": "seed"}}, metrics={{"intent_f1": 0.9}})
 from pipeline.cli import main
+from tests.helpers import copy_into_git_repo
 code = main(["ci", "--working-directory", str(work)], environ={{}})
 assert code == 0, code
 assert "tensorflow" not in sys.modules, "tensorflow imported on skip"
