@@ -22,7 +22,6 @@ from pipeline.archive import (
     FINGERPRINT_FILE,
     METADATA_FILE,
     NLU_DATA_FILE,
-    NLU_DIR,
     archive_name,
     extract_archive,
     model_name_of,

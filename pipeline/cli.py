@@ -238,12 +238,13 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
+    from pipeline.data.model import NluData
     from pipeline.train import resolve_model_path
 
     out = Path(args.out)
     tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
     project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(data=tests, config=args.config, tests=()))
-    nlu_data = project.nlu if args.part != "core" else project.nlu.__class__()
+    nlu_data = project.nlu if args.part != "core" else NluData()
     stories = tuple(s for s in project.stories) if args.part != "nlu" else ()
     if args.cross_validation:
         from pipeline.crossval import run_cross_validation
@@ -325,6 +326,10 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
     )
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
+    for flag, value in (("--max-drop", args.max_drop), ("--min-intent-f1", args.min_intent_f1),
+                        ("--min-entity-f1", args.min_entity_f1), ("--min-story-accuracy", args.min_story_accuracy)):
+        if value is not None and not 0 <= value <= 1:  # checked before any training starts
+            raise UsageError(f"{flag} must be between 0 and 1, got {value}", hint=f"use a fraction, e.g. {flag} 0.9")
     try:
         result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
     except DataError as exc:

@@ -15,11 +15,12 @@ previous weights for ``ceil(epochs × finetuning_epoch_fraction)`` epochs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pipeline.archive import find_latest_model, read_archive_json
+from pipeline.archive import CORE_DIR, NLU_DIR, extract_archive, find_latest_model, read_archive_json
 from pipeline.build import BuildPlan, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
 from pipeline.data.model import Project
@@ -125,15 +126,13 @@ def train(
     nlu_action = decision.nlu if "nlu" in parts else KEEP
     core_action = decision.core if dialogue else KEEP
     if finetune_from is not None:
-        refused = [r for part, action in (("NLU", nlu_action), ("dialogue", core_action)) if action == FULL
-                   for r in decision.reasons]
-        if refused:
-            raise FinetuneRefused(sorted(set(refused)))
+        if FULL in (nlu_action, core_action):
+            raise FinetuneRefused(decision.reasons)
         _check_compatible(finetune_from, project, nlu_action, core_action)
     else:
         nlu_action = FULL if nlu_action == FINETUNE else nlu_action
         core_action = FULL if core_action == FINETUNE else core_action
-    code = _code(nlu_action, core_action, decision) | (CODE_FORCED if force_training else 0)
+    code = replace(decision, nlu=nlu_action, core=core_action).code | (CODE_FORCED if force_training else 0)
     reasons = decision.reasons
     if dry_run:
         return TrainingResult(None, code, decision, warnings, reasons)
@@ -157,40 +156,22 @@ def train(
         finetunes_in_a_row=int(previous_meta.get("finetunes_in_a_row", 0)) + 1 if finetune_from else 0,
         extra_metadata={"reasons": list(reasons)},
     )
-    if plan.previous_archive is None:
-        plan = BuildPlan(**{**plan.__dict__, "nlu": FULL if plan.nlu == KEEP and "nlu" in parts else plan.nlu,
-                            "core": FULL if dialogue and plan.core == KEEP else plan.core})
     result = build_model(project, fingerprint, plan, progress=progress)
     return TrainingResult(str(result.archive), code, decision, warnings, reasons)
 
 
-def _code(nlu_action: str, core_action: str, decision: Decision) -> int:
-    code = 0
-    if core_action != KEEP:
-        code |= 1
-    if nlu_action != KEEP:
-        code |= 2
-    if code == 0 and decision.repackage:
-        code |= 4
-    return code
-
-
 def _check_compatible(previous: Path, project: Project, nlu_action: str, core_action: str) -> None:
     """Ask the trainers whether the saved models accept the new data (reads saved JSON only)."""
-    import tempfile
-
-    from pipeline.archive import extract_archive
-
     with tempfile.TemporaryDirectory(prefix="deltatrain-check-") as tmp:
         extracted = extract_archive(previous, Path(tmp))
         if nlu_action == FINETUNE:
             from pipeline.training import nlu
 
-            nlu.check_finetune_compatible(extracted / "nlu", project.nlu, project.config)
+            nlu.check_finetune_compatible(extracted / NLU_DIR, project.nlu, project.config)
         if core_action == FINETUNE:
             from pipeline.training import core
 
-            core.check_finetune_compatible(extracted / "core", project.domain, project.config)
+            core.check_finetune_compatible(extracted / CORE_DIR, project.domain, project.config)
 
 
 def train_nlu(
