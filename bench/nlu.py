@@ -46,10 +46,11 @@ FALLBACK = "nlu_fallback"
 
 
 def build_config(overrides: Sequence[str]) -> Config:
-    """Rasa's default pipeline with ``Component.option=value`` overrides (values parsed as JSON)."""
-    from pipeline.training.nlu.settings import DEFAULT_PIPELINE
+    """deltatrain's default English pipeline with ``Component.option=value`` overrides (values parsed as JSON);
+    a component missing from it is added before DIETClassifier (``LanguageModelFeaturizer.layers=6``)."""
+    from pipeline.data.config import default_pipeline
 
-    components = [(c.name, dict(c.options)) for c in DEFAULT_PIPELINE]
+    components = [(c.name, dict(c.options)) for c in default_pipeline("en")]
     for item in overrides:
         target, _, raw = item.partition("=")
         name, _, option = target.partition(".")
@@ -58,8 +59,10 @@ def build_config(overrides: Sequence[str]) -> Config:
         except json.JSONDecodeError:
             value = raw
         matches = [options for component, options in components if component == name]
-        if not matches:
-            raise SystemExit(f"--set {item}: no component {name} in the default pipeline")
+        if not matches:  # a component the default pipeline lacks: add it before the classifier
+            at = next(i for i, (component, _) in enumerate(components) if component == "DIETClassifier")
+            components.insert(at, (name, {}))
+            matches = [components[at][1]]
         matches[-1 if name == "CountVectorsFeaturizer" and "char" in option else 0][option] = value
     return Config(pipeline=tuple(Component(n, freeze(o)) for n, o in components))
 

@@ -72,6 +72,12 @@ class ProgressPrinter:
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         epoch, epochs = event.get("epoch"), event.get("epochs")
+        if event.get("phase") == "features":
+            self.console.info(
+                f"{event.get('model', '')} pretrained features of {event.get('messages')} messages"
+                f" in {event.get('seconds')}s [{time.perf_counter() - self.started:.0f}s]"
+            )
+            return
         if epoch is None or not epochs:
             return
         metrics = " ".join(

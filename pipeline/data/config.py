@@ -19,6 +19,7 @@ NLU_COMPONENTS = (
     "RegexFeaturizer",
     "LexicalSyntacticFeaturizer",
     "CountVectorsFeaturizer",
+    "LanguageModelFeaturizer",
     "DIETClassifier",
     "EntitySynonymMapper",
     "ResponseSelector",
@@ -38,8 +39,7 @@ NLU_SUBSTITUTES: Mapping[str, str | None] = {
     "ConveRTTokenizer": "WhitespaceTokenizer",
     "SpacyFeaturizer": None,
     "MitieFeaturizer": None,
-    "ConveRTFeaturizer": None,
-    "LanguageModelFeaturizer": None,
+    "ConveRTFeaturizer": "LanguageModelFeaturizer",
     "CRFEntityExtractor": "DIETClassifier",
     "SklearnIntentClassifier": "DIETClassifier",
     "MitieIntentClassifier": "DIETClassifier",
@@ -63,7 +63,7 @@ POLICY_SUBSTITUTES: Mapping[str, str | None] = {
     "SklearnPolicy": "TEDPolicy",
 }
 
-#: Rasa 3.x's default pipeline and policies (used when config leaves them empty).
+#: Rasa 3.x's default pipeline (used when config leaves it empty) ...
 DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("WhitespaceTokenizer", {}),
     ("RegexFeaturizer", {}),
@@ -74,6 +74,20 @@ DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("EntitySynonymMapper", {}),
     ("FallbackClassifier", {"threshold": 0.3, "ambiguity_threshold": 0.1}),
 )
+#: ... plus, for English, pretrained dense features from all-MiniLM-L6-v2's first layers
+#: (+2 points intent accuracy, +5 points entity F1 on HWU64: bench/RESULTS.md).
+ENGLISH_LANGUAGE_MODEL: tuple[str, dict[str, Any]] = ("LanguageModelFeaturizer", {"layers": 2})
+
+
+def default_pipeline(language: str) -> tuple[Component, ...]:
+    """The pipeline used when config.yml has none: Rasa's default, with pretrained
+    features before the classifier when the language is English (the model's language)."""
+    components = list(DEFAULT_PIPELINE)
+    if language.lower().split("_")[0].split("-")[0] == "en":
+        components.insert(5, ENGLISH_LANGUAGE_MODEL)
+    return tuple(Component(name, freeze(options)) for name, options in components)
+
+
 DEFAULT_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("MemoizationPolicy", {}),
     ("RulePolicy", {}),
@@ -121,7 +135,7 @@ def read_config(doc: Any, out: Collector) -> Config:
     language = doc.get("language") or "en"
     notes: list[str] = []
     pipeline, pipeline_default = _read_components(
-        doc, "pipeline", NLU_COMPONENTS, NLU_SUBSTITUTES, DEFAULT_PIPELINE, out, notes
+        doc, "pipeline", NLU_COMPONENTS, NLU_SUBSTITUTES, default_pipeline(str(language)), out, notes
     )
     policies, policies_default = _read_components(
         doc, "policies", POLICIES, POLICY_SUBSTITUTES, DEFAULT_POLICIES, out, notes
@@ -143,13 +157,13 @@ def _read_components(
     key: str,
     supported: tuple[str, ...],
     substitutes: Mapping[str, str | None],
-    defaults: tuple[tuple[str, dict[str, Any]], ...],
+    defaults: tuple[Component, ...] | tuple[tuple[str, dict[str, Any]], ...],
     out: Collector,
     notes: list[str],
 ) -> tuple[tuple[Component, ...], bool]:
     raw = doc.get(key)
     if not raw:
-        return tuple(Component(n, freeze(o)) for n, o in defaults), True
+        return tuple(c if isinstance(c, Component) else Component(c[0], freeze(c[1])) for c in defaults), True
     if not isinstance(raw, list):
         out.error(f"'{key}' must be a list of components, got {_kind(raw)}", _key_line(doc, key))
         return (), False

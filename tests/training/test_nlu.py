@@ -239,7 +239,7 @@ def test_numpy_predictor_matches_tensorflow_network(trained: tuple[NluModel, Pat
     network = DietNetwork(model.network, model.weights, TrainingOptions(0.2, 0.0, True, True))
     records = featurize(model.preprocessor, model.labels, data.examples[:8])
     batch = make_batch(records)
-    outputs = network.predict_step(batch.features, batch.mask)
+    outputs = network.predict_step(batch.features, batch.mask, batch.dense)
     for row, (example, record) in enumerate(zip(data.examples[:8], records)):
         encoded = model.preprocessor.encode(example.text)
         raw = inference.predict(model.weights, model.network, encoded.ids, encoded.positions, record.num_tokens)

@@ -9,7 +9,8 @@ from pipeline.data.model import Component, Config, EntitySpan, LookupTable, NluD
 from pipeline.errors import ConfigError
 from pipeline.training.nlu.features import NluPreprocessor, Vocabulary, char_ngrams
 from pipeline.training.nlu.labels import LabelMaps, allowed_transitions, decode_spans, encode_entities
-from pipeline.training.nlu.settings import DEFAULT_PIPELINE, DietOptions, NluSettings, auto_epochs, resolve_settings
+from pipeline.data.config import default_pipeline
+from pipeline.training.nlu.settings import DietOptions, NluSettings, auto_epochs, resolve_settings
 from pipeline.training.nlu.tokenizer import Token, Tokenizer
 
 
@@ -93,12 +94,17 @@ def test_bilou_tags_round_trip() -> None:
     assert trans[1].tolist() == [False, False, True, True, False]  # after B only I or L of the same entity
 
 
-def test_default_pipeline_is_rasa_default() -> None:
-    assert resolve_settings(Config()) == resolve_settings(Config(pipeline=DEFAULT_PIPELINE))
+def test_default_pipeline_is_rasa_default_plus_pretrained_features_in_english() -> None:
+    assert resolve_settings(Config()) == resolve_settings(Config(pipeline=default_pipeline("en")))
     settings = resolve_settings(Config())
     assert [f.name for f in settings.featurizers] == ["regex", "lexical", "word_1_1", "char_wb_1_4"]
+    assert settings.language_model == "all-MiniLM-L6-v2"
     assert settings.fallback_threshold == 0.3 and settings.synonyms
     assert NluSettings.from_config(settings.get_config()) == settings
+    for language in ("de", "pt_BR", "zh"):
+        other = resolve_settings(Config(language=language))
+        assert other.language_model is None and [f.name for f in other.featurizers] == [f.name for f in settings.featurizers]
+    assert resolve_settings(Config(language="en_US")).language_model == "all-MiniLM-L6-v2"
 
 
 @pytest.mark.parametrize(

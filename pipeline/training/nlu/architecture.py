@@ -6,6 +6,8 @@ Shared by the TensorFlow trainer (:mod:`.network`) and the NumPy predictor
 ::
 
     per featurizer i:  embed/i [V_i, D]      sparse ids -> summed rows (a sparse dense layer)
+    dense/kernel [F, D], dense/bias [D]      pretrained dense features (LanguageModelFeaturizer),
+                                             projected and added (only when used)
     input_norm, position [P, D]              LayerNorm(sum) + learned position
     context/kernel [(2c+1)D, D]              h += relu([h(t-c) .. h(t+c)] W) on tokens
     layer{l}/...                             pre-LN transformer blocks
@@ -48,6 +50,7 @@ class NetworkConfig:
     intent_classification: bool
     entity_recognition: bool
     context_window: int = 1  # tokens each side seen by the convolution before the transformer (0: none)
+    dense_size: int = 0  # width of the pretrained dense features per token and sentence (0: none)
 
     @property
     def ffn_size(self) -> int:
@@ -72,6 +75,9 @@ class NetworkConfig:
         shapes: dict[str, tuple[int, ...]] = {}
         for i, vocab in enumerate(self.feature_sizes):
             shapes[f"embed/{i}"] = (vocab, d)
+        if self.dense_size:
+            shapes["dense/kernel"] = (self.dense_size, d)
+            shapes["dense/bias"] = (d,)
         shapes["input_norm/gamma"] = (d,)
         shapes["input_norm/beta"] = (d,)
         shapes["position"] = (self.positions, d)

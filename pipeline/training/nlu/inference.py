@@ -16,11 +16,10 @@ import numpy as np
 from .architecture import LAYER_NORM_EPSILON, NetworkConfig
 
 def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    var = np.square(x - mean).mean(axis=-1, keepdims=True)
-    return (x - mean) * (np.float32(1.0) / np.sqrt(var + np.float32(LAYER_NORM_EPSILON))) * gamma + beta
-
-
+    scale = np.float32(1.0 / x.shape[-1])
+    centered = x - np.add.reduce(x, axis=-1, keepdims=True) * scale
+    var = np.add.reduce(np.square(centered), axis=-1, keepdims=True) * scale
+    return centered * (np.float32(1.0) / np.sqrt(var + np.float32(LAYER_NORM_EPSILON))) * gamma + beta
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -44,15 +43,26 @@ def encode(
     ids: Sequence[np.ndarray],
     positions: Sequence[np.ndarray],
     num_tokens: int,
+    dense: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Contextual vectors [1 + num_tokens, D] of one message (row 0: sentence slot)."""
+    """Contextual vectors [1 + num_tokens, D] of one message (row 0: sentence slot);
+    ``dense`` [1 + num_tokens, F]: the pretrained features when the model uses them."""
     length = num_tokens + 1
     x = np.zeros((length, config.size), dtype=np.float32)
+    if config.dense_size:
+        if dense is None:
+            raise ValueError("this model uses pretrained dense features; pass dense=")
+        x += dense @ weights["dense/kernel"] + weights["dense/bias"]
     for i, (feature_ids, pos) in enumerate(zip(ids, positions)):
         if feature_ids.size == 0:
             continue
         part = np.zeros((length, config.size), dtype=np.float32)
-        np.add.at(part, pos, weights[f"embed/{i}"][feature_ids])
+        rows = weights[f"embed/{i}"][feature_ids]
+        if pos.size > 1 and np.all(pos[1:] >= pos[:-1]):  # sorted (as encode gives them): one reduceat
+            starts = np.flatnonzero(np.concatenate([[True], pos[1:] != pos[:-1]]))
+            part[pos[starts]] = np.add.reduceat(rows, starts, axis=0)
+        else:
+            np.add.at(part, pos, rows)
         if config.sentence_features[i]:
             part[0] += part[1:].sum(axis=0)
         x += part
@@ -101,9 +111,10 @@ def predict(
     ids: Sequence[np.ndarray],
     positions: Sequence[np.ndarray],
     num_tokens: int,
+    dense: np.ndarray | None = None,
 ) -> RawPrediction:
     """Intent probabilities and per-token entity emissions of one message."""
-    h = encode(weights, config, ids, positions, num_tokens)
+    h = encode(weights, config, ids, positions, num_tokens, dense)
     intent_probs = None
     if config.intent_classification:
         sentence = h[0]
@@ -125,9 +136,13 @@ def predict(
 def constrained_viterbi(log_probs: np.ndarray, allowed: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Most probable tag sequence [n] under per-token log-probabilities [n, K] that
     obeys the tag grammar ``allowed`` = (start[K], transition[K, K], end[K]) masks."""
+    start_ok, trans_ok, end_ok = allowed
+    greedy = log_probs.argmax(axis=1)
+    # the per-token best tags are the optimum whenever they already obey the grammar (the usual case)
+    if start_ok[greedy[0]] and end_ok[greedy[-1]] and trans_ok[greedy[:-1], greedy[1:]].all():
+        return greedy
     neg = np.float32(-1e9)
     zero = np.float32(0.0)
-    start_ok, trans_ok, end_ok = allowed
     trans = np.where(trans_ok, zero, neg)
     score = log_probs[0] + np.where(start_ok, zero, neg)
     n = log_probs.shape[0]

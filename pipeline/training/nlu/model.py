@@ -13,7 +13,7 @@ from pipeline import MODEL_FORMAT_VERSION
 from pipeline.data.model import NluExample
 from pipeline.errors import ModelError
 
-from . import inference, layout
+from . import inference, layout, pretrained
 from .architecture import NetworkConfig
 from .features import NluPreprocessor
 from .labels import LabelMaps, allowed_transitions, decode_spans
@@ -59,7 +59,11 @@ class NluModel:
     def parse(self, text: str) -> dict[str, Any]:
         """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities``."""
         encoded = self.preprocessor.encode(text)
-        raw = inference.predict(self.weights, self.network, encoded.ids, encoded.positions, len(encoded.tokens))
+        dense = None
+        if self.network.dense_size:
+            layers = self.settings.language_model_layers
+            dense = pretrained.message_features([[t.text for t in encoded.tokens]], layers)[0]
+        raw = inference.predict(self.weights, self.network, encoded.ids, encoded.positions, len(encoded.tokens), dense)
         intent, ranking = self._intent(raw.intent_probs)
         entities = self._entities(text, encoded.tokens, raw)
         return {"text": text, "intent": intent, "entities": entities, "intent_ranking": ranking}

@@ -46,6 +46,7 @@ class Batch:
     #: flat position ``example * length + position`` of each token unit (sorted))
     features: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
     mask: np.ndarray  # [B, L] float32, 1 for the sentence slot and real tokens
+    dense: np.ndarray  # [B, L, F] float32 pretrained features (F = 0 without them)
     intents: np.ndarray  # [B] int32
     tags: np.ndarray  # [B, L-1] int32
     roles: np.ndarray
@@ -87,6 +88,7 @@ class DietNetwork:
             input_signature=[
                 features_spec,
                 tf.TensorSpec([None, None], tf.float32),
+                tf.TensorSpec([None, None, None], tf.float32),
                 tf.TensorSpec([None], tf.int32),
                 matrix,
                 matrix,
@@ -98,7 +100,11 @@ class DietNetwork:
         self.predict_step = tf.function(
             self._predict_step,
             autograph=False,
-            input_signature=[features_spec, tf.TensorSpec([None, None], tf.float32)],
+            input_signature=[
+                features_spec,
+                tf.TensorSpec([None, None], tf.float32),
+                tf.TensorSpec([None, None, None], tf.float32),
+            ],
         )
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -111,11 +117,13 @@ class DietNetwork:
         keep = tf.random.stateless_uniform(tf.shape(x), seed=seed + tf.constant([0, salt])) >= rate
         return tf.where(keep, x * (1.0 / (1.0 - rate)), tf.zeros_like(x))
 
-    def _encode(self, features: Any, mask: Any, seed: Any, training: bool) -> Any:
+    def _encode(self, features: Any, mask: Any, dense: Any, seed: Any, training: bool) -> Any:
         cfg, w = self.config, self.variables
         batch, length = tf.shape(mask)[0], tf.shape(mask)[1]
         d = cfg.size
         x = tf.zeros([batch * length, d])
+        if cfg.dense_size:  # no input dropout on them (Rasa's dense_input_dropout: false)
+            x += tf.reshape(_dense(dense, w["dense/kernel"], w["dense/bias"]), [batch * length, d])
         sentence = tf.zeros([batch, d])
         for i, (unit_ids, unit_segments, token_units, token_segments) in enumerate(features):
             if cfg.feature_sizes[i] == 0:
@@ -223,6 +231,7 @@ class DietNetwork:
         self,
         features: Any,
         mask: Any,
+        dense: Any,
         intents: Any,
         tags: Any,
         roles: Any,
@@ -232,7 +241,7 @@ class DietNetwork:
     ) -> tuple[Any, Any]:
         variables = [self.variables[n] for n in self.names]
         with tf.GradientTape() as tape:
-            h = self._encode(features, mask, seed, training=True)
+            h = self._encode(features, mask, dense, seed, training=True)
             loss, accuracy = self._loss(self._heads(h, mask), mask, intents, tags, roles, groups)
         grads = tape.gradient(loss, variables)
         self._apply_adam(grads, learning_rate)
@@ -268,6 +277,6 @@ class DietNetwork:
                     grad=grad,
                 )
 
-    def _predict_step(self, features: Any, mask: Any) -> dict[str, Any]:
-        h = self._encode(features, mask, tf.constant([0, 0]), training=False)
+    def _predict_step(self, features: Any, mask: Any, dense: Any) -> dict[str, Any]:
+        h = self._encode(features, mask, dense, tf.constant([0, 0]), training=False)
         return self._heads(h, mask)

@@ -14,6 +14,10 @@ Accepted components and their options (Rasa's names; anything else is a
   ``use_lookup_tables``
 * ``LexicalSyntacticFeaturizer``: ``features`` (list of windows of feature names)
 * ``DIETClassifier``: see :class:`DietOptions`
+* ``LanguageModelFeaturizer``: dense pretrained features from all-MiniLM-L6-v2
+  (:mod:`.pretrained`); ``model_name``/``model_weights`` name other models in
+  Rasa and are noted and replaced by this one; ``layers`` (deltatrain, 1-6):
+  how many of its transformer layers to run
 * ``EntitySynonymMapper``, ``ResponseSelector`` (retrieval intents are classified
   by their base intent), ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
 
@@ -28,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+from pipeline.data.config import default_pipeline
 from pipeline.data.model import Component, Config, thaw
 from pipeline.errors import ConfigError
 from pipeline.training.options import (
@@ -53,21 +58,11 @@ DEFAULT_LEXICAL_FEATURES = (
     ("low", "title", "upper"),
 )
 ANALYZERS = ("word", "char", "char_wb")
+#: The pretrained model behind LanguageModelFeaturizer (see :mod:`.pretrained`).
+LANGUAGE_MODEL = "all-MiniLM-L6-v2"
 SIMILARITY_TYPES = ("auto", "inner", "cosine")
 
-#: Rasa's default NLU pipeline (used when ``config.pipeline`` is empty).
-DEFAULT_PIPELINE: tuple[Component, ...] = (
-    Component("WhitespaceTokenizer", {}),
-    Component("RegexFeaturizer", {}),
-    Component("LexicalSyntacticFeaturizer", {}),
-    Component("CountVectorsFeaturizer", {}),
-    Component("CountVectorsFeaturizer", {"analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4}),
-    Component("DIETClassifier", {}),
-    Component("EntitySynonymMapper", {}),
-    Component("FallbackClassifier", {"threshold": 0.3, "ambiguity_threshold": 0.1}),
-)
-
-_FEATURIZERS = ("CountVectorsFeaturizer", "RegexFeaturizer", "LexicalSyntacticFeaturizer")
+_FEATURIZERS = ("CountVectorsFeaturizer", "RegexFeaturizer", "LexicalSyntacticFeaturizer", "LanguageModelFeaturizer")
 COMPONENT_NAMES = (
     "WhitespaceTokenizer",
     *_FEATURIZERS,
@@ -131,6 +126,9 @@ class NluSettings:
     token_pattern: str = DEFAULT_TOKEN_PATTERN
     tokenizer_lowercase: bool = False
     featurizers: tuple[FeaturizerSpec, ...] = ()
+    #: pretrained dense features (LanguageModelFeaturizer): model name and layers run; None = none
+    language_model: str | None = None
+    language_model_layers: int = 6
     diet: DietOptions = field(default_factory=DietOptions)
     synonyms: bool = True
     fallback_threshold: float | None = None
@@ -295,8 +293,9 @@ _DIET_IGNORED = (
 
 
 def resolve_settings(config: Config) -> NluSettings:
-    """Resolve ``config`` into :class:`NluSettings`; an empty pipeline means Rasa's default."""
-    pipeline = config.pipeline or DEFAULT_PIPELINE
+    """Resolve ``config`` into :class:`NluSettings`; an empty pipeline means the default
+    (:func:`pipeline.data.config.default_pipeline`)."""
+    pipeline = config.pipeline or default_pipeline(config.language)
     ignored: list[str] = []
     token_pattern, tokenizer_lowercase = DEFAULT_TOKEN_PATTERN, False
     featurizers: list[FeaturizerSpec] = []
@@ -305,6 +304,8 @@ def resolve_settings(config: Config) -> NluSettings:
     fallback: float | None = None
     ambiguity = 0.1
     response_selector = False
+    language_model: str | None = None
+    language_model_layers = 6
     for component in pipeline:
         name = component.name
         if name == "WhitespaceTokenizer":
@@ -332,6 +333,16 @@ def resolve_settings(config: Config) -> NluSettings:
         elif name == "LexicalSyntacticFeaturizer":
             opts = _options(component, {"features": _lexical_features}, (), ignored)
             featurizers.append(FeaturizerSpec("lexical", "lexical", features=opts.get("features", DEFAULT_LEXICAL_FEATURES)))
+        elif name == "LanguageModelFeaturizer":
+            named = {k: v for k, v in component.options.items() if k not in ("model_name", "model_weights")}
+            opts = _options(replace(component, options=named), {"layers": int_option(1, 6)}, ("cache_dir",), ignored)
+            for key in ("model_name", "model_weights"):
+                if key in component.options and thaw(component.options[key]) not in (None, "", LANGUAGE_MODEL):
+                    ignored.append(
+                        f"{name}.{key}={thaw(component.options[key])!r} (only {LANGUAGE_MODEL} ships with deltatrain)"
+                    )
+            language_model = LANGUAGE_MODEL
+            language_model_layers = opts.get("layers", 6)
         elif name == "DIETClassifier":
             if diet is not None:
                 raise ConfigError(
@@ -363,7 +374,7 @@ def resolve_settings(config: Config) -> NluSettings:
                 f" received '{name}'",
                 hint="map it to one of the valid components in config.yml",
             )
-    if not featurizers:
+    if not featurizers and not language_model:
         raise ConfigError(
             "the NLU pipeline has no featurizer; add at least one of " + ", ".join(_FEATURIZERS)
             + f"; received {', '.join(c.name for c in pipeline) or 'an empty pipeline'}",
@@ -391,6 +402,8 @@ def resolve_settings(config: Config) -> NluSettings:
         token_pattern=token_pattern,
         tokenizer_lowercase=tokenizer_lowercase,
         featurizers=tuple(featurizers),
+        language_model=language_model,
+        language_model_layers=language_model_layers,
         diet=diet,
         synonyms=synonyms,
         fallback_threshold=fallback,

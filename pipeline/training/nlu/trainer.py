@@ -10,7 +10,10 @@ append-only (new embedding rows start at zero, see
 :func:`~.architecture.grow_weights`), and each of the ``ceil(epochs ×
 epoch_fraction)`` epochs sees every *new* example (not in the previous
 model's training data, by content hash) plus a seeded replay sample of the
-old ones, so an epoch costs a fraction of a full one without forgetting.
+old ones, so an epoch costs a fraction of a full one without forgetting. The
+samples come from one replay pool (REPLAY_POOL × one epoch's replay), so only
+the new examples and that pool are featurized (the pretrained features cost
+more than an epoch).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pipeline.data.model import Config, NluData, NluExample
 from pipeline.errors import TrainingError
 from pipeline.training.runtime import Progress, emit
 
+from . import pretrained
 from .architecture import NetworkConfig, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
@@ -38,6 +42,8 @@ from .settings import NluSettings, auto_epochs, resolve_settings
 
 #: Old examples replayed per finetune epoch, as a multiple of the new examples.
 REPLAY_RATIO = 1.0
+#: The replayed old examples of all epochs come from a pool this many times one epoch's replay.
+REPLAY_POOL = 2.0
 #: Finetuning starts at this fraction of the learning rate (the previous weights are already
 #: trained; a full-size first step would undo part of it).
 FINETUNE_LEARNING_RATE_SCALE = 0.5
@@ -64,14 +70,26 @@ class Record:
     tags: np.ndarray
     roles: np.ndarray
     groups: np.ndarray
+    dense: np.ndarray | None = None  # [1 + num_tokens, F] pretrained features, or None
 
 
-def featurize(preprocessor: NluPreprocessor, labels: LabelMaps, examples: Sequence[NluExample]) -> list[Record]:
-    """Encode examples into feature units and label ids."""
+def featurize(
+    preprocessor: NluPreprocessor,
+    labels: LabelMaps,
+    examples: Sequence[NluExample],
+    progress: Progress | None = None,
+) -> list[Record]:
+    """Encode examples into feature units, pretrained features and label ids."""
     intent_index = {name: i for i, name in enumerate(labels.intents)}
+    encoded = [preprocessor.encode_units(example.text) for example in examples]
+    dense: list[np.ndarray | None] = [None] * len(examples)
+    settings = preprocessor.settings
+    if settings.language_model:
+        started = time.perf_counter()
+        dense = list(pretrained.message_features([[t.text for t in tokens] for tokens, _ in encoded], settings.language_model_layers))
+        emit(progress, model="nlu", phase="features", messages=len(examples), seconds=round(time.perf_counter() - started, 1))
     records = []
-    for example in examples:
-        tokens, per_featurizer = preprocessor.encode_units(example.text)
+    for example, (tokens, per_featurizer), rows in zip(examples, encoded, dense):
         tags, roles, groups = encode_entities(example, tokens, labels)
         records.append(
             Record(
@@ -83,6 +101,7 @@ def featurize(preprocessor: NluPreprocessor, labels: LabelMaps, examples: Sequen
                 tags,
                 roles,
                 groups,
+                rows,
             )
         )
     return records
@@ -122,7 +141,12 @@ def make_batch(records: Sequence[Record]) -> Batch:
         roles[b, : r.num_tokens] = r.roles
         groups[b, : r.num_tokens] = r.groups
     intents = np.array([r.intent for r in records], dtype=np.int32)
-    return Batch(tuple(features), mask, intents, tags, roles, groups)
+    width = records[0].dense.shape[1] if records[0].dense is not None else 0
+    dense = np.zeros((size, length, width), dtype=np.float32)
+    if width:
+        for b, r in enumerate(records):
+            dense[b, : r.num_tokens + 1] = r.dense
+    return Batch(tuple(features), mask, dense, intents, tags, roles, groups)
 
 
 def batch_size_for(epoch: int, epochs: int, sizes: tuple[int, int]) -> int:
@@ -181,6 +205,7 @@ def _fit(
             loss, accuracy = network.train_step(
                 batch.features,
                 batch.mask,
+                batch.dense,
                 batch.intents,
                 batch.tags,
                 batch.roles,
@@ -237,6 +262,7 @@ def _network_config(settings: NluSettings, labels: LabelMaps, preprocessor: NluP
         cosine=diet.similarity_type == "cosine",
         intent_classification=diet.intent_classification,
         entity_recognition=diet.entity_recognition and bool(labels.entities),
+        dense_size=pretrained.DIMENSION if settings.language_model else 0,
     )
 
 
@@ -279,14 +305,18 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
     labels = LabelMaps.from_data(data, bilou=settings.diet.BILOU_flag)
     preprocessor = NluPreprocessor(settings, None, data.regexes, data.lookups)
     preprocessor.adapt(e.text for e in data.examples)
-    records = featurize(preprocessor, labels, data.examples)
+    records = featurize(preprocessor, labels, data.examples, progress)
+    featurize_seconds = time.perf_counter() - started
     network_config = _network_config(settings, labels, preprocessor)
     import_tensorflow(seed)
     network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
     epochs = auto_epochs(settings.diet, len(data.examples))
     everything = np.arange(len(records))
     history = _fit(network, records, lambda _: everything, epochs, settings, seed, progress, "train")
-    summary = _summary("full", history, epochs, data, labels, preprocessor, settings, started, seed)
+    summary = _summary(
+        "full", history, epochs, data, labels, preprocessor, settings, started, seed,
+        featurize_seconds=round(featurize_seconds, 3),
+    )
     return NluModel(
         settings,
         preprocessor,
@@ -336,14 +366,18 @@ def finetune_nlu(
 
     epochs = math.ceil(auto_epochs(settings.diet, len(data.examples)) * epoch_fraction)
     replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
+    # the old examples replayed are drawn from one seeded pool, so only the pool is featurized
+    reserve = min(len(old_index), int(math.ceil(REPLAY_POOL * replay)))
+    reserve_index = np.sort(np.random.default_rng([seed, 1_000_003]).choice(old_index, size=reserve, replace=False))
     pools = []
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, 1_000_003, epoch])
-        sample = rng.choice(old_index, size=replay, replace=False) if replay else old_index[:0]
+        sample = rng.choice(reserve_index, size=replay, replace=False) if replay else old_index[:0]
         pools.append(np.concatenate([new_index, np.sort(sample)]))
     needed = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
     position = {int(index): k for k, index in enumerate(needed)}
-    records = featurize(preprocessor, labels, [data.examples[i] for i in needed])
+    records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
+    featurize_seconds = time.perf_counter() - started
     local_pools = [np.array([position[int(i)] for i in pool], dtype=np.int64) for pool in pools]
 
     import_tensorflow(seed)
@@ -371,7 +405,9 @@ def finetune_nlu(
         seed,
         new_examples=int(len(new_index)),
         replayed_per_epoch=int(replay),
+        replay_pool=int(reserve),
         epoch_fraction=epoch_fraction,
+        featurize_seconds=round(featurize_seconds, 3),
         features_added={
             spec.name: len(v) - before
             for spec, v, before in zip(preprocessor.specs, preprocessor.vocabularies, previous.network.feature_sizes)
