@@ -263,10 +263,10 @@ def test_finetune_keeps_vocabulary_ids_and_grows_inputs(
     data = read_yaml(tmp_path, NLU_YAML, ADDED_EXAMPLES)
     check_finetune_compatible(directory, data, tiny_config(epochs=40))
     events: list[dict[str, Any]] = []
-    tuned = finetune_nlu(directory, data, tiny_config(epochs=40), epoch_fraction=0.25, progress=events.append, seed=7)
+    tuned = finetune_nlu(directory, data, tiny_config(epochs=40), epoch_fraction=0.5, progress=events.append, seed=7)
     summary = tuned.summary
     assert summary["mode"] == "finetune"
-    assert summary["epochs_planned"] == math.ceil(40 * 0.25) == len(events)
+    assert summary["epochs_planned"] == math.ceil(40 * 0.5) == len(events)
     assert {e["phase"] for e in events} == {"finetune"}
     assert summary["new_examples"] == 2 and summary["num_examples"] == 26
     for before, after in zip(model.preprocessor.vocabularies, tuned.preprocessor.vocabularies):

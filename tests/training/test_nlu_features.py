@@ -147,3 +147,9 @@ def test_rasa_options_without_meaning_here_are_ignored_and_listed() -> None:
 )
 def test_auto_epochs(epochs: int | None, examples: int, expected: int) -> None:
     assert auto_epochs(DietOptions(epochs=epochs), examples) == expected
+
+
+def test_auto_epochs_with_pretrained_features() -> None:
+    assert auto_epochs(DietOptions(), 9960, pretrained=True) == 15
+    assert auto_epochs(DietOptions(), 640, pretrained=True) == 150  # small data: the step floor decides
+    assert auto_epochs(DietOptions(epochs=4), 9960, pretrained=True) == 4

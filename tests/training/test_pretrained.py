@@ -163,3 +163,16 @@ def test_numpy_predictor_matches_tensorflow_with_dense_features(tmp_path: Path) 
         sims = outputs["similarities"].numpy()[row]
         expected = np.exp(sims - sims.max()) / np.exp(sims - sims.max()).sum()
         np.testing.assert_allclose(raw.intent_probs, expected, atol=1e-5)
+
+
+def test_tensorflow_forward_matches_numpy(minilm: pretrained.MiniLM) -> None:
+    from pipeline.training.nlu.pretrained_tf import tensorflow_forward
+
+    messages = [["hi"], ["book", "a", "flight", "to", "Paris", "tomorrow"], ["Zürich", "e-mail", "10:30"]]
+    forward = tensorflow_forward(minilm)
+    for layers in (1, 2):
+        numpy_rows = pretrained.message_features(messages, layers)
+        tf_rows = pretrained.message_features(messages, layers, forward)
+        for a, b in zip(numpy_rows, tf_rows):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-4)

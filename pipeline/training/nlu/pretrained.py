@@ -29,7 +29,7 @@ import struct
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,8 @@ MAX_PIECES = 256
 #: Messages per forward pass (sorted by length, so padding stays small).
 BATCH_SIZE = 64
 _MAX_WORD_CHARS = 100
+#: A forward pass: (piece ids [B, L], lengths [B], layers) -> hidden states [B, L, 384].
+Forward = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 _LAYER_NORM_EPSILON = np.float32(1e-12)
 
 
@@ -253,12 +255,17 @@ class MiniLM:
             h = _layer_norm(_gelu(h @ in_k + in_b) @ ffn_k + ffn_b + h, *norm2)
         return h.reshape(batch, length, d)
 
-    def features(self, messages: Sequence[Sequence[str]], layers: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
+    def features(
+        self, messages: Sequence[Sequence[str]], layers: int = 6, forward: Forward | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per message (a sequence of token texts): (sentence [384], tokens [n, 384]) float32
         from the first ``layers`` transformer blocks.
 
-        Tokens past the model's 256 pieces get zero vectors.
+        Tokens past the model's 256 pieces get zero vectors. ``forward`` replaces the NumPy
+        forward pass (the trainer passes the same math in TensorFlow, several times faster
+        on large batches).
         """
+        forward = forward or self._forward
         tok = self.tokenizer
         encoded = []
         for tokens in messages:
@@ -280,7 +287,7 @@ class MiniLM:
             ids = np.zeros((len(chunk), int(lengths.max())), dtype=np.int64)
             for row, i in enumerate(chunk):
                 ids[row, : lengths[row]] = encoded[i][0]
-            hidden = self._forward(ids, lengths, layers)
+            hidden = forward(ids, lengths, layers)
             for row, i in enumerate(chunk):
                 states = hidden[row, : lengths[row]]
                 sentence = states.mean(axis=0)
@@ -304,11 +311,11 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return centered / np.sqrt(np.square(centered).mean(axis=-1, keepdims=True) + np.float32(1e-6))
 
 
-def message_features(messages: Sequence[Sequence[str]], layers: int) -> list[np.ndarray]:
+def message_features(messages: Sequence[Sequence[str]], layers: int, forward: Forward | None = None) -> list[np.ndarray]:
     """Dense input rows [1 + n, 384] per message: the sentence vector, then one per token,
     each standardized (zero mean, unit variance over its 384 values)."""
     model = shared_model()
     return [
         _standardize(np.concatenate([sentence[None], tokens])).astype(np.float32)
-        for sentence, tokens in model.features(messages, layers)
+        for sentence, tokens in model.features(messages, layers, forward)
     ]

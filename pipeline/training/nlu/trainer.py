@@ -11,9 +11,8 @@ append-only (new embedding rows start at zero, see
 epoch_fraction)`` epochs sees every *new* example (not in the previous
 model's training data, by content hash) plus a seeded replay sample of the
 old ones, so an epoch costs a fraction of a full one without forgetting. The
-samples come from one replay pool (REPLAY_POOL × one epoch's replay), so only
-the new examples and that pool are featurized (the pretrained features cost
-more than an epoch).
+replay sample is drawn once, so only it and the new examples are featurized
+(pretrained features cost more than an epoch).
 """
 
 from __future__ import annotations
@@ -37,16 +36,16 @@ from .features import SENTENCE_KINDS, NluPreprocessor
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
+from .pretrained_tf import tensorflow_forward
 from .runtime_tf import import_tensorflow
 from .settings import NluSettings, auto_epochs, resolve_settings
 
-#: Old examples replayed per finetune epoch, as a multiple of the new examples.
-REPLAY_RATIO = 1.0
-#: The replayed old examples of all epochs come from a pool this many times one epoch's replay.
-REPLAY_POOL = 2.0
+#: Old examples replayed in every finetune epoch, as a multiple of the new examples
+#: (one seeded sample, drawn once, so only it and the new examples are featurized).
+REPLAY_RATIO = 2.0
 #: Finetuning starts at this fraction of the learning rate (the previous weights are already
-#: trained; a full-size first step would undo part of it).
-FINETUNE_LEARNING_RATE_SCALE = 0.5
+#: trained; larger first steps undo part of it: bench/RESULTS.md, finetune tuning).
+FINETUNE_LEARNING_RATE_SCALE = 0.25
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
@@ -86,7 +85,9 @@ def featurize(
     settings = preprocessor.settings
     if settings.language_model:
         started = time.perf_counter()
-        dense = list(pretrained.message_features([[t.text for t in tokens] for tokens, _ in encoded], settings.language_model_layers))
+        forward = tensorflow_forward(pretrained.shared_model())
+        messages = [[t.text for t in tokens] for tokens, _ in encoded]
+        dense = list(pretrained.message_features(messages, settings.language_model_layers, forward))
         emit(progress, model="nlu", phase="features", messages=len(examples), seconds=round(time.perf_counter() - started, 1))
     records = []
     for example, (tokens, per_featurizer), rows in zip(examples, encoded, dense):
@@ -310,7 +311,7 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
     network_config = _network_config(settings, labels, preprocessor)
     import_tensorflow(seed)
     network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
-    epochs = auto_epochs(settings.diet, len(data.examples))
+    epochs = auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model))
     everything = np.arange(len(records))
     history = _fit(network, records, lambda _: everything, epochs, settings, seed, progress, "train")
     summary = _summary(
@@ -364,28 +365,21 @@ def finetune_nlu(
     network_config = replace(previous.network, feature_sizes=tuple(len(v) for v in preprocessor.vocabularies))
     weights = grow_weights(previous.weights, previous.network, network_config)
 
-    epochs = math.ceil(auto_epochs(settings.diet, len(data.examples)) * epoch_fraction)
+    epochs = math.ceil(auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model)) * epoch_fraction)
     replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
-    # the old examples replayed are drawn from one seeded pool, so only the pool is featurized
-    reserve = min(len(old_index), int(math.ceil(REPLAY_POOL * replay)))
-    reserve_index = np.sort(np.random.default_rng([seed, 1_000_003]).choice(old_index, size=reserve, replace=False))
-    pools = []
-    for epoch in range(epochs):
-        rng = np.random.default_rng([seed, 1_000_003, epoch])
-        sample = rng.choice(reserve_index, size=replay, replace=False) if replay else old_index[:0]
-        pools.append(np.concatenate([new_index, np.sort(sample)]))
-    needed = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
-    position = {int(index): k for k, index in enumerate(needed)}
+    rng = np.random.default_rng([seed, 1_000_003])
+    sample = np.sort(rng.choice(old_index, size=replay, replace=False)) if replay else old_index[:0]
+    needed = np.concatenate([new_index, sample])
     records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
     featurize_seconds = time.perf_counter() - started
-    local_pools = [np.array([position[int(i)] for i in pool], dtype=np.int64) for pool in pools]
+    everything = np.arange(len(records))
 
     import_tensorflow(seed)
     network = DietNetwork(network_config, weights, _options(settings))
     history = _fit(
         network,
         records,
-        lambda epoch: local_pools[epoch],
+        lambda _: everything,
         epochs,
         settings,
         seed,
@@ -405,7 +399,6 @@ def finetune_nlu(
         seed,
         new_examples=int(len(new_index)),
         replayed_per_epoch=int(replay),
-        replay_pool=int(reserve),
         epoch_fraction=epoch_fraction,
         featurize_seconds=round(featurize_seconds, 3),
         features_added={
