@@ -48,6 +48,8 @@ REPLAY_RATIO = 2.0
 FINETUNE_LEARNING_RATE_SCALE = 0.25
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
+#: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
+TENSORFLOW_FEATURIZE_MINIMUM = 1000
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
 BUCKET_BATCHES = 16
 #: Early stopping: stop once the epoch loss improved by less than this (relative) ...
@@ -85,7 +87,8 @@ def featurize(
     settings = preprocessor.settings
     if settings.language_model:
         started = time.perf_counter()
-        forward = tensorflow_forward(pretrained.shared_model())
+        # TensorFlow pays off on large data; on small data its graph tracing costs more than it saves
+        forward = tensorflow_forward(pretrained.shared_model()) if len(examples) >= TENSORFLOW_FEATURIZE_MINIMUM else None
         messages = [[t.text for t in tokens] for tokens, _ in encoded]
         dense = list(pretrained.message_features(messages, settings.language_model_layers, forward))
         emit(progress, model="nlu", phase="features", messages=len(examples), seconds=round(time.perf_counter() - started, 1))
