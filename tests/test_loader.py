@@ -808,3 +808,14 @@ def test_batch_size_ramp_is_accepted(tmp_path):
         assert any(p.location.line == 3 and "batch_size" in p.message for p in exc.problems)
     else:
         raise AssertionError("a negative batch size must be an error")
+
+
+def test_english_language_model_in_another_language_is_a_warning_with_its_line(tmp_path: Path) -> None:
+    config = "language: de\npipeline:\n  - name: WhitespaceTokenizer\n  - name: LanguageModelFeaturizer\n  - name: DIETClassifier\n"
+    project, warnings = load(tmp_path, {"config.yml": config, "data/nlu.yml": NLU})
+    [warning] = [w for w in warnings if "English model" in w.message]
+    assert warning.location == Location("config.yml", 4) and "remove LanguageModelFeaturizer" in (warning.hint or "")
+    assert project.config.component("LanguageModelFeaturizer") is not None
+    german_default, warnings = load(tmp_path / "default", {"config.yml": "language: de\n", "data/nlu.yml": NLU})
+    assert german_default.config.component("LanguageModelFeaturizer") is None
+    assert not [w for w in warnings if "English model" in w.message]

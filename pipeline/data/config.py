@@ -78,11 +78,15 @@ DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
 ENGLISH_LANGUAGE_MODEL: tuple[str, dict[str, Any]] = ("LanguageModelFeaturizer", {})
 
 
+def _is_english(language: str) -> bool:
+    return language.lower().replace("-", "_").split("_")[0] == "en"
+
+
 def default_pipeline(language: str) -> tuple[Component, ...]:
     """The pipeline used when config.yml has none: Rasa's default, with pretrained
     features before the classifier when the language is English (the model's language)."""
     components = list(DEFAULT_PIPELINE)
-    if language.lower().split("_")[0].split("-")[0] == "en":
+    if _is_english(language):
         components.insert(5, ENGLISH_LANGUAGE_MODEL)
     return tuple(Component(name, freeze(options)) for name, options in components)
 
@@ -137,6 +141,14 @@ def read_config(doc: Any, out: Collector) -> Config:
     pipeline, pipeline_default = _read_components(
         doc, "pipeline", NLU_COMPONENTS, NLU_SUBSTITUTES, default_pipeline(str(language)), out, notes
     )
+    if not _is_english(str(language)):
+        for component in pipeline:
+            if component.name == "LanguageModelFeaturizer":
+                out.warning(
+                    f"LanguageModelFeaturizer uses an English model (all-MiniLM-L6-v2); the language is '{language}'",
+                    component.location.line if component.location else None,
+                    "remove LanguageModelFeaturizer for a non-English assistant, or set 'language: en'",
+                )
     policies, policies_default = _read_components(
         doc, "policies", POLICIES, POLICY_SUBSTITUTES, DEFAULT_POLICIES, out, notes
     )
