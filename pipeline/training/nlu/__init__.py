@@ -1,4 +1,4 @@
-"""The NLU model: sparse featurizers + a DIET-style joint intent/entity network.
+"""The NLU model: sparse and pretrained featurizers + a DIET-style joint intent/entity network.
 
 Importing this package does not import TensorFlow: ``NluModel`` (load, parse,
 save) and ``check_finetune_compatible`` are NumPy/JSON only; ``train_nlu``
@@ -10,6 +10,8 @@ Modules::
     settings      config.pipeline -> NluSettings (Rasa component names/options)
     tokenizer     whitespace/punctuation tokens with offsets
     features      append-only vocabularies and sparse featurizers (preprocessing)
+    pretrained    all-MiniLM-L6-v2 in NumPy: dense token/sentence features (LanguageModelFeaturizer)
+    pretrained_tf the same forward pass in TensorFlow, for featurizing training data
     labels        intent/entity/role/group label maps, BILOU/BIO tagging
     architecture  weight names, shapes, initialisation and growth
     inference     NumPy forward pass, Viterbi, marginals (used by parse)

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -183,7 +183,6 @@ def _plateaued(losses: list[float], accuracies: list[float]) -> bool:
 def _fit(
     network: DietNetwork,
     records: Sequence[Record],
-    epoch_indices: Callable[[int], np.ndarray],
     epochs: int,
     settings: NluSettings,
     seed: int,
@@ -199,13 +198,12 @@ def _fit(
     step = 0
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
-        pool = epoch_indices(epoch)
         batch_size = batch_size_for(epoch, epochs, diet.batch_size)
         learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
         total_loss = total_accuracy = 0.0
         seen = 0
-        for batch_index in plan_batches(lengths[pool], batch_size, rng):
-            batch = make_batch([records[i] for i in pool[batch_index]])
+        for batch_index in plan_batches(lengths, batch_size, rng):
+            batch = make_batch([records[i] for i in batch_index])
             loss, accuracy = network.train_step(
                 batch.features,
                 batch.mask,
@@ -315,8 +313,7 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
     import_tensorflow(seed)
     network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
     epochs = auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model))
-    everything = np.arange(len(records))
-    history = _fit(network, records, lambda _: everything, epochs, settings, seed, progress, "train")
+    history = _fit(network, records, epochs, settings, seed, progress, "train")
     summary = _summary(
         "full", history, epochs, data, labels, preprocessor, settings, started, seed,
         featurize_seconds=round(featurize_seconds, 3),
@@ -375,14 +372,12 @@ def finetune_nlu(
     needed = np.concatenate([new_index, sample])
     records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
     featurize_seconds = time.perf_counter() - started
-    everything = np.arange(len(records))
 
     import_tensorflow(seed)
     network = DietNetwork(network_config, weights, _options(settings))
     history = _fit(
         network,
         records,
-        lambda _: everything,
         epochs,
         settings,
         seed,
