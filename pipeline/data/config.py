@@ -8,7 +8,7 @@ other name is an error listing the supported names (it is usually a typo).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, freeze
 from pipeline.data.readers import Collector, _kind
@@ -87,8 +87,13 @@ def default_pipeline(language: str) -> tuple[Component, ...]:
     features before the classifier when the language is English (the model's language)."""
     components = list(DEFAULT_PIPELINE)
     if _is_english(language):
-        components.insert(5, ENGLISH_LANGUAGE_MODEL)
-    return tuple(Component(name, freeze(options)) for name, options in components)
+        classifier = next(i for i, (name, _) in enumerate(components) if name == "DIETClassifier")
+        components.insert(classifier, ENGLISH_LANGUAGE_MODEL)
+    return _components(components)
+
+
+def _components(specs: Sequence[tuple[str, dict[str, Any]]]) -> tuple[Component, ...]:
+    return tuple(Component(name, freeze(options)) for name, options in specs)
 
 
 DEFAULT_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -126,6 +131,7 @@ _OPTION_EXAMPLES: Mapping[str, float] = {
     "core_fallback_threshold": 0.3,
     "max_history": 5,
     "drop_rate": 0.2,
+    "layers": 2,
 }
 
 
@@ -150,7 +156,7 @@ def read_config(doc: Any, out: Collector) -> Config:
                     "remove LanguageModelFeaturizer for a non-English assistant, or set 'language: en'",
                 )
     policies, policies_default = _read_components(
-        doc, "policies", POLICIES, POLICY_SUBSTITUTES, DEFAULT_POLICIES, out, notes
+        doc, "policies", POLICIES, POLICY_SUBSTITUTES, _components(DEFAULT_POLICIES), out, notes
     )
     return Config(
         language=str(language),
@@ -169,13 +175,13 @@ def _read_components(
     key: str,
     supported: tuple[str, ...],
     substitutes: Mapping[str, str | None],
-    defaults: tuple[Component, ...] | tuple[tuple[str, dict[str, Any]], ...],
+    defaults: tuple[Component, ...],
     out: Collector,
     notes: list[str],
 ) -> tuple[tuple[Component, ...], bool]:
     raw = doc.get(key)
     if not raw:
-        return tuple(c if isinstance(c, Component) else Component(c[0], freeze(c[1])) for c in defaults), True
+        return defaults, True
     if not isinstance(raw, list):
         out.error(f"'{key}' must be a list of components, got {_kind(raw)}", _key_line(doc, key))
         return (), False

@@ -15,11 +15,14 @@ import numpy as np
 
 from .architecture import LAYER_NORM_EPSILON, NetworkConfig
 
-def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+def layer_norm(
+    x: np.ndarray, gamma: np.ndarray | float, beta: np.ndarray | float, epsilon: float = LAYER_NORM_EPSILON
+) -> np.ndarray:
+    """LayerNorm over the last axis (``gamma=1, beta=0``: plain standardization)."""
     scale = np.float32(1.0 / x.shape[-1])
     centered = x - np.add.reduce(x, axis=-1, keepdims=True) * scale
     var = np.add.reduce(np.square(centered), axis=-1, keepdims=True) * scale
-    return centered * (np.float32(1.0) / np.sqrt(var + np.float32(LAYER_NORM_EPSILON))) * gamma + beta
+    return centered * (np.float32(1.0) / np.sqrt(var + np.float32(epsilon))) * gamma + beta
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

