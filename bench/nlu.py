@@ -45,12 +45,13 @@ FALLBACK = "nlu_fallback"
 # ------------------------------------------------------------------- config
 
 
-def build_config(overrides: Sequence[str]) -> Config:
-    """deltatrain's default English pipeline with ``Component.option=value`` overrides (values parsed as JSON);
+def build_config(overrides: Sequence[str], language: str = "en") -> Config:
+    """deltatrain's default pipeline for ``language`` (English: with pretrained features; any
+    other: sparse features only) with ``Component.option=value`` overrides (values parsed as JSON);
     a component missing from it is added before DIETClassifier (``LanguageModelFeaturizer.layers=6``)."""
     from pipeline.data.config import default_pipeline
 
-    components = [(c.name, dict(c.options)) for c in default_pipeline("en")]
+    components = [(c.name, dict(c.options)) for c in default_pipeline(language)]
     for item in overrides:
         target, _, raw = item.partition("=")
         name, _, option = target.partition(".")
@@ -76,7 +77,7 @@ def worker(args: argparse.Namespace) -> None:
     from pipeline.training.nlu import finetune_nlu, train_nlu
 
     data = read_nlu_files([Path(p) for p in args.data])
-    config = build_config(args.set or [])
+    config = build_config(args.set or [], args.language)
     if args.worker == "full":
         model = train_nlu(data, config, seed=args.seed)
     else:
@@ -87,9 +88,13 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(summary))
 
 
-def run_worker(kind: str, data: Sequence[Path], out: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+def run_worker(
+    kind: str, data: Sequence[Path], out: Path, args: argparse.Namespace, seed: int | None = None, **extra: Any
+) -> dict[str, Any]:
     """Run a training worker in a fresh interpreter; return its summary with the process wall time."""
-    command = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--seed", str(args.seed)]
+    seed = args.seed if seed is None else seed
+    command = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--seed", str(seed)]
+    command += ["--language", args.language]
     command += ["--data", *map(str, data)]
     for item in args.set or []:
         command += ["--set", item]
@@ -249,7 +254,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("folder", nargs="?", type=Path)
     parser.add_argument("--set", action="append", help="Component.option=value override of the default pipeline")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--language", default="en", help="language of the default pipeline (en: with pretrained features; e.g. de: sparse only)"
+    )
     parser.add_argument("--epoch-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--finetune-seeds",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[42, 7, 1],
+        help="finetune the base model once per seed (comma-separated; the metrics and wall time are averaged)",
+    )
     parser.add_argument("--skip", action="append", default=[], choices=["full", "incremental", "peer"])
     parser.add_argument("--json", type=Path, help="also write all measurements to this JSON file")
     parser.add_argument("--worker", choices=["full", "finetune"], help=argparse.SUPPRESS)
@@ -287,28 +301,46 @@ def main(argv: Sequence[str] | None = None) -> None:
             base_metrics = evaluate(tmp_path / "base", test)
             lines.append(_row("base train (base.yml)", _wall(base), base_metrics))
             print(lines[-1], flush=True)
-            finetune = run_worker(
-                "finetune",
-                [base_file, added_file],
-                tmp_path / "finetune",
-                args,
-                previous=tmp_path / "base",
-                epoch_fraction=args.epoch_fraction,
-            )
-            finetune_metrics = evaluate(tmp_path / "finetune", test)
-            lines.append(_row(f"finetune base+added (fraction {args.epoch_fraction})", _wall(finetune), finetune_metrics))
-            print(lines[-1], flush=True)
+            finetunes = []
+            for seed in args.finetune_seeds:
+                finetune = run_worker(
+                    "finetune",
+                    [base_file, added_file],
+                    tmp_path / f"finetune-{seed}",
+                    args,
+                    seed=seed,
+                    previous=tmp_path / "base",
+                    epoch_fraction=args.epoch_fraction,
+                )
+                finetune_metrics = evaluate(tmp_path / f"finetune-{seed}", test)
+                finetunes.append({"seed": seed, "summary": finetune, "metrics": finetune_metrics})
+                lines.append(
+                    _row(f"finetune base+added (fraction {args.epoch_fraction}, seed {seed})", _wall(finetune), finetune_metrics)
+                )
+                print(lines[-1], flush=True)
             retrain = run_worker("full", [base_file, added_file], tmp_path / "retrain", args)
             retrain_metrics = evaluate(tmp_path / "retrain", test)
             lines.append(_row("full retrain base+added", _wall(retrain), retrain_metrics))
             print(lines[-1], flush=True)
+            mean = {
+                key: sum(f["metrics"][key] for f in finetunes) / len(finetunes)
+                for key in ("intent_accuracy", "intent_macro_f1", "entity_f1")
+            }
+            finetune_wall = sum(f["summary"]["wall_seconds_process"] for f in finetunes) / len(finetunes)
+            finetune_inner = sum(f["summary"]["wall_seconds"] for f in finetunes) / len(finetunes)
+            if len(finetunes) > 1:
+                lines.append(
+                    f"| finetune, mean of {len(finetunes)} seeds | {finetune_wall:.1f} s ({finetune_inner:.1f} s in-process)"
+                    f" | {100 * mean['intent_accuracy']:.2f} | {100 * mean['intent_macro_f1']:.2f} | {100 * mean['entity_f1']:.2f} |"
+                )
             results["incremental"] = {
                 "base": {"summary": base, "metrics": base_metrics},
-                "finetune": {"summary": finetune, "metrics": finetune_metrics},
+                "finetunes": finetunes,
+                "finetune_mean": mean,
                 "retrain": {"summary": retrain, "metrics": retrain_metrics},
-                "wall_ratio_process": finetune["wall_seconds_process"] / retrain["wall_seconds_process"],
-                "wall_ratio_in_process": finetune["wall_seconds"] / retrain["wall_seconds"],
-                "accuracy_gap_points": 100 * (retrain_metrics["intent_accuracy"] - finetune_metrics["intent_accuracy"]),
+                "wall_ratio_process": finetune_wall / retrain["wall_seconds_process"],
+                "wall_ratio_in_process": finetune_inner / retrain["wall_seconds"],
+                "accuracy_gap_points": 100 * (retrain_metrics["intent_accuracy"] - mean["intent_accuracy"]),
             }
         if "peer" not in args.skip:
             train = read_nlu_files([train_file])
@@ -334,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         inc = results["incremental"]
         print(
             f"finetune/retrain wall: {inc['wall_ratio_process']:.3f} (fresh processes),"
-            f" {inc['wall_ratio_in_process']:.3f} (in-process); intent accuracy gap"
-            f" {inc['accuracy_gap_points']:+.2f} points"
+            f" {inc['wall_ratio_in_process']:.3f} (in-process); intent accuracy gap (retrain - finetune"
+            f" mean of {len(inc['finetunes'])}) {inc['accuracy_gap_points']:+.2f} points"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -291,6 +291,22 @@ def test_growth_keeps_old_rows_and_zeroes_new_ones(trained: tuple[NluModel, Path
         grow_weights(model.weights, model.network, replace(model.network, feature_sizes=(0, 0, 0, 0)))
 
 
+def test_anchor_pull_keeps_shared_weights_at_the_previous_model(
+    trained: tuple[NluModel, Path, list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.training.nlu import trainer
+
+    model, directory, _ = trained
+    monkeypatch.setattr(trainer, "ANCHOR_PULL", 1.0)  # pulled all the way back after every step
+    data = read_yaml(tmp_path, NLU_YAML, ADDED_EXAMPLES)
+    tuned = finetune_nlu(directory, data, tiny_config(), epoch_fraction=0.1, seed=7)
+    for name, value in model.weights.items():
+        if not name.startswith("embed/"):
+            assert np.array_equal(tuned.weights[name], value), name
+    new_rows = tuned.weights["embed/3"][model.network.feature_sizes[3] :]
+    assert new_rows.any()  # only the embedding rows learned (the new words' among them)
+
+
 def test_finetune_after_adding_an_intent_is_refused_naming_it(
     trained: tuple[NluModel, Path, list[dict[str, Any]]], tmp_path: Path
 ) -> None:

@@ -14,8 +14,9 @@ used; every other weight uses TensorFlow's fused Adam kernel.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -66,11 +67,25 @@ def _dense(x: Any, kernel: Any, bias: Any) -> Any:
 
 
 class DietNetwork:
-    """Variables, forward pass and one compiled training step."""
+    """Variables, forward pass and one compiled training step (optionally anchored to ``weights``)."""
 
-    def __init__(self, config: NetworkConfig, weights: Mapping[str, np.ndarray], options: TrainingOptions) -> None:
+    def __init__(
+        self,
+        config: NetworkConfig,
+        weights: Mapping[str, np.ndarray],
+        options: TrainingOptions,
+        anchor_pull: float = 0.0,
+    ) -> None:
         self.config = config
         self.options = options
+        # finetuning: after every step, the shared (non-embedding) weights are pulled this
+        # fraction of the way back to ``weights`` (decoupled L2-SP); embedding rows move freely
+        self.anchor_pull = anchor_pull
+        self._anchors = (
+            {n: tf.constant(weights[n]) for n in config.weight_shapes() if not n.startswith("embed/")}
+            if anchor_pull > 0
+            else {}
+        )
         self.names = list(config.weight_shapes())
         self.variables = {name: tf.Variable(weights[name], name=name.replace("/", "_")) for name in self.names}
         self._m = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}
@@ -106,6 +121,30 @@ class DietNetwork:
                 tf.TensorSpec([None, None, None], tf.float32),
             ],
         )
+
+    def start_tracing(self) -> Callable[[], None]:
+        """Trace the training step in a background thread; return the function that waits for it.
+
+        Tracing is seconds of Python work; the trainer featurizes the examples meanwhile (the
+        pretrained features run in NumPy and TensorFlow kernels, which release the GIL).
+        """
+        failure: list[BaseException] = []
+
+        def trace() -> None:
+            try:
+                self.train_step.get_concrete_function()
+            except BaseException as exc:  # re-raised in the caller's thread by wait()
+                failure.append(exc)
+
+        thread = threading.Thread(target=trace, name="deltatrain-trace", daemon=True)
+        thread.start()
+
+        def wait() -> None:
+            thread.join()
+            if failure:
+                raise failure[0]
+
+        return wait
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {name: var.numpy() for name, var in self.variables.items()}
@@ -245,6 +284,9 @@ class DietNetwork:
             loss, accuracy = self._loss(self._heads(h, mask), mask, intents, tags, roles, groups)
         grads = tape.gradient(loss, variables)
         self._apply_adam(grads, learning_rate)
+        for name, anchor in self._anchors.items():
+            var = self.variables[name]
+            var.assign(anchor + (1.0 - self.anchor_pull) * (var - anchor))
         return loss, accuracy
 
     def _apply_adam(self, grads: list[Any], learning_rate: Any) -> None:

@@ -12,7 +12,10 @@ epoch_fraction)`` epochs sees every *new* example (not in the previous
 model's training data, by content hash) plus a seeded replay sample of the
 old ones, so an epoch costs a fraction of a full one without forgetting. The
 replay sample is drawn once, so only it and the new examples are featurized
-(pretrained features cost more than an epoch).
+(pretrained features cost more than an epoch). After every finetune step the
+shared weights are pulled part of the way back to the previous model's
+(:data:`ANCHOR_PULL`, a decoupled L2-SP penalty), so training on that sample
+adapts the model without drifting from what the old examples taught it.
 """
 
 from __future__ import annotations
@@ -42,10 +45,15 @@ from .settings import NluSettings, auto_epochs, resolve_settings
 
 #: Old examples replayed in every finetune epoch, as a multiple of the new examples
 #: (one seeded sample, drawn once, so only it and the new examples are featurized).
-REPLAY_RATIO = 2.0
+REPLAY_RATIO = 1.0
 #: Finetuning starts at this fraction of the learning rate (the previous weights are already
 #: trained; larger first steps undo part of it: bench/RESULTS.md, finetune tuning).
 FINETUNE_LEARNING_RATE_SCALE = 0.25
+#: After every finetune step the shared weights (all but the sparse embedding rows) are pulled
+#: this fraction of the way back to the previous model's: training on a sample of the data
+#: otherwise drifts them away from what all the old examples taught (bench/RESULTS.md).
+ANCHOR_PULL = 0.1
+FINETUNE_BATCH_SIZES = None
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
@@ -189,8 +197,10 @@ def _fit(
     progress: Progress | None,
     phase: str,
     learning_rate_scale: float = 1.0,
+    batch_sizes: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run the epochs; return the training history."""
+    """Run the epochs (batch sizes growing over ``batch_sizes``, default the config's);
+    return the training history."""
     diet = settings.diet
     lengths = np.array([r.num_tokens for r in records])
     losses: list[float] = []
@@ -198,7 +208,7 @@ def _fit(
     step = 0
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
-        batch_size = batch_size_for(epoch, epochs, diet.batch_size)
+        batch_size = batch_size_for(epoch, epochs, batch_sizes or diet.batch_size)
         learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
         total_loss = total_accuracy = 0.0
         seen = 0
@@ -307,11 +317,13 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
     labels = LabelMaps.from_data(data, bilou=settings.diet.BILOU_flag)
     preprocessor = NluPreprocessor(settings, None, data.regexes, data.lookups)
     preprocessor.adapt(e.text for e in data.examples)
-    records = featurize(preprocessor, labels, data.examples, progress)
-    featurize_seconds = time.perf_counter() - started
     network_config = _network_config(settings, labels, preprocessor)
     import_tensorflow(seed)
     network = DietNetwork(network_config, initial_weights(network_config, seed), _options(settings))
+    traced = network.start_tracing()
+    records = featurize(preprocessor, labels, data.examples, progress)
+    featurize_seconds = time.perf_counter() - started
+    traced()
     epochs = auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model))
     history = _fit(network, records, epochs, settings, seed, progress, "train")
     summary = _summary(
@@ -370,11 +382,12 @@ def finetune_nlu(
     rng = np.random.default_rng([seed, 1_000_003])
     sample = np.sort(rng.choice(old_index, size=replay, replace=False)) if replay else old_index[:0]
     needed = np.concatenate([new_index, sample])
+    import_tensorflow(seed)
+    network = DietNetwork(network_config, weights, _options(settings), ANCHOR_PULL)
+    traced = network.start_tracing()
     records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
     featurize_seconds = time.perf_counter() - started
-
-    import_tensorflow(seed)
-    network = DietNetwork(network_config, weights, _options(settings))
+    traced()
     history = _fit(
         network,
         records,
@@ -384,6 +397,7 @@ def finetune_nlu(
         progress,
         "finetune",
         FINETUNE_LEARNING_RATE_SCALE,
+        FINETUNE_BATCH_SIZES(settings.diet.batch_size) if FINETUNE_BATCH_SIZES else None,
     )
     summary = _summary(
         "finetune",
@@ -397,6 +411,7 @@ def finetune_nlu(
         seed,
         new_examples=int(len(new_index)),
         replayed_per_epoch=int(replay),
+        anchor_pull=ANCHOR_PULL,
         epoch_fraction=epoch_fraction,
         featurize_seconds=round(featurize_seconds, 3),
         features_added={
