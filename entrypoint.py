@@ -1,8 +1,7 @@
 """Container entry point of the deltatrain GitHub Action: hand over to ``pipeline.action``."""
 
-import sys
-
 from pipeline.action import main
+from pipeline.cli import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -86,6 +86,9 @@ def worker(args: argparse.Namespace) -> None:
     summary = dict(model.summary)
     summary["process_seconds"] = time.perf_counter() - started
     print("RESULT " + json.dumps(summary))
+    from pipeline.cli import exit_process
+
+    exit_process(0)  # ends the process the way the deltatrain command does
 
 
 def run_worker(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import __version__
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
@@ -434,5 +435,25 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         return 130
 
 
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``. After a training run this skips the interpreter's
+    teardown of TensorFlow's modules (about 1 s on 2 cores): the command has finished, so
+    standard output, standard error and logging are flushed and the process exits at once."""
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be written anyway
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The ``deltatrain`` console command: :func:`main` on ``sys.argv``, then exit."""
+    exit_process(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -172,3 +172,23 @@ def test_work_tree_changes_are_not_trained(repo: git.Repo, tmp_path: Path) -> No
     assert code == 0
     assert outputs["decision"] == "full"
     assert "work tree differs" in summary and "data/nlu.yml" in summary
+
+
+@pytest.mark.parametrize("import_tensorflow", [True, False], ids=["after-training", "without-tensorflow"])
+def test_command_exit_keeps_the_code_and_flushes_output(tmp_path: Path, import_tensorflow: bool) -> None:
+    log = tmp_path / "run.log"
+    script = (
+        "import logging, sys\n"
+        + ("from pipeline.training.runtime import configure_tensorflow; configure_tensorflow()\n" if import_tensorflow else "")
+        + f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+        "logging.info('logged before exit')\n"
+        "sys.stdout.write('no newline at the end')\n"
+        "sys.stderr.write('to stderr')\n"
+        "from pipeline.cli import exit_process\n"
+        "exit_process(3)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert completed.returncode == 3
+    assert completed.stdout == "no newline at the end"
+    assert completed.stderr.endswith("to stderr")
+    assert "logged before exit" in log.read_text()

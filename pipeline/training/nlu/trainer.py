@@ -53,7 +53,6 @@ FINETUNE_LEARNING_RATE_SCALE = 0.25
 #: this fraction of the way back to the previous model's: training on a sample of the data
 #: otherwise drifts them away from what all the old examples taught (bench/RESULTS.md).
 ANCHOR_PULL = 0.1
-FINETUNE_BATCH_SIZES = None
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
@@ -197,10 +196,8 @@ def _fit(
     progress: Progress | None,
     phase: str,
     learning_rate_scale: float = 1.0,
-    batch_sizes: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run the epochs (batch sizes growing over ``batch_sizes``, default the config's);
-    return the training history."""
+    """Run the epochs; return the training history."""
     diet = settings.diet
     lengths = np.array([r.num_tokens for r in records])
     losses: list[float] = []
@@ -208,7 +205,7 @@ def _fit(
     step = 0
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
-        batch_size = batch_size_for(epoch, epochs, batch_sizes or diet.batch_size)
+        batch_size = batch_size_for(epoch, epochs, diet.batch_size)
         learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
         total_loss = total_accuracy = 0.0
         seen = 0
@@ -397,7 +394,6 @@ def finetune_nlu(
         progress,
         "finetune",
         FINETUNE_LEARNING_RATE_SCALE,
-        FINETUNE_BATCH_SIZES(settings.diet.batch_size) if FINETUNE_BATCH_SIZES else None,
     )
     summary = _summary(
         "finetune",
