@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -104,13 +105,17 @@ def run_worker(
     if kind == "finetune":
         command += ["--previous", str(extra["previous"]), "--epoch-fraction", str(extra["epoch_fraction"])]
     started = time.perf_counter()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"worker {kind} failed:\n{done.stderr[-4000:]}")
     line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
     summary = json.loads(line[len("RESULT ") :])
     summary["wall_seconds_process"] = wall
+    # CPU seconds (user + system) of the worker: steadier than wall time on a shared machine
+    summary["cpu_seconds_process"] = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     return summary
 
 
@@ -249,7 +254,10 @@ def _row(name: str, wall: str, metrics: dict[str, Any]) -> str:
 
 
 def _wall(summary: dict[str, Any]) -> str:
-    return f"{summary['wall_seconds_process']:.1f} s ({summary['wall_seconds']:.1f} s in-process)"
+    return (
+        f"{summary['wall_seconds_process']:.1f} s ({summary['wall_seconds']:.1f} s in-process,"
+        f" {summary['cpu_seconds_process']:.0f} CPU s)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -331,9 +339,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
             finetune_wall = sum(f["summary"]["wall_seconds_process"] for f in finetunes) / len(finetunes)
             finetune_inner = sum(f["summary"]["wall_seconds"] for f in finetunes) / len(finetunes)
+            finetune_cpu = sum(f["summary"]["cpu_seconds_process"] for f in finetunes) / len(finetunes)
             if len(finetunes) > 1:
                 lines.append(
-                    f"| finetune, mean of {len(finetunes)} seeds | {finetune_wall:.1f} s ({finetune_inner:.1f} s in-process)"
+                    f"| finetune, mean of {len(finetunes)} seeds | {finetune_wall:.1f} s ({finetune_inner:.1f} s in-process,"
+                    f" {finetune_cpu:.0f} CPU s)"
                     f" | {100 * mean['intent_accuracy']:.2f} | {100 * mean['intent_macro_f1']:.2f} | {100 * mean['entity_f1']:.2f} |"
                 )
             results["incremental"] = {
@@ -343,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "retrain": {"summary": retrain, "metrics": retrain_metrics},
                 "wall_ratio_process": finetune_wall / retrain["wall_seconds_process"],
                 "wall_ratio_in_process": finetune_inner / retrain["wall_seconds"],
+                "cpu_ratio_process": finetune_cpu / retrain["cpu_seconds_process"],
                 "accuracy_gap_points": 100 * (retrain_metrics["intent_accuracy"] - mean["intent_accuracy"]),
             }
         if "peer" not in args.skip:
@@ -369,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         inc = results["incremental"]
         print(
             f"finetune/retrain wall: {inc['wall_ratio_process']:.3f} (fresh processes),"
-            f" {inc['wall_ratio_in_process']:.3f} (in-process); intent accuracy gap (retrain - finetune"
+            f" {inc['wall_ratio_in_process']:.3f} (in-process); CPU time {inc['cpu_ratio_process']:.3f};"
+            f" intent accuracy gap (retrain - finetune"
             f" mean of {len(inc['finetunes'])}) {inc['accuracy_gap_points']:+.2f} points"
         )
     if args.json:
