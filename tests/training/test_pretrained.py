@@ -138,6 +138,15 @@ def test_model_with_dense_features_trains_saves_and_loads(tmp_path: Path) -> Non
     loaded = NluModel.load(tmp_path / "nlu")
     texts = ["fly from Oslo to Paris", "good night", "unseen words entirely", ""]
     assert loaded.parse_batch(texts) == model.parse_batch(texts)
+    assert [loaded.parse(t) for t in texts] == [model.parse(t) for t in texts]
+    # batched pretrained features (evaluation) agree with one-by-one parsing to float32 rounding
+    for batched, single in zip(model.parse_batch(texts), [model.parse(t) for t in texts]):
+        assert batched["intent"]["name"] == single["intent"]["name"]
+        assert [(e["entity"], e["start"], e["end"]) for e in batched["entities"]] == [
+            (e["entity"], e["start"], e["end"]) for e in single["entities"]
+        ]
+        for a, b in zip(batched["intent_ranking"], single["intent_ranking"]):
+            assert a["name"] == b["name"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
     # the same pipeline without the pretrained features is a different feature space: no finetune
     plain = Config(pipeline=tuple(c for c in lm_config().pipeline if c.name != "LanguageModelFeaturizer"))
     with pytest.raises(FinetuneRefused) as caught:

@@ -58,19 +58,29 @@ class NluModel:
     # ------------------------------------------------------------------ parse
     def parse(self, text: str) -> dict[str, Any]:
         """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities``."""
-        encoded = self.preprocessor.encode(text)
-        dense = None
-        if self.network.dense_size:
-            layers = self.settings.language_model_layers
-            dense = pretrained.message_features([[t.text for t in encoded.tokens]], layers)[0]
-        raw = inference.predict(self.weights, self.network, encoded.ids, encoded.positions, len(encoded.tokens), dense)
-        intent, ranking = self._intent(raw.intent_probs)
-        entities = self._entities(text, encoded.tokens, raw)
-        return {"text": text, "intent": intent, "entities": entities, "intent_ranking": ranking}
+        return self.parse_batch([text])[0]
 
     def parse_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """``parse`` of every text, in order (identical to parsing them one by one)."""
-        return [self.parse(text) for text in texts]
+        """``parse`` of every text, in order, for evaluation.
+
+        The pretrained features of all texts are computed together (batches of similar
+        length, about three times faster per message than one by one); a message's
+        confidences can then differ from parsing it alone in the last float32 digits.
+        """
+        encoded = [self.preprocessor.encode(text) for text in texts]
+        dense: list[np.ndarray | None] = [None] * len(texts)
+        if self.network.dense_size:
+            layers = self.settings.language_model_layers
+            dense = list(pretrained.message_features([[t.text for t in e.tokens] for e in encoded], layers))
+        results = []
+        for text, message, rows in zip(texts, encoded, dense):
+            raw = inference.predict(
+                self.weights, self.network, message.ids, message.positions, len(message.tokens), rows
+            )
+            intent, ranking = self._intent(raw.intent_probs)
+            entities = self._entities(text, message.tokens, raw)
+            results.append({"text": text, "intent": intent, "entities": entities, "intent_ranking": ranking})
+        return results
 
     def _intent(self, probs: np.ndarray | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if probs is None:
