@@ -297,9 +297,11 @@ def test_anchor_pull_keeps_shared_weights_at_the_previous_model(
     from pipeline.training.nlu import trainer
 
     model, directory, _ = trained
-    monkeypatch.setattr(trainer, "ANCHOR_PULL", 1.0)  # pulled all the way back after every step
     data = read_yaml(tmp_path, NLU_YAML, ADDED_EXAMPLES)
+    assert finetune_nlu(directory, data, tiny_config(), epoch_fraction=0.1, seed=7).summary["anchor_pull"] == 0.0
+    monkeypatch.setattr(trainer, "ANCHOR_PULL_SPARSE_ONLY", 1.0)  # pulled all the way back after every step
     tuned = finetune_nlu(directory, data, tiny_config(), epoch_fraction=0.1, seed=7)
+    assert tuned.summary["anchor_pull"] == 1.0
     for name, value in model.weights.items():
         if not name.startswith("embed/"):
             assert np.array_equal(tuned.weights[name], value), name

@@ -15,10 +15,10 @@ import pytest
 
 from pipeline.data.model import Component, Config, freeze
 from pipeline.errors import ConfigError, FinetuneRefused, ModelError
-from pipeline.training.nlu import NluModel, check_finetune_compatible, pretrained, train_nlu
+from pipeline.training.nlu import NluModel, check_finetune_compatible, finetune_nlu, pretrained, train_nlu
 from pipeline.training.nlu.settings import resolve_settings
 
-from .test_nlu import NLU_YAML, TINY_DIET, read_yaml
+from .test_nlu import ADDED_EXAMPLES, NLU_YAML, TINY_DIET, read_yaml
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_settings_note_the_substituted_model() -> None:
         )
 
 
-def test_model_with_dense_features_trains_saves_and_loads(tmp_path: Path) -> None:
+def test_model_with_dense_features_trains_saves_and_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = read_yaml(tmp_path, NLU_YAML)
     model = train_nlu(data, lm_config(epochs=20), seed=3)
     assert model.network.dense_size == pretrained.DIMENSION
@@ -147,6 +147,19 @@ def test_model_with_dense_features_trains_saves_and_loads(tmp_path: Path) -> Non
         ]
         for a, b in zip(batched["intent_ranking"], single["intent_ranking"]):
             assert a["name"] == b["name"] and a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+    # finetuning a model with pretrained features anchors its shared weights to the previous model
+    from pipeline.training.nlu import trainer
+
+    added = read_yaml(tmp_path, NLU_YAML, ADDED_EXAMPLES)
+
+    def shared_drift(tuned: NluModel) -> float:
+        return max(float(np.abs(tuned.weights[n] - model.weights[n]).max()) for n in model.weights if not n.startswith("embed/"))
+
+    anchored = finetune_nlu(tmp_path / "nlu", added, lm_config(epochs=20), epoch_fraction=0.2, seed=3)
+    assert anchored.summary["anchor_pull"] == trainer.ANCHOR_PULL > 0 and anchored.summary["new_examples"] == 2
+    monkeypatch.setattr(trainer, "ANCHOR_PULL", 0.0)
+    free = finetune_nlu(tmp_path / "nlu", added, lm_config(epochs=20), epoch_fraction=0.2, seed=3)
+    assert 0.0 < shared_drift(anchored) < shared_drift(free)
     # the same pipeline without the pretrained features is a different feature space: no finetune
     plain = Config(pipeline=tuple(c for c in lm_config().pipeline if c.name != "LanguageModelFeaturizer"))
     with pytest.raises(FinetuneRefused) as caught:
