@@ -376,6 +376,9 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
     if not token:
         console.info("deltatrain: GITHUB_TOKEN not set: no PR comment")
         return
+    if not context.repository:
+        console.info("deltatrain: GITHUB_REPOSITORY not set: no PR comment")
+        return
     try:
         url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
     except DeltatrainError as exc:  # the model is trained and stored; a missing comment is not a failure

@@ -277,18 +277,18 @@ class MiniLM:
         for start in range(0, len(order), BATCH_SIZE):
             chunk = order[start : start + BATCH_SIZE]
             lengths = np.array([len(encoded[i][0]) for i in chunk])
-            ids = np.zeros((len(chunk), int(lengths.max())), dtype=np.int64)
+            piece_ids = np.zeros((len(chunk), int(lengths.max())), dtype=np.int64)
             for row, i in enumerate(chunk):
-                ids[row, : lengths[row]] = encoded[i][0]
-            hidden = forward(ids, lengths, layers)
+                piece_ids[row, : lengths[row]] = encoded[i][0]
+            hidden = forward(piece_ids, lengths, layers)
             for row, i in enumerate(chunk):
                 states = hidden[row, : lengths[row]]
                 sentence = states.mean(axis=0)
-                tokens = np.zeros((len(encoded[i][1]), DIMENSION), dtype=np.float32)
+                vectors = np.zeros((len(encoded[i][1]), DIMENSION), dtype=np.float32)
                 for t, (a, b) in enumerate(encoded[i][1]):
                     if b > a:
-                        tokens[t] = states[a:b].mean(axis=0)
-                results[i] = (sentence.astype(np.float32), tokens)
+                        vectors[t] = states[a:b].mean(axis=0)
+                results[i] = (sentence.astype(np.float32), vectors)
         return results
 
 

@@ -176,7 +176,7 @@ def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator)
     """Shuffled batches of similar-length examples (indices into ``lengths``)."""
     order = rng.permutation(len(lengths))
     chunk = batch_size * BUCKET_BATCHES
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), chunk):
         part = order[start : start + chunk]
         part = part[np.argsort(lengths[part], kind="stable")]
