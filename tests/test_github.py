@@ -221,3 +221,16 @@ def test_render_outputs_uses_a_heredoc_for_multiline_values() -> None:
 
 def test_render_mask_commands_masks_every_line() -> None:
     assert github.render_mask_commands("one\ntwo\n") == ["::add-mask::one", "::add-mask::two"]
+
+
+def test_pr_comment_without_repository_is_skipped_with_a_note(tmp_path: Path) -> None:
+    import io
+
+    from pipeline.cli import Console, _comment_on_pr
+
+    event_path = tmp_path / "event.json"
+    event_path.write_text(json.dumps({"pull_request": {"number": 5}}))
+    environ = {"GITHUB_EVENT_PATH": str(event_path), "GITHUB_TOKEN": TOKEN}  # GITHUB_REPOSITORY missing
+    err = io.StringIO()
+    _comment_on_pr(environ, "summary", Console(environ, out=io.StringIO(), err=err))
+    assert err.getvalue() == "deltatrain: GITHUB_REPOSITORY not set: no PR comment\n"
