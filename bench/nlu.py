@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -260,6 +260,20 @@ def _wall(summary: dict[str, Any]) -> str:
     )
 
 
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return sum(items) / len(items)
+
+
+def _seeds(text: str) -> list[int]:
+    """``--finetune-seeds 42,7,1`` -> [42, 7, 1]."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 42,7,1; received {text!r}") from None
+    return seeds
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", type=Path)
@@ -271,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epoch-fraction", type=float, default=0.2)
     parser.add_argument(
         "--finetune-seeds",
-        type=lambda text: [int(x) for x in text.split(",")],
+        type=_seeds,
         default=[42, 7, 1],
         help="finetune the base model once per seed (comma-separated; the metrics and wall time are averaged)",
     )
@@ -333,13 +347,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             retrain_metrics = evaluate(tmp_path / "retrain", test)
             lines.append(_row("full retrain base+added", _wall(retrain), retrain_metrics))
             print(lines[-1], flush=True)
-            mean = {
-                key: sum(f["metrics"][key] for f in finetunes) / len(finetunes)
-                for key in ("intent_accuracy", "intent_macro_f1", "entity_f1")
-            }
-            finetune_wall = sum(f["summary"]["wall_seconds_process"] for f in finetunes) / len(finetunes)
-            finetune_inner = sum(f["summary"]["wall_seconds"] for f in finetunes) / len(finetunes)
-            finetune_cpu = sum(f["summary"]["cpu_seconds_process"] for f in finetunes) / len(finetunes)
+            mean = {key: _mean(f["metrics"][key] for f in finetunes) for key in ("intent_accuracy", "intent_macro_f1", "entity_f1")}
+            finetune_wall, finetune_inner, finetune_cpu = (
+                _mean(f["summary"][key] for f in finetunes)
+                for key in ("wall_seconds_process", "wall_seconds", "cpu_seconds_process")
+            )
             if len(finetunes) > 1:
                 lines.append(
                     f"| finetune, mean of {len(finetunes)} seeds | {finetune_wall:.1f} s ({finetune_inner:.1f} s in-process,"

@@ -78,16 +78,13 @@ class DietNetwork:
     ) -> None:
         self.config = config
         self.options = options
+        self.names = list(config.weight_shapes())
+        self.variables = {name: tf.Variable(weights[name], name=name.replace("/", "_")) for name in self.names}
         # finetuning: after every step, the shared (non-embedding) weights are pulled this
         # fraction of the way back to ``weights`` (decoupled L2-SP); embedding rows move freely
         self.anchor_pull = anchor_pull
-        self._anchors = (
-            {n: tf.constant(weights[n]) for n in config.weight_shapes() if not n.startswith("embed/")}
-            if anchor_pull > 0
-            else {}
-        )
-        self.names = list(config.weight_shapes())
-        self.variables = {name: tf.Variable(weights[name], name=name.replace("/", "_")) for name in self.names}
+        anchored = [n for n in self.names if not n.startswith("embed/")] if anchor_pull > 0 else []
+        self._anchors = {n: tf.constant(weights[n]) for n in anchored}
         self._m = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}
         self._v = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}
         self._step = tf.Variable(0.0, dtype=tf.float32)
