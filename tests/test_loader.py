@@ -29,6 +29,7 @@ CONFIG = """
     language: en
     pipeline:
       - name: WhitespaceTokenizer
+      - name: CountVectorsFeaturizer
       - name: DIETClassifier
     policies:
       - name: RulePolicy
@@ -612,6 +613,7 @@ def test_unknown_component_is_an_error_listing_supported_names(tmp_path: Path) -
         pipeline:
           - name: WhitespaceTokenizer
           - name: DIETClasifier
+          - name: CountVectorsFeaturizer
     """
     (error,) = errors_of(load_problems(tmp_path, {"config.yml": config, "data/nlu.yml": NLU}))
     assert error.location == Location("config.yml", 3)
@@ -623,8 +625,8 @@ def test_unknown_component_is_an_error_listing_supported_names(tmp_path: Path) -
 def test_substituted_components_are_warnings_and_never_doubled(tmp_path: Path) -> None:
     config = """
         pipeline:
-          - name: SpacyNLP
-          - name: SpacyTokenizer
+          - name: HFTransformersNLP
+          - name: LanguageModelTokenizer
           - name: CountVectorsFeaturizer
           - name: WhitespaceTokenizer
             intent_tokenization_flag: true
@@ -638,8 +640,9 @@ def test_substituted_components_are_warnings_and_never_doubled(tmp_path: Path) -
         (Location("config.yml", 2), "config"),
         (Location("config.yml", 3), "config"),
         (Location("config.yml", 9), "config"),
+        (Location("config.yml", 5), "config"),  # intent_tokenization_flag: accepted, not used
     ]
-    assert "SpacyNLP" in warnings[0].message and "ignored" in warnings[0].message
+    assert "HFTransformersNLP" in warnings[0].message and "left out" in warnings[0].message
     assert "WhitespaceTokenizer is used instead" in warnings[1].message
     assert all(w.hint for w in warnings)
     # The explicit WhitespaceTokenizer takes the stand-in's place (first), with its own options.
@@ -657,6 +660,7 @@ def test_invalid_numeric_options_are_errors_with_line(tmp_path: Path) -> None:
             learning_rate: "fast"
           - name: FallbackClassifier
             threshold: 2
+          - name: CountVectorsFeaturizer
         policies:
           - name: TEDPolicy
             epochs: 0
@@ -666,7 +670,7 @@ def test_invalid_numeric_options_are_errors_with_line(tmp_path: Path) -> None:
     assert sorted(by_line) == [4, 5, 7]  # epochs: 0 is allowed (disables training)
     assert "epochs" in by_line[4].message and "-1" in by_line[4].message
     assert "learning_rate" in by_line[5].message and "fast" in by_line[5].message
-    assert "threshold" in by_line[7].message and "between 0.0 and 1.0" in by_line[7].message
+    assert "threshold" in by_line[7].message and ">= 0.0 and <= 1.0" in by_line[7].message
     assert all(e.hint and e.location and e.location.file == "config.yml" for e in errors)
 
 
@@ -798,10 +802,10 @@ def test_batch_size_ramp_is_accepted(tmp_path):
     from tests.helpers import write_project
 
     nlu = 'version: "3.1"\nnlu:\n- intent: a\n  examples: |\n    - x\n- intent: b\n  examples: |\n    - y\n'
-    root = write_project(tmp_path / "ok", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, 256]\n", "data/nlu.yml": nlu})
+    root = write_project(tmp_path / "ok", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, 256]\n- name: CountVectorsFeaturizer\n", "data/nlu.yml": nlu})
     project, _ = load_project(DirectorySource(root))
     assert project.config.component("DIETClassifier").option("batch_size") == (64, 256)
-    root = write_project(tmp_path / "bad", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, -1]\n", "data/nlu.yml": nlu})
+    root = write_project(tmp_path / "bad", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, -1]\n- name: CountVectorsFeaturizer\n", "data/nlu.yml": nlu})
     try:
         load_project(DirectorySource(root))
     except DataError as exc:

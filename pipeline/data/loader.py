@@ -82,12 +82,14 @@ class ProjectPaths:
     domain: str | None = None  # None: domain.yml, domain.yaml or domain/; "": no domain
     config: str = "config.yml"
     tests: tuple[str, ...] = ("tests",)
+    #: leave out custom components and those deltatrain cannot run (a warning), instead of an error
+    ignore_unknown_components: bool = False
 
 
 def load_project(source: FileSource, paths: ProjectPaths = ProjectPaths()) -> tuple[Project, tuple[Problem, ...]]:
     """Read every part of a project; raise DataError listing all errors, else return warnings too."""
     problems: list[Problem] = []
-    config = _load_config(source, paths.config, problems)
+    config = _load_config(source, paths.config, problems, paths.ignore_unknown_components)
     domain, has_domain, domain_files = _load_domain(source, paths.domain, problems)
     data_files = [f for f in _yaml_files(source, paths.data, problems, required=True) if f not in domain_files]
     nlu, stories, responses = _load_training_files(source, data_files, problems, kind="train")
@@ -144,7 +146,7 @@ def _parse(source: FileSource, path: str, problems: list[Problem]) -> Any:
         return None
 
 
-def _load_config(source: FileSource, path: str, problems: list[Problem]) -> Config:
+def _load_config(source: FileSource, path: str, problems: list[Problem], ignore_unknown: bool = False) -> Config:
     out = Collector(path)
     if not source.is_file(path):
         problems.append(
@@ -153,7 +155,7 @@ def _load_config(source: FileSource, path: str, problems: list[Problem]) -> Conf
         )
         return read_config(None, out)
     doc = _parse(source, path, problems)
-    config = read_config(doc, out)
+    config = read_config(doc, out, ignore_unknown_components=ignore_unknown)
     problems.extend(out.problems)
     for note in config.notes:
         file, _, rest = note.partition(":")
