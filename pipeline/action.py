@@ -57,7 +57,7 @@ VALUE_INPUTS: tuple[str, ...] = (
 MULTILINE_INPUTS: tuple[str, ...] = ("data",)
 
 #: Inputs ``true``/``false`` (any case), passed as ``--<name>`` / ``--no-<name>``.
-BOOLEAN_INPUTS: tuple[str, ...] = ("fallback-full", "upload", "pr-comment")
+BOOLEAN_INPUTS: tuple[str, ...] = ("fallback-full", "upload", "pr-comment", "ignore-unknown-components")
 
 #: Secret inputs and the environment variable the CLI reads each from.
 SECRET_INPUTS: Mapping[str, str] = {

@@ -102,6 +102,13 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, nlu_alias: bool = False)
                         help="training data file or folder (repeatable; default: data)")
     parser.add_argument("--domain", default="domain.yml", help="domain file or folder (default: domain.yml)")
     parser.add_argument("--config", default="config.yml", help="config file (default: config.yml)")
+    _add_ignore_flag(parser)
+
+
+def _add_ignore_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ignore-unknown-components", action=argparse.BooleanOptionalAction, default=False,
+                        help="leave out custom components (my_package.MyComponent) and those deltatrain cannot run "
+                        "(spaCy, MITIE, Jieba) with a warning, instead of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--nlu", "-u", action="append", help="held-out NLU data file/folder (default: tests)")
     test.add_argument("--stories", "-s", action="append", help="test stories file/folder (default: tests)")
     test.add_argument("--config", default="config.yml", help="config for --cross-validation")
+    _add_ignore_flag(test)
     test.add_argument("--out", default="results", help="report folder (default: results)")
     test.add_argument("--cross-validation", action="store_true", help="k-fold cross-validation of the NLU pipeline")
     test.add_argument("--folds", "-f", type=int, default=5, help="folds for --cross-validation (default 5)")
@@ -191,7 +199,8 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from pipeline.train import load_training_project
 
     try:
-        project, warnings = load_training_project(args.domain, args.config, args.data or ["data"])
+        project, warnings = load_training_project(args.domain, args.config, args.data or ["data"],
+                                                  ignore_unknown_components=args.ignore_unknown_components)
     except DataError as exc:
         console.problems(exc.problems)
         errors = sum(p.is_error for p in exc.problems)
@@ -212,7 +221,8 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
     from pipeline.fingerprint import compute_fingerprint
     from pipeline.train import load_training_project
 
-    project, _ = load_training_project(args.domain, args.config, args.data or ["data"])
+    project, _ = load_training_project(args.domain, args.config, args.data or ["data"],
+                                       ignore_unknown_components=args.ignore_unknown_components)
     fp = compute_fingerprint(project)
     print(json.dumps({"sections": fp["sections"], "counts": fp["counts"]}, indent=2), file=console.out)
     return EXIT_OK
@@ -228,6 +238,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         args.persist_nlu_data, extra, extra, args.finetune, args.epoch_fraction,
         progress=ProgressPrinter(console), num_threads=args.num_threads,
         parts=(args.part,) if args.part else ("nlu", "core"),
+        ignore_unknown_components=args.ignore_unknown_components,
     )
     console.problems(result.warnings)
     for reason in result.dry_run_results:
@@ -250,13 +261,16 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
 
     out = Path(args.out)
     tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
-    project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(data=tests, config=args.config, tests=()))
+    ignore = args.ignore_unknown_components
+    project, _ = load_project(DirectorySource(Path.cwd()),
+                              ProjectPaths(data=tests, config=args.config, tests=(), ignore_unknown_components=ignore))
     nlu_data = project.nlu if args.part != "core" else NluData()
     stories = tuple(s for s in project.stories) if args.part != "nlu" else ()
     if args.cross_validation:
         from pipeline.crossval import run_cross_validation
 
-        train_project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(config=args.config, tests=()))
+        train_project, _ = load_project(DirectorySource(Path.cwd()),
+                                        ProjectPaths(config=args.config, tests=(), ignore_unknown_components=ignore))
         metrics = run_cross_validation(train_project.nlu, train_project.config, args.folds, out,
                                        epochs=args.epochs, progress=ProgressPrinter(console))
         print(json.dumps(metrics, indent=2), file=console.out)
@@ -324,6 +338,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
             domain=None if args.domain == "domain.yml" else args.domain,
             config=args.config,
             tests=tuple(args.tests or ["tests"]),
+            ignore_unknown_components=args.ignore_unknown_components,
         ),
         out_dir=Path(args.out).resolve() if args.out else None,
         num_threads=args.num_threads,

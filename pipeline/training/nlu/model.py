@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pipeline import MODEL_FORMAT_VERSION
+from pipeline import MODEL_FORMAT_VERSION, duckling
 from pipeline.data.model import NluExample
 from pipeline.errors import ModelError
 
@@ -57,8 +57,12 @@ class NluModel:
 
     # ------------------------------------------------------------------ parse
     def parse(self, text: str) -> dict[str, Any]:
-        """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities``."""
-        return self.parse_batch([text])[0]
+        """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities``
+        (with DucklingEntityExtractor's, which evaluation leaves out as Rasa's does)."""
+        result = self.parse_batch([text])[0]
+        for server in self.settings.duckling:
+            result["entities"].extend(duckling.fetch_entities(text, server))
+        return result
 
     def parse_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """``parse`` of every text, in order, for evaluation.
