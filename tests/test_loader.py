@@ -639,8 +639,8 @@ def test_substituted_components_are_warnings_and_never_doubled(tmp_path: Path) -
     assert [(w.location, w.code) for w in warnings] == [
         (Location("config.yml", 2), "config"),
         (Location("config.yml", 3), "config"),
-        (Location("config.yml", 9), "config"),
         (Location("config.yml", 5), "config"),  # intent_tokenization_flag: accepted, not used
+        (Location("config.yml", 9), "config"),
     ]
     assert "HFTransformersNLP" in warnings[0].message and "left out" in warnings[0].message
     assert "WhitespaceTokenizer is used instead" in warnings[1].message

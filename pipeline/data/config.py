@@ -18,12 +18,15 @@ every config error is reported here with config.yml:line before anything trains.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, freeze
 from pipeline.data.readers import Collector, _kind
 from pipeline.data.yamlio import YMap, YSeq
 from pipeline.errors import Problem
+
+if TYPE_CHECKING:
+    from pipeline.training.options import Resolution
 
 NLU_COMPONENTS = (
     "WhitespaceTokenizer",
@@ -181,6 +184,7 @@ def read_config(doc: Any, out: Collector, *, ignore_unknown_components: bool = F
         policies_is_default=policies_default,
     )
     _check_options(config, doc, entries, out)
+    out.problems.sort(key=lambda p: (p.location.line or 0) if p.location else 0)  # in file order
     return config
 
 
@@ -299,9 +303,13 @@ def _check_options(config: Config, doc: Any, entries: Mapping[int, Any], out: Co
     from pipeline.training.nlu.settings import resolve_settings as resolve_nlu  # noqa: PLC0415
     from pipeline.training.options import Resolution  # noqa: PLC0415
 
-    for key, resolve in (("pipeline", resolve_nlu), ("policies", resolve_core)):
+    resolvers: tuple[tuple[str, Callable[[Config, Resolution], object]], ...] = (
+        ("pipeline", resolve_nlu),
+        ("policies", resolve_core),
+    )
+    for key, resolve in resolvers:
         resolution = Resolution(strict=False)
-        resolve(config, resolution)  # type: ignore[operator]
+        resolve(config, resolution)
         for finding in resolution.errors:
             line = _key_line(doc, key)
             location = finding.component.location if finding.component is not None else None
