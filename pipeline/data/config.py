@@ -87,6 +87,7 @@ POLICY_STAND_INS: Mapping[str, StandIn] = {
     "AugmentedMemoizationPolicy": StandIn("MemoizationPolicy", faithful=True, keep_options=True),
     "UnexpecTEDIntentPolicy": StandIn(None, faithful=True),  # only ever predicts action_unlikely_intent
     "KerasPolicy": StandIn("TEDPolicy", faithful=True),
+    "EmbeddingPolicy": StandIn("TEDPolicy", faithful=True),  # TEDPolicy's name in Rasa 1
     "SklearnPolicy": StandIn("TEDPolicy", faithful=True),
     # Rasa 2 replaced these four by RulePolicy (its migration guide)
     "FormPolicy": StandIn("RulePolicy", faithful=True),
@@ -240,6 +241,8 @@ class _ComponentReader:
                     continue
                 else:
                     message = f"{name} is not implemented by deltatrain; {replacement} is used instead"
+                    if options and not stand_in.keep_options:
+                        message += f" (its options {', '.join(options)} are not carried over)"
                     _warning(out, message, line, _WARNING_HINT)
                 if replacement is None:
                     continue

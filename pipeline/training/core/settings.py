@@ -228,7 +228,7 @@ _IGNORED: Mapping[str, Mapping[str, Check | None]] = {
         **_POLICY_IGNORED,
         "similarity_type": choice("auto", "inner", "cosine"),
         "loss_type": choice("cross_entropy", "softmax", "margin"),
-        "model_confidence": choice("softmax", "linear_norm"),
+        "model_confidence": choice("softmax", "linear_norm", "cosine", "inner"),  # Rasa 2.3+ had all four
         "batch_strategy": choice("sequence", "balanced"),
         "tensorboard_log_level": choice("epoch", "batch"),
         "hidden_layers_sizes": None, "dense_dimension": None, "concat_dimension": None,

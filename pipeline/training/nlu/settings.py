@@ -285,7 +285,7 @@ _DIET_CHECKS: Mapping[str, Check] = {
 }
 _DIET_IGNORED: Mapping[str, Check | None] = {
     "loss_type": choice("cross_entropy", "softmax", "margin"),
-    "model_confidence": choice("softmax", "linear_norm"),
+    "model_confidence": choice("softmax", "linear_norm", "cosine", "inner"),  # Rasa 2.3+ had all four
     "batch_strategy": choice("sequence", "balanced"),
     "tensorboard_log_level": choice("epoch", "batch"),
     "hidden_layers_sizes": None, "share_hidden_layers": None, "dense_dimension": None,
