@@ -35,10 +35,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Union
 
-from pipeline.data.model import Component, Config, thaw
-from pipeline.errors import ConfigError
 from pipeline.data.config import POLICIES as POLICY_NAMES
 from pipeline.data.config import default_policies
+from pipeline.data.model import Component, Config, thaw
+from pipeline.errors import ConfigError
 from pipeline.training.options import (
     Check,
     Resolution,
