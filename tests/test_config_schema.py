@@ -407,3 +407,26 @@ def test_rasa_example_bots_have_no_false_config_errors(bot: str) -> None:
             assert [(e.location.line if e.location else None) for e in errors] == [15, 17]
         else:
             assert errors == []
+
+
+RASA1_FALLBACK = """
+    policies:
+      - name: FallbackPolicy
+        nlu_threshold: 0.4
+        core_threshold: 0.25
+        fallback_action_name: my_fallback_action
+      - name: RulePolicy
+        enable_fallback_prediction: false
+"""
+
+
+def test_fallback_policy_options_carry_over_to_rule_policy(tmp_path: Path) -> None:
+    config, warnings = load(tmp_path, RASA1_FALLBACK)
+    rule = resolve_core(config).policy("RulePolicy")
+    assert rule is not None and rule.core_fallback_threshold == 0.25
+    assert rule.core_fallback_action_name == "my_fallback_action"  # type: ignore[union-attr]
+    assert rule.enable_fallback_prediction is False  # type: ignore[union-attr]
+    [warning] = warnings
+    assert warning.location == Location("config.yml", 2)
+    assert "core_threshold as core_fallback_threshold" in warning.message
+    assert "nlu_threshold are not carried over" in warning.message

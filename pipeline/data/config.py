@@ -17,7 +17,7 @@ every config error is reported here with config.yml:line before anything trains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, freeze
@@ -54,6 +54,8 @@ class StandIn:
     faithful: bool
     #: the replacement takes the component's options (same options under the same names)
     keep_options: bool = False
+    #: else these options are carried over under the replacement's name for them
+    renamed_options: Mapping[str, str] = field(default_factory=dict)
 
 
 _SPACY = StandIn(None, faithful=False)
@@ -92,8 +94,19 @@ POLICY_STAND_INS: Mapping[str, StandIn] = {
     # Rasa 2 replaced these four by RulePolicy (its migration guide)
     "FormPolicy": StandIn("RulePolicy", faithful=True),
     "MappingPolicy": StandIn("RulePolicy", faithful=True),
-    "FallbackPolicy": StandIn("RulePolicy", faithful=True),
-    "TwoStageFallbackPolicy": StandIn("RulePolicy", faithful=True),
+    "FallbackPolicy": StandIn(
+        "RulePolicy",
+        faithful=True,
+        renamed_options={"core_threshold": "core_fallback_threshold", "fallback_action_name": "core_fallback_action_name"},
+    ),
+    "TwoStageFallbackPolicy": StandIn(
+        "RulePolicy",
+        faithful=True,
+        renamed_options={
+            "core_threshold": "core_fallback_threshold",
+            "fallback_core_action_name": "core_fallback_action_name",
+        },
+    ),
 }
 #: ``Problem.code`` of every config.yml finding.
 PROBLEM_CODE = "config"
@@ -241,8 +254,12 @@ class _ComponentReader:
                     continue
                 else:
                     message = f"{name} is not implemented by deltatrain; {replacement} is used instead"
-                    if options and not stand_in.keep_options:
-                        message += f" (its options {', '.join(options)} are not carried over)"
+                    carried = [f"{k} as {v}" for k, v in stand_in.renamed_options.items() if k in options]
+                    dropped = [k for k in options if k not in stand_in.renamed_options]
+                    if carried:
+                        message += f" with {', '.join(carried)}"
+                    if dropped and not stand_in.keep_options:
+                        message += f" (its options {', '.join(dropped)} are not carried over)"
                     _warning(out, message, line, _WARNING_HINT)
                 if replacement is None:
                     continue
@@ -250,9 +267,14 @@ class _ComponentReader:
                     self.entries[line] = entry
                     result.append(Component(replacement, freeze(options), out.at(line)))
                     continue
-                if any(c.name == replacement for c in result):
+                renamed = {new: options[old] for old, new in stand_in.renamed_options.items() if old in options}
+                existing = next((i for i, c in enumerate(result) if c.name == replacement), None)
+                if existing is not None:  # named already: add what it does not set itself
+                    before = result[existing]
+                    result[existing] = replace(before, options=freeze({**renamed, **before.options}))
+                    placeholders[:] = [result[existing] if c is before else c for c in placeholders]
                     continue
-                placeholder = Component(replacement, freeze({}), out.at(line))
+                placeholder = Component(replacement, freeze(renamed), out.at(line))
                 placeholders.append(placeholder)
                 result.append(placeholder)
                 continue
@@ -271,6 +293,7 @@ class _ComponentReader:
             placeholder = next((c for c in placeholders if c.name == name), None)
             if placeholder is not None:
                 placeholders.remove(placeholder)
+                component = replace(component, options=freeze({**placeholder.options, **options}))
                 result[next(i for i, c in enumerate(result) if c is placeholder)] = component
             else:
                 result.append(component)
