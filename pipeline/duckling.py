@@ -60,7 +60,8 @@ class DucklingSettings:
 
 
 def default_locale(language: str) -> str:
-    """Rasa's locale when none is set: ``en`` -> ``en_EN``."""
+    """Rasa 2's locale when none is set: ``de`` -> ``de_DE``. (Rasa 3 sends none, so Duckling
+    parses every language as en_US; deriving it from ``language`` is a deliberate difference.)"""
     return f"{language}_{language.upper()}"
 
 
