@@ -18,8 +18,8 @@ Accepted components and their options (Rasa's names; anything else is a
   (:mod:`.pretrained`); ``model_name``/``model_weights`` name other models in
   Rasa and are noted and replaced by this one; ``layers`` (deltatrain, 1-6,
   default 2): how many of its transformer layers to run
-* ``EntitySynonymMapper``, ``ResponseSelector`` (retrieval intents are classified
-  by their base intent), ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
+* ``EntitySynonymMapper``, ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
+* ``ResponseSelector``: see :mod:`.selector` (retrieval intents)
 
 Rasa options that make no sense here (GPU, tensorboard, negative sampling
 sizes, buffers for growing vocabularies, ...) are accepted and listed in
@@ -374,8 +374,12 @@ def resolve_settings(config: Config) -> NluSettings:
             fallback = opts.get("threshold", 0.3)
             ambiguity = opts.get("ambiguity_threshold", 0.1)
         elif name == "ResponseSelector":
+            # ---- ResponseSelector: options checked by .selector (retrieval intents; the selector helper's) ----
+            from .selector import resolve_selector_options  # noqa: PLC0415 - .selector imports this module
+
+            resolve_selector_options(component, ignored)
             response_selector = True
-            ignored.append("ResponseSelector (retrieval intents are classified by their base intent)")
+            # ---- end ResponseSelector ----
         else:
             raise ConfigError(
                 f"unknown NLU component '{name}'; valid components are {', '.join(COMPONENT_NAMES)};"
