@@ -331,10 +331,15 @@ class Domain:
         return tuple(f.name for f in self.forms)
 
     @property
+    def retrieval_actions(self) -> tuple[str, ...]:
+        """Rasa's retrieval actions: ``utter_faq`` for the retrieval responses ``utter_faq/ask_price``."""
+        return tuple(sorted({name.split("/", 1)[0] for name in self.responses if "/" in name}))
+
+    @property
     def action_names(self) -> tuple[str, ...]:
-        """Every action the bot can run: custom actions, responses, forms, defaults."""
+        """Every action the bot can run: custom actions, responses, retrieval actions, forms, defaults."""
         names = list(DEFAULT_ACTIONS)
-        for name in (*self.actions, *self.responses.keys(), *self.form_names, *self.e2e_actions):
+        for name in (*self.actions, *self.responses.keys(), *self.retrieval_actions, *self.form_names, *self.e2e_actions):
             if name not in names:
                 names.append(name)
         return tuple(names)

@@ -48,6 +48,7 @@ __all__ = [
     "replay_predictions",
     "build_state_key",
     "base_intent",
+    "retrieval_action",
     "entity_labels",
 ]
 
@@ -66,6 +67,12 @@ _FEATURIZED_TYPES = ("text", "bool", "categorical", "float", "list")
 def base_intent(intent: str | None) -> str | None:
     """``chitchat`` for the retrieval intent ``chitchat/ask_name``."""
     return intent.split("/", 1)[0] if intent else intent
+
+
+def retrieval_action(action: str) -> str:
+    """``utter_faq`` for the full retrieval action ``utter_faq/ask_price`` (test stories name it so);
+    any other action unchanged. The dialogue model runs and sees the retrieval action."""
+    return action.split("/", 1)[0] if action.startswith("utter_") and "/" in action else action
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -451,7 +458,7 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
             states.append(snapshot())
             actions.append(event.name)
             positions.append(position)
-            prev = event.name
+            prev = retrieval_action(event.name)
             started = True
         elif isinstance(event, SlotSet):
             slot_values[event.name] = event.value
