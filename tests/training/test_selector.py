@@ -512,3 +512,27 @@ def _test_data(root: Path) -> tuple[NluData, tuple[Any, ...]]:
 
     project, _ = load_project(DirectorySource(root), ProjectPaths(data=("tests",), tests=()))
     return project.nlu, tuple(project.stories)
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "gated", "passed"),
+    [
+        pytest.param({"intent_f1": 0.9}, {"intent_f1": 0.9}, False, True, id="no-selector-no-check"),
+        pytest.param({"intent_f1": 0.9, "response_selection_f1": 0.95}, None, True, True, id="selector-first-model"),
+        pytest.param({"intent_f1": 0.9, "response_selection_f1": 0.80}, {"intent_f1": 0.9, "response_selection_f1": 0.95},
+                     True, False, id="selector-dropped"),
+    ],
+)
+def test_gate_checks_response_selection_only_for_models_with_a_selector(
+    current: dict[str, float], previous: dict[str, float] | None, gated: bool, passed: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.ci import CiOptions, _gate
+
+    gate = _gate(current, SimpleNamespace(metrics=previous) if previous else None, CiOptions(project_dir=Path(".")))
+    names = [c.name for c in gate.checks]
+    assert ("response_selection_f1" in names) is gated
+    assert gate.passed is passed
+    if not passed:
+        assert "response selection F1 0.800 dropped 0.150" in gate.failures[0].reason
