@@ -536,3 +536,20 @@ def test_gate_checks_response_selection_only_for_models_with_a_selector(
     assert gate.passed is passed
     if not passed:
         assert "response selection F1 0.800 dropped 0.150" in gate.failures[0].reason
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        pytest.param({"default": {"response": {"utter_action": "utter_faq/ask_price"}}}, "utter_faq/ask_price", id="default"),
+        pytest.param({"faq": {"response": {"utter_action": "utter_faq/ask_hours"}},
+                      "default": {"response": {"utter_action": "utter_faq/ask_price"}}}, "utter_faq/ask_hours",
+                     id="own-retrieval-intent-first"),
+        pytest.param({"all_retrieval_intents": []}, "utter_faq", id="no-answer"),
+        pytest.param(None, "utter_faq", id="no-selector"),
+    ],
+)
+def test_full_retrieval_name_is_the_selected_response(selection: dict[str, Any] | None, expected: str) -> None:
+    from pipeline.training.core.evaluation import full_retrieval_name
+
+    assert full_retrieval_name("utter_faq", selection) == expected

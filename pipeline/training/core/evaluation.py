@@ -188,19 +188,18 @@ class _Case:
     selections: dict[int, Mapping[str, Any]] = field(default_factory=dict)  # event index -> response_selector
 
 
-def full_retrieval_name(predicted: str, gold: str, selection: Mapping[str, Any] | None) -> str:
-    """The response a predicted retrieval action utters, when the story names one (else ``predicted``).
+def full_retrieval_name(predicted: str, selection: Mapping[str, Any] | None) -> str:
+    """The response (``utter_faq/ask_price``) the retrieval action ``predicted`` (``utter_faq``) utters.
 
     ``selection`` is the parse result's ``response_selector`` of the latest user message;
-    the selector of the action's retrieval intent answers, else the ``default`` one.
+    the selector of the action's retrieval intent answers, else the ``default`` one. Without
+    an answer, ``predicted`` itself (Rasa's ``get_full_retrieval_name``).
     """
-    if predicted == gold or "/" not in gold or retrieval_action(gold) != predicted or not selection:
+    if not selection:
         return predicted
     intent = predicted[len("utter_") :]
     chosen = selection.get(intent) or selection.get("default")
-    if not isinstance(chosen, Mapping):
-        return predicted
-    response = chosen.get("response")
+    response = chosen.get("response") if isinstance(chosen, Mapping) else None
     name = response.get("utter_action") if isinstance(response, Mapping) else None
     return str(name) if name else predicted
 
@@ -243,6 +242,7 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
         cases.append(case)
 
     ted = model.ted_probabilities(histories)
+    retrieval_actions = {retrieval_action(a) for a in model.spec.actions if retrieval_action(a) != a}  # utter_faq
     golds: list[str] = []
     predicted_actions: list[str] = []
     predictions: list[dict[str, Any]] = []
@@ -255,10 +255,10 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
         def predict(k: int, history: tuple[State, ...], rejected: bool, case: _Case = case) -> tuple[str, Prediction]:
             row = None if ted is None else ted[case.first_row + k]
             prediction = model.predict_from_states(history, loop_rejected=rejected, ted_probabilities=row)
-            gold = case.played.actions[k]
-            if prediction.action != gold and retrieval_action(gold) == prediction.action:
+            # Rasa's _get_predicted_action_name: a retrieval action that is not the story's names its response
+            if prediction.action in retrieval_actions and prediction.action != case.played.actions[k]:
                 selection = _latest_selection(case, k)
-                prediction = replace(prediction, action=full_retrieval_name(prediction.action, gold, selection))
+                prediction = replace(prediction, action=full_retrieval_name(prediction.action, selection))
             return prediction.action, prediction
 
         for k, gold, _, prediction in replay_predictions(played, predict):
