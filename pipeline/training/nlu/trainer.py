@@ -17,6 +17,10 @@ shared weights are pulled part of the way back to the previous model's after
 every finetune step (:data:`ANCHOR_PULL`, a decoupled L2-SP penalty), so
 training on that sample adapts the model without drifting from what the old
 examples taught it.
+
+ResponseSelectors (retrieval intents, :mod:`.selector`) train after the
+classifier on the retrieval examples' features, each with its own small
+network and the same loop; a finetune continues them on the same sample.
 """
 
 from __future__ import annotations
@@ -345,11 +349,7 @@ def train_nlu(
         "full", history, epochs, data, labels, preprocessor, settings, started, seed,
         featurize_seconds=round(featurize_seconds, 3),
     )
-    selectors = [
-        trained
-        for selector in resolve_selectors(config)
-        if (trained := _train_selector(selector, settings, preprocessor, data.examples, records, None, 1.0, seed, progress))
-    ]
+    selectors = _train_selectors(config, settings, preprocessor, data, data.examples, records, (), 1.0, seed, progress)
     if selectors:
         summary["selectors"] = {s.settings.key: s.summary for s in selectors}
     return NluModel(
@@ -371,6 +371,32 @@ def _retrieval_intents(data: NluData) -> tuple[str, ...]:
     return tuple(sorted({e.intent for e in data.examples if e.response_key}))
 
 
+def _train_selectors(
+    config: Config,
+    settings: NluSettings,
+    preprocessor: NluPreprocessor,
+    data: NluData,
+    examples: Sequence[NluExample],
+    records: Sequence[Record],
+    previous: Sequence[TrainedSelector],
+    epoch_fraction: float,
+    seed: int,
+    progress: Progress | None,
+) -> list[TrainedSelector]:
+    """Every ResponseSelector of ``config`` with something to select from, trained on ``examples``
+    (all of ``data``, or a finetune's sample) and their ``records``; from ``previous`` when finetuning."""
+    previous_by_key = {s.settings.key: s for s in previous}
+    selectors = []
+    for selector in resolve_selectors(config):
+        trained = _train_selector(
+            selector, settings, preprocessor, examples, records, previous_by_key.get(selector.key), epoch_fraction,
+            seed, progress, all_examples=len(selector_examples(data.examples, selector)),
+        )
+        if trained is not None:
+            selectors.append(trained)
+    return selectors
+
+
 def _train_selector(
     selector: SelectorSettings,
     settings: NluSettings,
@@ -382,7 +408,7 @@ def _train_selector(
     seed: int,
     progress: Progress | None,
     *,
-    all_examples: int | None = None,
+    all_examples: int,
 ) -> TrainedSelector | None:
     """Train (or, from ``previous``, finetune) one ResponseSelector on the retrieval examples
     among ``examples`` (``records`` are their features, in the same order); ``None`` when
@@ -408,7 +434,7 @@ def _train_selector(
         weights, pull, scale = initial_weights(network_config, seed), 0.0, 1.0
     # the finetune sample holds part of the selector's examples; its epochs follow all of them
     epochs = math.ceil(
-        auto_epochs(selector.diet, all_examples or len(index), pretrained=bool(settings.language_model)) * epoch_fraction
+        auto_epochs(selector.diet, all_examples, pretrained=bool(settings.language_model)) * epoch_fraction
     )
     history: dict[str, Any] = {"losses": [], "accuracies": []}
     if index and epochs:
@@ -512,15 +538,9 @@ def finetune_nlu(
         },
     )
     sample = [data.examples[i] for i in needed]
-    previous_selectors = {s.settings.key: s for s in previous.selectors}
-    selectors = []
-    for selector in resolve_selectors(config):
-        trained = _train_selector(
-            selector, settings, preprocessor, sample, records, previous_selectors.get(selector.key), epoch_fraction,
-            seed, progress, all_examples=len(selector_examples(data.examples, selector)),
-        )
-        if trained is not None:
-            selectors.append(trained)
+    selectors = _train_selectors(
+        config, settings, preprocessor, data, sample, records, previous.selectors, epoch_fraction, seed, progress
+    )
     if selectors:
         summary["selectors"] = {s.settings.key: s.summary for s in selectors}
     return NluModel(
