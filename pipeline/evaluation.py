@@ -99,7 +99,11 @@ class NluEvaluation:
     @property
     def response_errors(self) -> list[dict[str, Any]]:
         """Rasa's ``response_selection_errors.json``: wrong selections, most confident first."""
-        wrong = [p for p in self.response_predictions if p["intent_response_key_target"] != p["intent_response_key_prediction"]["name"]]
+        wrong = [
+            p
+            for p in self.response_predictions
+            if p["intent_response_key_target"] != p["intent_response_key_prediction"]["name"]
+        ]
         return sorted(wrong, key=lambda p: -p["intent_response_key_prediction"]["confidence"])
 
 
