@@ -30,6 +30,7 @@ from pipeline.data.model import (
     SlotStep,
     Story,
     UserStep,
+    retrieval_action,
     thaw,
 )
 from pipeline.errors import Location
@@ -140,7 +141,7 @@ def retrieval_responses_section(project: Project) -> Any | None:
         return None
     if not any(e.response_key for e in project.nlu.examples):
         return None
-    responses = {k: thaw(v) for k, v in project.domain.responses.items() if k.startswith("utter_") and "/" in k}
+    responses = {k: thaw(v) for k, v in project.domain.responses.items() if retrieval_action(k) != k}
     return responses or None
 
 

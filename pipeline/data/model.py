@@ -39,6 +39,7 @@ __all__ = [
     "Component",
     "Config",
     "Project",
+    "retrieval_action",
     "freeze",
     "thaw",
 ]
@@ -333,7 +334,7 @@ class Domain:
     @property
     def retrieval_actions(self) -> tuple[str, ...]:
         """Rasa's retrieval actions: ``utter_faq`` for the retrieval responses ``utter_faq/ask_price``."""
-        return tuple(sorted({name.split("/", 1)[0] for name in self.responses if "/" in name}))
+        return tuple(sorted({retrieval_action(name) for name in self.responses if retrieval_action(name) != name}))
 
     @property
     def action_names(self) -> tuple[str, ...]:
@@ -347,6 +348,12 @@ class Domain:
     @property
     def is_empty(self) -> bool:
         return not (self.intents or self.entities or self.slots or self.responses or self.actions or self.forms)
+
+
+def retrieval_action(name: str) -> str:
+    """``utter_faq`` for the retrieval response ``utter_faq/ask_price`` (the action that utters
+    it); any other name unchanged."""
+    return name.split("/", 1)[0] if name.startswith("utter_") and "/" in name else name
 
 
 #: Rasa's built-in actions, always in the domain.

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 
 import numpy as np
 
-from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, thaw
+from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, retrieval_action, thaw
 
 from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -67,12 +67,6 @@ _FEATURIZED_TYPES = ("text", "bool", "categorical", "float", "list")
 def base_intent(intent: str | None) -> str | None:
     """``chitchat`` for the retrieval intent ``chitchat/ask_name``."""
     return intent.split("/", 1)[0] if intent else intent
-
-
-def retrieval_action(action: str) -> str:
-    """``utter_faq`` for the full retrieval action ``utter_faq/ask_price`` (test stories name it so);
-    any other action unchanged. The dialogue model runs and sees the retrieval action."""
-    return action.split("/", 1)[0] if action.startswith("utter_") and "/" in action else action
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -458,7 +452,7 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
             states.append(snapshot())
             actions.append(event.name)
             positions.append(position)
-            prev = retrieval_action(event.name)
+            prev = retrieval_action(event.name)  # utter_faq/ask_price (test stories) ran utter_faq
             started = True
         elif isinstance(event, SlotSet):
             slot_values[event.name] = event.value

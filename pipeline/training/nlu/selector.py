@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.data.config import default_pipeline
-from pipeline.data.model import Component, Config, NluExample, thaw
+from pipeline.data.model import Component, Config, NluExample, retrieval_action, thaw
 from pipeline.training.options import Check, check_bool, check_str
 
 from . import inference
@@ -149,7 +149,7 @@ def selector_examples(examples: Sequence[NluExample], settings: SelectorSettings
 
 def retrieval_responses(responses: Mapping[str, Any]) -> dict[str, Any]:
     """The retrieval responses (``utter_faq/ask_price``) of a domain's responses, as plain JSON."""
-    return {name: thaw(value) for name, value in sorted(responses.items()) if name.startswith(RESPONSE_PREFIX) and "/" in name}
+    return {name: thaw(value) for name, value in sorted(responses.items()) if retrieval_action(name) != name}
 
 
 @dataclass
