@@ -13,6 +13,7 @@ METRIC_TITLES = {
     "intent_accuracy": "Intent accuracy",
     "entity_f1": "Entity F1 (exact span, micro)",
     "story_accuracy": "Story accuracy",
+    "response_selection_f1": "Response selection F1 (weighted)",
 }
 
 

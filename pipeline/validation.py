@@ -130,9 +130,7 @@ class _Known:
     @classmethod
     def of(cls, project: Project) -> _Known:
         domain = project.domain
-        actions = set(domain.action_names) | set(DEFAULT_ACTIONS)
-        # Retrieval responses ``utter_faq/ask_name`` make ``utter_faq`` an action.
-        actions |= {name.split("/", 1)[0] for name in domain.responses if "/" in name}
+        actions = set(domain.action_names) | set(DEFAULT_ACTIONS)  # retrieval actions (utter_faq) included
         return cls(
             intents=frozenset((*domain.intent_names, *DEFAULT_INTENTS)),
             actions=frozenset(actions),

@@ -39,6 +39,7 @@ __all__ = [
     "Component",
     "Config",
     "Project",
+    "retrieval_action",
     "freeze",
     "thaw",
 ]
@@ -331,10 +332,15 @@ class Domain:
         return tuple(f.name for f in self.forms)
 
     @property
+    def retrieval_actions(self) -> tuple[str, ...]:
+        """Rasa's retrieval actions: ``utter_faq`` for the retrieval responses ``utter_faq/ask_price``."""
+        return tuple(sorted({retrieval_action(name) for name in self.responses if retrieval_action(name) != name}))
+
+    @property
     def action_names(self) -> tuple[str, ...]:
-        """Every action the bot can run: custom actions, responses, forms, defaults."""
+        """Every action the bot can run: custom actions, responses, retrieval actions, forms, defaults."""
         names = list(DEFAULT_ACTIONS)
-        for name in (*self.actions, *self.responses.keys(), *self.form_names, *self.e2e_actions):
+        for name in (*self.actions, *self.responses.keys(), *self.retrieval_actions, *self.form_names, *self.e2e_actions):
             if name not in names:
                 names.append(name)
         return tuple(names)
@@ -342,6 +348,12 @@ class Domain:
     @property
     def is_empty(self) -> bool:
         return not (self.intents or self.entities or self.slots or self.responses or self.actions or self.forms)
+
+
+def retrieval_action(name: str) -> str:
+    """``utter_faq`` for the retrieval response ``utter_faq/ask_price`` (the action that utters
+    it); any other name unchanged."""
+    return name.split("/", 1)[0] if name.startswith("utter_") and "/" in name else name
 
 
 #: Rasa's built-in actions, always in the domain.
