@@ -46,10 +46,15 @@ def command_name(line: str) -> str | None:
     return None
 
 
-#: Lines deltatrain emits on purpose: annotations titled deltatrain, masks, and its stop-commands pair.
+#: Secret values the tests hand to deltatrain (the only values it may print in ``::add-mask::``).
+STORE_PASSWORD = "pw-S3cr3t-9f2"
+STORE_TOKEN = "store-tok-77aa91"
+SECRETS = (STORE_PASSWORD, STORE_TOKEN, TOKEN, "tok-5531", "sig-9a8b7c")
+
+#: Lines deltatrain emits on purpose: annotations titled deltatrain, masks of the secrets, its stop-commands pair.
 DELIBERATE = re.compile(
     r"::(error|warning|notice) (?:[a-z]+=[^,:\n]*,)*title=deltatrain[^:,]*::(?!PWNED).*"
-    r"|::add-mask::.+"
+    rf"|::add-mask::(?:{'|'.join(map(re.escape, SECRETS))})"
     r"|::stop-commands::deltatrain-[0-9a-f]{32}"
     r"|::deltatrain-[0-9a-f]{32}::"
 )
@@ -262,10 +267,7 @@ HOSTILE_INTENTS = [
     PAYLOADS["html-after-escaped-backtick"],
 ]
 HOSTILE_FILE = "data/extra\n::error file=x.py,line=1::PWNED\x1b[31m.yml"
-STORE_PASSWORD = "pw-S3cr3t-9f2"
-STORE_TOKEN = "store-tok-77aa91"
 LEAKY_URL = f"http://leaker:{STORE_PASSWORD}@store.example/x?token=tok-5531&X-Amz-Signature=sig-9a8b7c"
-SECRETS = (STORE_PASSWORD, STORE_TOKEN, TOKEN, "tok-5531", "sig-9a8b7c")
 
 BASE_FILES = {
     "config.yml": """
@@ -344,7 +346,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _run_cli(project: Path, store: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "pipeline", "ci", "-C", str(project), "--no-git", "--store", str(store), *extra]
-    return subprocess.run(argv, env=_env(**env), capture_output=True, text=True, timeout=300, cwd=project)
+    return _run(argv, env=_env(**env), cwd=project)
+
+
+def _run(argv: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run and capture output as bytes, decoded as-is: text mode would turn every CR into a newline."""
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=300)
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+    )
 
 
 def _hostile_copy(seeded: tuple[Path, Path], tmp_path: Path) -> Path:
@@ -426,9 +436,9 @@ def test_data_validate_on_hostile_data_in_actions(seeded: tuple[Path, Path], tmp
     (project / "data" / "broken.yml").write_text(
         f'version: "3.1"\nnlu:\n- intent: {_q(PAYLOADS["newline-then-commands"])}\n  examples: 42\n', encoding="utf-8"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "data", "validate"], cwd=project, capture_output=True, text=True,
-        env=_env(GITHUB_ACTIONS="true", DELTATRAIN_STORE_TOKEN=STORE_TOKEN), timeout=120,
+    result = _run(
+        [sys.executable, "-m", "pipeline", "data", "validate"], cwd=project,
+        env=_env(GITHUB_ACTIONS="true", DELTATRAIN_STORE_TOKEN=STORE_TOKEN),
     )
     assert result.returncode == 1, result.stderr
     assert any(line.startswith("::error file=data/broken.yml,line=") for line in assert_inert_log(result.stdout))
@@ -442,9 +452,7 @@ def _run_action(project: Path, tmp_path: Path, **inputs: str) -> tuple[subproces
         GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(files["output"]), GITHUB_STEP_SUMMARY=str(files["summary"]),
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
     )
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py")], env=env, cwd=project, capture_output=True, text=True, timeout=300
-    )
+    result = _run([sys.executable, str(ROOT / "entrypoint.py")], env=env, cwd=project)
     return result, files
 
 
