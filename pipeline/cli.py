@@ -81,8 +81,10 @@ class Console:
             return
         token = new_stop_token()
         self.command(render_command(CommandName.STOP_COMMANDS, token))
-        self.result(text)
-        self.command(f"::{token}::")
+        try:
+            self.result(text)
+        finally:
+            self.command(f"::{token}::")
 
     def progress(self, text: str, *, end: str) -> None:
         """Rewrite the live progress line of a terminal."""
@@ -111,6 +113,7 @@ class Console:
             self.command(render_command(level, message, properties, self.secrets))
 
     def problems(self, problems: Sequence[Problem]) -> None:
+        """Data errors and warnings: ``file:line: ...`` in the log, one annotation each in Actions."""
         for problem in problems:
             self.info(problem.render())
             level = {"error": CommandName.ERROR, "warning": CommandName.WARNING}.get(problem.severity, CommandName.NOTICE)
@@ -132,7 +135,7 @@ class Console:
             self.info(f"error: {error.render()}")
             self.annotate(CommandName.ERROR, error.message + (f"\nfix: {error.hint}" if error.hint else ""))
         summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
-        if self.in_actions and summary_path:
+        if summary_path:
             from pipeline.github import append_to_file, render_error_summary
 
             append_to_file(summary_path, escape_controls(render_error_summary(error, None, self.secrets)))

@@ -431,18 +431,24 @@ def test_cli_on_hostile_data_prints_nothing_that_runs_and_no_secret(
     assert "http://***@store.example/x?token=***&amp;X-Amz-Signature=***" in markdown
 
 
-def test_data_validate_on_hostile_data_in_actions(seeded: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_data_validate_on_hostile_data(seeded: tuple[Path, Path], tmp_path: Path, ci: str) -> None:
     project = _hostile_copy(seeded, tmp_path)
     (project / "data" / "broken.yml").write_text(
         f'version: "3.1"\nnlu:\n- intent: {_q(PAYLOADS["newline-then-commands"])}\n  examples: 42\n', encoding="utf-8"
     )
+    ci_env = {"GITHUB_ACTIONS": "true"} if ci == "github" else {"CI": "true", "GITLAB_CI": "true"}
     result = _run(
         [sys.executable, "-m", "pipeline", "data", "validate"], cwd=project,
-        env=_env(GITHUB_ACTIONS="true", DELTATRAIN_STORE_TOKEN=STORE_TOKEN),
+        env=_env(**ci_env, DELTATRAIN_STORE_TOKEN=STORE_TOKEN),
     )
     assert result.returncode == 1, result.stderr
-    assert any(line.startswith("::error file=data/broken.yml,line=") for line in assert_inert_log(result.stdout))
-    assert_inert_log(result.stderr)
+    assert "PWNED" in result.stderr
+    annotations = assert_inert_log(result.stdout) + assert_inert_log(result.stderr)
+    if ci == "github":
+        assert any(line.startswith("::error file=data/broken.yml,line=") for line in annotations)
+    else:
+        assert annotations == []  # GitLab gets no GitHub commands, and no section marker or ESC either
     _assert_no_secret(result.stdout, result.stderr)
 
 
