@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ArchiveError
+from pipeline.fileperms import apply_umask
 
 METADATA_FILE = "metadata.json"
 FINGERPRINT_FILE = "fingerprint.json"
@@ -64,6 +65,7 @@ def pack_archive(staging: Path, destination: Path) -> Path:
                         tar.addfile(info, handle)
                 else:
                     tar.addfile(info)
+        apply_umask(tmp)
         os.replace(tmp, destination)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

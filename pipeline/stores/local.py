@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.fileperms import apply_umask
 from pipeline.stores.backend import BackendOptions
 from pipeline.stores.layout import check_key
 
@@ -112,6 +113,7 @@ class LocalBackend:
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
+            apply_umask(temp)
             os.replace(temp, target)
         except BaseException as exc:
             temp.unlink(missing_ok=True)
