@@ -12,6 +12,7 @@ printed here passes :mod:`pipeline.safe_output`. Everything the Action does,
 
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import shlex
@@ -60,6 +61,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "config",
     "tests",
     "out",
+    "results-dir",
     "working-directory",
     "num-threads",
 )
@@ -86,6 +88,30 @@ DEPRECATED_INPUTS: Mapping[str, str] = {
 }
 
 ARGV_INPUTS: tuple[str, ...] = VALUE_INPUTS + MULTILINE_INPUTS + BOOLEAN_INPUTS
+
+#: Environment variable naming the phase of the composite action (action.yml, runs.steps).
+PHASE_ENV = "DELTATRAIN_ACTION_PHASE"
+
+
+class Phase(str, enum.Enum):
+    """The steps of the composite action that run deltatrain."""
+
+    DECIDE = "decide"  # core install only: stop before training (`--decide-only`)
+    TRAIN = "train"  # training packages installed: the whole `deltatrain ci`
+
+
+def build_phase_argv(argv: list[str], phase: str | None) -> list[str]:
+    """``argv`` for one phase: ``--decide-only`` in the decide phase; unset means the whole run."""
+    if not phase:
+        return argv
+    try:
+        chosen = Phase(phase)
+    except ValueError:
+        raise UsageError(
+            f"{PHASE_ENV} must be one of {', '.join(p.value for p in Phase)}; received {phase!r}",
+            hint=f"leave {PHASE_ENV} unset to run everything in one step",
+        ) from None
+    return [*argv, "--decide-only"] if chosen is Phase.DECIDE else argv
 TRUE_WORDS = ("true",)
 FALSE_WORDS = ("false",)
 
@@ -244,7 +270,7 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     try:
         inputs = read_inputs(env)
-        argv = build_ci_argv(inputs)
+        argv = build_phase_argv(build_ci_argv(inputs), env.get(PHASE_ENV))
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code
@@ -255,3 +281,9 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code
+
+
+if __name__ == "__main__":  # `python -m pipeline.action`, as the composite action runs it
+    from pipeline.cli import exit_process
+
+    exit_process(main())

@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, Tex
 
 from pipeline import __version__
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
+from pipeline.extras import Extra, require_extra
 from pipeline.safe_output import (
     CommandName,
     escape_controls,
@@ -357,6 +358,8 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from pipeline.train import train
 
+    if not args.dry_run:
+        require_extra(Extra.TRAIN, "deltatrain train")
     files = (args.data or []) + (args.stories or []) or ["data"]
     extra = {"epochs": args.epochs} if args.epochs else None
     result = train(
@@ -383,7 +386,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
     from pipeline.data.model import NluData
-    from pipeline.train import resolve_model_path
+
+    require_extra(Extra.TRAIN, "deltatrain test")
 
     out = Path(args.out)
     tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
@@ -441,6 +445,7 @@ def _resolve_model(model: str, download_dir: Path, console: Console) -> Path:
 def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
     from pipeline.archive import NLU_DIR, extract_archive
 
+    require_extra(Extra.TRAIN, "deltatrain parse")
     with tempfile.TemporaryDirectory(prefix="deltatrain-parse-") as tmp:
         model = _resolve_model(args.model, Path(tmp) / "download", console)
         model_dir = extract_archive(model, Path(tmp) / "model")
