@@ -91,6 +91,8 @@ ARGV_INPUTS: tuple[str, ...] = VALUE_INPUTS + MULTILINE_INPUTS + BOOLEAN_INPUTS
 
 #: Environment variable naming the phase of the composite action (action.yml, runs.steps).
 PHASE_ENV = "DELTATRAIN_ACTION_PHASE"
+#: Environment variable naming the dotenv report to write (the GitLab component, templates/deltatrain.yml).
+DOTENV_ENV = "DELTATRAIN_DOTENV"
 
 
 class Phase(str, enum.Enum):
@@ -271,6 +273,8 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     try:
         inputs = read_inputs(env)
         argv = build_phase_argv(build_ci_argv(inputs), env.get(PHASE_ENV))
+        if env.get(DOTENV_ENV, "").strip():
+            argv.append(f"--dotenv={env[DOTENV_ENV].strip()}")
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code

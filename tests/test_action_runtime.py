@@ -3,8 +3,10 @@
 The steps of action.yml are read from the file and run with bash, with the
 environment GitHub gives them (``INPUT_*`` from the step's ``env:``,
 ``GITHUB_OUTPUT``, ``GITHUB_STEP_SUMMARY``, ``GITHUB_WORKSPACE``) in a real git
-checkout. The decide phase runs with TensorFlow and NumPy made unimportable,
-as after the core install on a fresh runner.
+checkout. The decide phase runs in a new virtual env holding exactly the
+packages of requirements/core.lock (linked from this environment, since tests
+do not download), as after the core install on a fresh runner: no NumPy, no
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,8 +34,29 @@ from tests.helpers import copy_into_git_repo
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "assistant"
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
-#: Modules the core install does not have: importing one in the decide phase fails the step.
-HEAVY_MODULES = ("tensorflow", "numpy", "matplotlib")
+CORE_LOCK = ROOT / "requirements" / "core.lock"
+
+
+@pytest.fixture(scope="session")
+def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the packages of requirements/core.lock only (what the install step gives)."""
+    from importlib.metadata import distribution
+
+    venv = tmp_path_factory.mktemp("core-venv")
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)],
+                   check=True, timeout=120)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    for line in CORE_LOCK.read_text().splitlines():
+        name = line.split("#")[0].split("==")[0].strip()
+        if not name:
+            continue
+        dist = distribution(name)
+        tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+        for top in tops - {"__pycache__"}:
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
+    return venv
 
 
 def load_action() -> dict[str, Any]:
@@ -63,14 +86,11 @@ def read_outputs(path: Path) -> dict[str, str]:
 class Runner:
     """Runs steps of action.yml the way the runner does, in one job."""
 
-    def __init__(self, workspace: Path, tmp: Path, inputs: dict[str, str]) -> None:
+    def __init__(self, workspace: Path, tmp: Path, inputs: dict[str, str], core_venv: Path) -> None:
         self.workspace = workspace
         self.tmp = tmp
         self.inputs = inputs
-        self.blocker = tmp / "core-only"  # shadows the heavy modules in the decide phase
-        self.blocker.mkdir(exist_ok=True)
-        for module in HEAVY_MODULES:
-            (self.blocker / f"{module}.py").write_text(f"raise ImportError('{module} imported in the decide phase')\n")
+        self.core_venv = core_venv
         self.summary = tmp / "summary.md"
         self.summary.write_text("")
 
@@ -97,15 +117,15 @@ class Runner:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "GITHUB_", "DELTATRAIN_"))}
         env.update({name: self.expression(str(value)) for name, value in spec["env"].items()})
         env.update({
-            "VENV": sys.prefix,  # the venv the install step made: here, the test's own
+            # the venv of the install step: core only to decide; to train, this test environment
+            # (which the cached training packages complete on a runner)
+            "VENV": str(self.core_venv) if core_only else sys.prefix,
             "GITHUB_ACTIONS": "true",
             "GITHUB_WORKSPACE": str(self.workspace),
             "GITHUB_OUTPUT": str(output),
             "GITHUB_STEP_SUMMARY": str(self.summary),
             "GITHUB_EVENT_NAME": "push",
         })
-        if core_only:
-            env["PYTHONPATH"] = f"{self.blocker}:{env['PYTHONPATH']}"
         completed = subprocess.run(["bash", "-c", spec["run"]], cwd=self.workspace, env=env,
                                    capture_output=True, text=True, timeout=600)
         return completed, read_outputs(output)
@@ -167,6 +187,13 @@ def test_training_steps_run_only_when_the_decision_trains() -> None:
         assert "steps.decide.outputs.needs-training == 'true'" in s["if"], s.get("name")
 
 
+def test_core_venv_has_no_numpy_or_tensorflow(core_venv: Path) -> None:
+    probe = "import importlib.util as u; print([m for m in ('numpy', 'tensorflow', 'yaml', 'git') if u.find_spec(m)])"
+    completed = subprocess.run([str(core_venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
+                               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=60)
+    assert completed.stdout.strip() == "['yaml', 'git']", completed.stderr
+
+
 def test_phase_argv() -> None:
     assert action.build_phase_argv(["ci"], "decide") == ["ci", "--decide-only"]
     assert action.build_phase_argv(["ci"], "train") == ["ci"]
@@ -187,12 +214,12 @@ def checkout(tmp_path: Path) -> git.Repo:
 
 
 def test_skip_decides_with_the_core_only_and_later_steps_get_the_outputs(
-    checkout: git.Repo, tmp_path: Path
+    checkout: git.Repo, tmp_path: Path, core_venv: Path
 ) -> None:
     project = Path(checkout.working_tree_dir)
     store = tmp_path / "store"
     seed_store(project, store)
-    runner = Runner(project.parent, tmp_path, {"store": str(store), "working-directory": "bot"})
+    runner = Runner(project.parent, tmp_path, {"store": str(store), "working-directory": "bot"}, core_venv)
 
     completed, decided = runner.run("decide", core_only=True)
 
@@ -205,14 +232,14 @@ def test_skip_decides_with_the_core_only_and_later_steps_get_the_outputs(
 
 
 def test_data_errors_in_the_decide_phase_fail_it_with_paths_from_the_repository_root(
-    checkout: git.Repo, tmp_path: Path
+    checkout: git.Repo, tmp_path: Path, core_venv: Path
 ) -> None:
     project = Path(checkout.working_tree_dir)
     domain = project / "domain.yml"
     domain.write_text(domain.read_text().replace("  - greet\n", "", 1))
     checkout.git.add(A=True)
     checkout.index.commit("greet removed from the domain")
-    runner = Runner(project.parent, tmp_path, {"store": str(tmp_path / "store"), "working-directory": "bot"})
+    runner = Runner(project.parent, tmp_path, {"store": str(tmp_path / "store"), "working-directory": "bot"}, core_venv)
 
     completed, decided = runner.run("decide", core_only=True)
 
@@ -243,13 +270,13 @@ policies:
 
 
 @pytest.mark.slow
-def test_full_then_finetune_through_both_phases(checkout: git.Repo, tmp_path: Path) -> None:
+def test_full_then_finetune_through_both_phases(checkout: git.Repo, tmp_path: Path, core_venv: Path) -> None:
     project = Path(checkout.working_tree_dir)
     (project / "config.yml").write_text(TINY_CONFIG)
     checkout.git.add(A=True)
     checkout.index.commit("tiny config")
     inputs = {"store": str(tmp_path / "store"), "working-directory": "bot", "max-drop": "1", "epoch-fraction": "1"}
-    runner = Runner(project.parent, tmp_path, inputs)
+    runner = Runner(project.parent, tmp_path, inputs, core_venv)
     old_umask = os.umask(0o022)
     try:
         completed, decided = runner.run("decide", core_only=True)

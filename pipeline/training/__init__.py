@@ -4,7 +4,3 @@ Import this package (and its submodules) only once a decision says something
 must be trained or tested; ``deltatrain --help``, ``data validate`` and a
 ``skip`` decision never import it.
 """
-
-from pipeline.extras import Extra, require_extra
-
-require_extra(Extra.TRAIN, "training, testing or parsing with a model")
