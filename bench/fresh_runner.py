@@ -123,7 +123,8 @@ def decide_phase(python: str, wheel: Path, repo: Path, store: Path, work: Path, 
     outputs.write_text("")
     started = time.perf_counter()
     t_venv = run([python, "-m", "venv", "--without-pip", str(venv)])
-    t_install = run(pip(python, venv / "bin" / "python", "install", "-q", "--no-cache-dir",
+    # as action.yml: the pinned lock with --no-deps (no resolver round trips), plus the package itself
+    t_install = run(pip(python, venv / "bin" / "python", "install", "-q", "--no-cache-dir", "--no-deps",
                         "-r", str(ROOT / "requirements" / "core.lock"), str(wheel)))
     env = {**CLEAN_ENV, "GITHUB_OUTPUT": str(outputs)}
     t_decide = run([str(venv / "bin" / "deltatrain"), "ci", "-C", str(repo), "--store", str(store),
