@@ -23,6 +23,8 @@ ENTITY_PATTERN = re.compile(
     r"|\[(?P<list>\{.*?\})\])"
 )
 _ALLOWED_KEYS = {"entity", "value", "role", "group"}
+#: ``[text]`` directly followed by ``(``, ``{`` or ``[`` that did not form an annotation, e.g. ``[Paris](city``
+_BROKEN_PATTERN = re.compile(r"\[[^\[\]\n]+\][(\[{]")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,19 @@ def parse_annotated_text(annotated: str) -> tuple[str, tuple[EntitySpan, ...]]:
         cursor = match.end()
     plain.append(annotated[cursor:])
     return "".join(plain), tuple(spans)
+
+
+def find_unclosed_annotation(annotated: str) -> str | None:
+    """The first ``[text](...``-like fragment left after parsing that is not a complete annotation, if any.
+
+    Rasa reads such a fragment as plain text (the example loses its entity),
+    which is almost always a missing ``)``, ``}`` or ``]``.
+    """
+    plain, _ = parse_annotated_text(annotated)
+    match = _BROKEN_PATTERN.search(plain)
+    if match is None:
+        return None
+    return plain[match.start() : match.start() + 40]
 
 
 def _entities_of(match: re.Match[str]) -> list[tuple[str, object, object, object]]:

@@ -18,6 +18,7 @@ from pipeline.data.config import read_config
 from pipeline.data.model import Config, Domain, NluData, Project, Story, freeze
 from pipeline.data.readers import (
     Collector,
+    check_training_keys,
     check_version,
     is_domain_document,
     is_training_document,
@@ -195,7 +196,20 @@ def _load_domain(
                 check_version(doc, out)
                 parts.append(read_domain(doc, out))
             problems.extend(out.problems)
-        return merge_domains(parts), True, files
+        domain = merge_domains(parts)
+        if domain.is_empty and not any(p.is_error and p.location and p.location.file in files for p in problems):
+            problems.append(
+                Problem(
+                    "error",
+                    f"the domain {'file' if len(files) == 1 else 'directory'} {candidate} is empty: it declares no "
+                    "intents, entities, slots, responses, actions or forms",
+                    Location(files[0] if len(files) == 1 else candidate, 1 if len(files) == 1 else None),
+                    f"declare the assistant's intents and responses in {candidate}, or delete it to train an "
+                    "NLU-only model (Rasa refuses an empty domain as well)",
+                    code="empty-domain",
+                )
+            )
+        return domain, True, files
     if path:
         problems.append(Problem("error", "domain file not found", Location(path), "check the --domain path", code="missing"))
     return Domain(), False, []
@@ -230,6 +244,7 @@ def _load_training_files(
             out.error(f"expected a mapping with nlu:, stories: or rules:, got {type(doc).__name__}", 1)
         elif is_training_document(doc) or (train and "responses" in doc):
             check_version(doc, out)
+            check_training_keys(doc, out)
             if "nlu" in doc:
                 nlu = nlu.merge(read_nlu(doc, out, partial(_read_side, source, file)))
             for key in ("stories", "rules"):

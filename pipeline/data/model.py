@@ -289,6 +289,12 @@ class SlotDef:
     initial_value: Any = None
     mappings: tuple[Mapping[str, Any], ...] = ()
     location: Location | None = _loc()
+    #: where each of ``mappings`` starts (same order; empty when built from literals)
+    mapping_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def mapping_location(self, index: int) -> Location | None:
+        """Where mapping ``index`` is written, else where the slot is."""
+        return self.mapping_locations[index] if index < len(self.mapping_locations) else self.location
 
 
 @dataclass(frozen=True)
@@ -298,6 +304,12 @@ class FormDef:
     name: str
     required_slots: tuple[str, ...] = ()
     location: Location | None = _loc()
+    #: where each of ``required_slots`` is listed (same order; empty when built from literals)
+    slot_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def slot_location(self, index: int) -> Location | None:
+        """Where required slot ``index`` is listed, else where the form is."""
+        return self.slot_locations[index] if index < len(self.slot_locations) else self.location
 
 
 @dataclass(frozen=True)

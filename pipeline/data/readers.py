@@ -7,11 +7,12 @@ the first one. Files are told apart by their top-level keys, as Rasa does.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
-from pipeline.data.annotations import AnnotationError, parse_annotated_text
+from pipeline.data.annotations import AnnotationError, find_unclosed_annotation, parse_annotated_text
 from pipeline.data.model import (
     SLOT_TYPES,
     ActionStep,
@@ -40,6 +41,8 @@ from pipeline.errors import Location, Problem
 
 SUPPORTED_VERSIONS = ("2.0", "3.0", "3.1")
 TRAINING_KEYS = ("nlu", "stories", "rules")
+#: Every top-level key a training data file may have.
+TRAINING_FILE_KEYS = ("version", *TRAINING_KEYS, "responses")
 DOMAIN_KEYS = (
     "intents",
     "entities",
@@ -115,13 +118,23 @@ def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int
     raw = item["examples"]
     base = item.value_line("examples")
     literal = item.value_style("examples") in ("|", ">")
-    if isinstance(raw, list):  # list of {text: ..., metadata: ...} or plain strings
+    if isinstance(raw, list):  # list of {text: ..., metadata: ...}, as Rasa's NLU schema allows
         result = []
         for index, entry in enumerate(raw):
             line = raw.item_line(index) if isinstance(raw, YSeq) else base
-            text = entry.get("text") if isinstance(entry, dict) else entry
-            if not isinstance(text, str):
-                out.error(f"example {index + 1} of {what} must be a text, got {_kind(text)}", line)
+            if not isinstance(entry, dict):
+                out.error(
+                    f"'examples' of {what} is a YAML list, so each example must be a mapping with 'text:', "
+                    f"got {_kind(entry)}",
+                    line,
+                    "write 'examples: |' with one '- example' per line below it (a block text, note the '|'), "
+                    "or '- text: example' for each list item",
+                )
+                continue
+            text = entry.get("text")
+            if not isinstance(text, str) or not text.strip():
+                out.error(f"example {index + 1} of {what} must have a 'text', got {_kind(text)}", line,
+                          "write '- text: example' for each list item")
                 continue
             result.append((text.strip(), line))
         return result
@@ -185,6 +198,7 @@ def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | No
                 except AnnotationError as exc:
                     out.error(exc.message, ex_line, exc.hint, column=None)
                     continue
+                _warn_unclosed_annotation(text, ex_line, out)
                 examples.append(
                     NluExample(plain, base.strip(), spans, key.strip() or None, out.at(ex_line))
                 )
@@ -213,6 +227,16 @@ def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | No
                 "each entry starts with one of: intent, synonym, regex, lookup",
             )
     return NluData(tuple(examples), tuple(synonyms), tuple(regexes), tuple(lookups))
+
+
+def _warn_unclosed_annotation(text: str, line: int, out: Collector) -> None:
+    fragment = find_unclosed_annotation(text)
+    if fragment is not None:
+        out.warning(
+            f"unbalanced entity annotation '{fragment}' is read as plain text (no entity)",
+            line,
+            "close the annotation: [text](entity), [text]{\"entity\": \"type\"} or [text][{...}]",
+        )
 
 
 def _regex_ok(pattern: str, line: int, out: Collector) -> bool:
@@ -357,6 +381,7 @@ def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
         except AnnotationError as exc:
             out.error(exc.message, step.key_line("user"), exc.hint)
             return None
+        _warn_unclosed_annotation(text, step.key_line("user"), out)
         text = plain.strip()  # ``user: |`` blocks end with a newline; Rasa strips it too
         entities.extend(EntityValue(s.entity, s.value, s.role, s.group) for s in spans)
     raw_entities = step.get("entities") or []
@@ -448,11 +473,36 @@ def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
             out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
                       "write '- text: ...' under the response name")
             continue
+        if not _variations_ok(str(name), variations, line, out):
+            continue
         if not str(name).startswith("utter_"):
             out.warning(f"response '{name}' does not start with 'utter_'", line,
                         "Rasa only treats names starting with 'utter_' as responses")
         responses[str(name)] = freeze(variations)
     return responses
+
+
+def _variations_ok(name: str, variations: list[Any], line: int, out: Collector) -> bool:
+    """Each variation is a mapping with a ``text`` or a ``custom`` payload (Rasa's schema); report the others."""
+    ok = True
+    for index, variation in enumerate(variations):
+        at = variations.item_line(index) if isinstance(variations, YSeq) else line
+        if not isinstance(variation, dict):
+            out.error(
+                f"variation {index + 1} of response '{name}' must be a mapping with 'text:', got {_kind(variation)}",
+                at,
+                f"write '- text: {variation}'" if isinstance(variation, str) else "write '- text: ...'",
+            )
+            ok = False
+        elif variation.get("text") is None and not variation.get("custom"):
+            keys = ", ".join(str(k) for k in variation) or "none"
+            out.error(
+                f"variation {index + 1} of response '{name}' has neither 'text' nor 'custom' (keys: {keys})",
+                at,
+                "add 'text:' (buttons, images and other keys go beside it) or put a channel payload under 'custom:'",
+            )
+            ok = False
+    return ok
 
 
 def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
@@ -461,30 +511,68 @@ def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
     if not isinstance(raw, list):
         out.error(f"'intents' must be a list, got {_kind(raw)}", doc.key_line("intents"))
         return ()
-    result = []
+    result: list[IntentDef] = []
+    first_line: dict[str, int] = {}
     for index, entry in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
-        if isinstance(entry, str):
-            result.append(IntentDef(entry, location=out.at(line)))
-        elif isinstance(entry, dict) and len(entry) == 1:
-            (name, props), = entry.items()
-            props = props or {}
-            use = props.get("use_entities", True) if isinstance(props, dict) else True
-            ignore = props.get("ignore_entities", []) if isinstance(props, dict) else []
-            use_entities: tuple[str, ...] | None
-            if use is True:
-                use_entities = None
-            elif use is False or use is None:
-                use_entities = ()
-            elif isinstance(use, list):
-                use_entities = tuple(str(u) for u in use)
-            else:
-                out.error(f"'use_entities' of intent '{name}' must be true, false or a list", line)
-                use_entities = None
-            result.append(IntentDef(str(name), use_entities, tuple(str(i) for i in ignore or []), out.at(line)))
+        if isinstance(entry, dict) and len(entry) == 1:
+            intent = _read_intent_properties(entry, line, out)
+        elif isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
+            intent = IntentDef(str(entry), location=out.at(line))
         else:
-            out.error(f"intent entry {entry!r} is not understood", line, "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
+            out.error(f"intent entry {entry!r} is not understood", line,
+                      "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
+            continue
+        if intent is None:
+            continue
+        if intent.name in first_line:
+            out.error(
+                f"intent '{intent.name}' is listed twice under 'intents:' (first on line {first_line[intent.name]})",
+                line,
+                "remove one of the two entries; Rasa refuses a domain whose intents are not unique",
+            )
+            continue
+        first_line[intent.name] = line
+        result.append(intent)
     return tuple(result)
+
+
+def _read_intent_properties(entry: dict[Any, Any], line: int, out: Collector) -> IntentDef | None:
+    """``- name: {use_entities: ..., ignore_entities: [...]}`` as Rasa reads it."""
+    ((name, props),) = entry.items()
+    if not isinstance(props, dict) or not props:
+        out.error(
+            f"intent '{name}' is followed by ':' but has no properties, got {_kind(props)}",
+            line,
+            f"remove the ':' after '{name}', or add 'use_entities:' / 'ignore_entities:' below it",
+        )
+        return None
+    use = props.get("use_entities", True)
+    use_entities: tuple[str, ...] | None
+    if use is True:
+        use_entities = None
+    elif use is False or use is None:
+        use_entities = ()
+    elif isinstance(use, list):
+        use_entities = tuple(str(u) for u in use)
+    else:
+        out.error(f"'use_entities' of intent '{name}' must be true, false or a list, got {_kind(use)}", line,
+                  "write use_entities: true, use_entities: false or use_entities: [entity, ...]")
+        use_entities = None
+    ignore = props.get("ignore_entities") or []
+    if not isinstance(ignore, list):
+        out.error(f"'ignore_entities' of intent '{name}' must be a list, got {_kind(ignore)}", line,
+                  "write ignore_entities: [entity, ...]")
+        ignore = []
+    ignore_entities = tuple(str(i) for i in ignore)
+    both = sorted(set(use_entities or ()) & set(ignore_entities))
+    if both:
+        out.warning(
+            f"intent '{name}' both uses and ignores entities {', '.join(both)}; ignoring wins",
+            line,
+            "list each entity under only one of 'use_entities' and 'ignore_entities'",
+        )
+    return IntentDef(str(name), use_entities, ignore_entities, out.at(line))
 
 
 def _read_entities(raw: Any, doc: YMap, out: Collector) -> tuple[EntityDef, ...]:
@@ -577,6 +665,9 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                 initial_value=freeze(props.get("initial_value")),
                 mappings=tuple(freeze(m) for m in mappings) if isinstance(mappings, list) else (),
                 location=out.at(line),
+                mapping_locations=tuple(
+                    out.at(mappings.item_line(i)) for i in range(len(mappings))
+                ) if isinstance(mappings, YSeq) else (),
             )
         )
     return tuple(result)
@@ -594,12 +685,14 @@ def _read_forms(raw: Any, doc: YMap, out: Collector) -> tuple[FormDef, ...]:
         required = props.get("required_slots", []) if isinstance(props, dict) else []
         if isinstance(required, dict):  # Rasa 2.x: slot -> mappings
             slots = tuple(str(k) for k in required.keys())
+            lines = tuple(required.key_line(k) if isinstance(required, YMap) else line for k in required)
         elif isinstance(required, list):
             slots = tuple(str(s) for s in required)
+            lines = tuple(required.item_line(i) if isinstance(required, YSeq) else line for i in range(len(required)))
         else:
             out.error(f"'required_slots' of form '{name}' must be a list", line)
-            slots = ()
-        result.append(FormDef(str(name), slots, out.at(line)))
+            slots, lines = (), ()
+        result.append(FormDef(str(name), slots, out.at(line), tuple(out.at(n) for n in lines)))
     return tuple(result)
 
 
@@ -629,6 +722,21 @@ def merge_domains(parts: list[Domain]) -> Domain:
         e2e_actions=unique([a for p in parts for a in p.e2e_actions], str),
         location=parts[0].location if parts else None,
     )
+
+
+def check_training_keys(doc: YMap, out: Collector) -> None:
+    """Warn about top-level keys of a training data file that nothing reads (Rasa ignores them silently)."""
+    for key in doc:
+        if key in TRAINING_FILE_KEYS:
+            continue
+        known = f"; '{key}' belongs in the domain file" if key in DOMAIN_KEYS else ""
+        close = difflib.get_close_matches(str(key), TRAINING_FILE_KEYS, n=1, cutoff=0.6)
+        out.warning(
+            f"unknown top-level key '{key}' in a training data file is ignored{known}",
+            doc.key_line(key),
+            (f"did you mean '{close[0]}'? " if close else "")
+            + f"a training data file has only the keys {', '.join(TRAINING_FILE_KEYS)}",
+        )
 
 
 def is_domain_document(doc: Any) -> bool:
