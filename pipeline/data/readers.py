@@ -517,8 +517,8 @@ def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
         line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
         if isinstance(entry, dict) and len(entry) == 1:
             intent = _read_intent_properties(entry, line, out)
-        elif isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
-            intent = IntentDef(str(entry), location=out.at(line))
+        elif isinstance(entry, str):
+            intent = IntentDef(entry, location=out.at(line))
         else:
             out.error(f"intent entry {entry!r} is not understood", line,
                       "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
