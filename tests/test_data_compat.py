@@ -383,3 +383,75 @@ def test_validate_and_ci_both_refuse_the_linked_data_folder(
     output = capsys.readouterr()
     text = output.out + output.err
     assert text.count("'data' is a symbolic link that leads outside the project") == 2
+
+
+# ------------------------------------- what Rasa skips with a warning (oracle: rasa 3.6.21)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where", "fragment"),
+    [
+        pytest.param({"data/more.yml": "nlu:\n- intent: greet\n"}, "data/more.yml:2",
+                     "intent 'greet' has no 'examples' and is skipped", id="intent-without-examples"),
+        pytest.param({"data/more.yml": "nlu:\n- intent: greet\n  examples: |\n    - hey\n    howdy\n"}, "data/more.yml:5",
+                     "does not start with '- ' and is skipped: 'howdy'", id="example-without-dash"),
+        pytest.param({"data/stories.yml": "stories:\n- story: empty\n"}, "data/stories.yml:2",
+                     "story 'empty' has no steps and is skipped", id="story-without-steps"),
+        pytest.param({"data/more.yml": 'version: "4.0"\nnlu:\n- intent: greet\n  examples: |\n    - hey\n'},
+                     "data/more.yml:1", "newer than 3.1; the file is skipped", id="newer-format-version"),
+        pytest.param({"data/more.yml": 'version: "latest"\nnlu:\n- intent: greet\n  examples: |\n    - hey\n'},
+                     "data/more.yml:1", "is not a version number; the file is read as version 3.1", id="odd-version"),
+        pytest.param({"domain.yml": DOMAIN.replace("    values: [small, large]\n", "")}, "domain.yml:8",
+                     "categorical slot 'size' has no 'values'", id="categorical-without-values"),
+        pytest.param({"domain.yml": DOMAIN.replace("    mappings:\n    - type: from_entity\n      entity: city\n", "")},
+                     "domain.yml:8", "slot 'size' has no 'mappings'; Rasa 3 refuses", id="rasa3-slot-without-mappings"),
+        pytest.param({"domain.yml": DOMAIN + "forms:\n  f_form:\n    required_slots:\n      size:\n      - type: from_entity\n"
+                                             "        entity: city\n"},
+                     "domain.yml:20", "is a Rasa 2 mapping of slots to mappings", id="rasa3-form-with-rasa2-slots"),
+    ],
+)
+def test_what_rasa_skips_or_tolerates_is_a_warning(
+    tmp_path: Path, overrides: Mapping[str, str], where: str, fragment: str
+) -> None:
+    project, warnings = load(tmp_path, overrides)
+    assert [str(w.location) for w in warnings] == [where], [w.render() for w in warnings]
+    assert fragment in warnings[0].message and warnings[0].hint
+    if "skipped" in fragment and "examples" in fragment:
+        assert {e.text for e in project.nlu.examples if e.location and e.location.file == "data/more.yml"} <= {"hey"}
+
+
+def test_a_file_with_a_newer_version_is_not_read(tmp_path: Path) -> None:
+    project, _ = load(tmp_path, {"data/more.yml": 'version: "4.0"\nnlu:\n- intent: greet\n  examples: |\n    - hey\n'})
+    assert "hey" not in {e.text for e in project.nlu.examples}
+
+
+def test_rasa2_domain_keeps_its_form_format_without_warnings(tmp_path: Path) -> None:
+    domain = DOMAIN.replace('version: "3.1"', 'version: "2.0"').replace(
+        "    mappings:\n    - type: from_entity\n      entity: city\n", ""
+    ) + "forms:\n  f_form:\n    required_slots:\n      size:\n      - type: from_entity\n        entity: city\n"
+    project, warnings = load(tmp_path, {"domain.yml": domain})
+    assert warnings == () and project.domain.forms[0].required_slots == ("size",)
+
+
+# ------------------------------------------ what Rasa's schema rejects (oracle: rasa 3.6.21)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        pytest.param(stories("- intent: greet", "- bot: hello there", key="rules"), 5, "a 'bot' step", id="bot-in-rule"),
+        pytest.param(stories("- intent: greet", "- action: utter_greet", "- checkpoint: c1", key="rules"), 6,
+                     "a 'checkpoint' step", id="checkpoint-in-rule"),
+        pytest.param("rules:\n- rule: r\n  condition:\n  - intent: greet\n  steps:\n  - intent: bye\n  - action: utter_bye\n",
+                     4, "a 'intent' step is not allowed in condition of rule 'r'", id="intent-in-condition"),
+    ],
+)
+def test_steps_rasa_does_not_allow_in_rules_are_errors(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    (error,) = load_errors(tmp_path, {"data/rules.yml": text})
+    assert error.location == Location("data/rules.yml", line) and fragment in error.message and error.hint
+
+
+def test_mapping_policy_triggers_are_an_error(tmp_path: Path) -> None:
+    """Rasa: "The intent bye in the domain file is using the MappingPolicy format" fails validation."""
+    (error,) = load_errors(tmp_path, {"domain.yml": DOMAIN.replace("  - bye\n", "  - bye:\n      triggers: utter_bye\n")})
+    assert error.location == Location("domain.yml", 4) and "'- action: utter_bye'" in (error.hint or "")

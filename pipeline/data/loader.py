@@ -268,8 +268,8 @@ def _load_domain(
             if not isinstance(doc, YMap):
                 out.error("a domain file must be a mapping (intents:, responses:, ...)", 1)
             else:
-                check_version(doc, out)
-                parts.append(read_domain(doc, out))
+                if check_version(doc, out):
+                    parts.append(read_domain(doc, out))
             problems.extend(out.problems)
         domain = merge_domains(parts)
         if domain.is_empty and not any(p.is_error and p.location and p.location.file in files for p in problems):
@@ -318,7 +318,9 @@ def _load_training_files(
         if not isinstance(doc, YMap):
             out.error(f"expected a mapping with nlu:, stories: or rules:, got {type(doc).__name__}", 1)
         elif is_training_document(doc) or (train and "responses" in doc):
-            check_version(doc, out)
+            if not check_version(doc, out):
+                problems.extend(out.problems)
+                continue
             check_training_keys(doc, out)
             if "nlu" in doc:
                 nlu = nlu.merge(read_nlu(doc, out, partial(_read_side, source, file)))

@@ -87,17 +87,45 @@ def _kind(value: Any) -> str:
     return f"the text '{value}'"
 
 
-def check_version(doc: YMap, out: Collector) -> None:
-    """Error on a ``version`` this reader does not understand."""
-    if "version" not in doc:
-        return
-    version = str(doc["version"]).strip()
-    if version not in SUPPORTED_VERSIONS:
-        out.error(
-            f"unsupported training data format version '{version}'",
+def check_version(doc: YMap, out: Collector) -> bool:
+    """Whether a file's ``version`` lets it be read, as in Rasa 3.6 (warnings, never errors).
+
+    A version newer than 3.1 is skipped with a warning (Rasa reads such a file
+    as empty); a version that is not a number is read as 3.1 with a warning.
+    """
+    if "version" not in doc or not doc["version"]:
+        return True
+    version = str(doc["version"]).strip().strip("\"'")
+    parsed = _parse_version(version)
+    if parsed is None:
+        out.warning(
+            f"training data format version '{version}' is not a version number; the file is read as version 3.1",
+            doc.key_line("version"),
+            'write the version as a quoted number, e.g. version: "3.1"',
+        )
+        return True
+    if parsed > _parse_version(SUPPORTED_VERSIONS[-1]):  # type: ignore[operator]
+        out.warning(
+            f"training data format version '{version}' is newer than {SUPPORTED_VERSIONS[-1]}; "
+            "the file is skipped (Rasa 3.6 skips it too)",
             doc.key_line("version"),
             f'use one of {", ".join(SUPPORTED_VERSIONS)} (e.g. version: "3.1")',
         )
+        return False
+    return True
+
+
+def _parse_version(text: str) -> tuple[int, ...] | None:
+    parts = text.split(".")
+    if not all(part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def is_rasa3_document(doc: YMap) -> bool:
+    """Whether a file declares a Rasa 3 format version (stricter domain rules apply in Rasa)."""
+    parsed = _parse_version(str(doc.get("version", "")).strip().strip("\"'"))
+    return parsed is not None and parsed >= (3,)
 
 
 def _text(value: Any, what: str, line: int, out: Collector, hint: str | None = None) -> str | None:
@@ -112,8 +140,9 @@ def _text(value: Any, what: str, line: int, out: Collector, hint: str | None = N
 
 def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int]]:
     """The ``examples: |`` list of an NLU block as (text, line) pairs."""
-    if "examples" not in item:
-        out.error(f"{what} has no 'examples'", item.line, "add an 'examples: |' block with one '- example' per line")
+    if "examples" not in item or item["examples"] in (None, ""):
+        out.warning(f"{what} has no 'examples' and is skipped", item.line,
+                    "add an 'examples: |' block with one '- example' per line")
         return []
     raw = item["examples"]
     base = item.value_line("examples")
@@ -152,8 +181,8 @@ def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int
         if not stripped:
             continue
         if not stripped.startswith("-"):
-            out.error(
-                f"example line in {what} must start with '- ', got '{stripped[:40]}'",
+            out.warning(
+                f"example line in {what} does not start with '- ' and is skipped: '{stripped[:40]}'",
                 line,
                 "start every example with '- ' (dash and space)",
             )
@@ -284,14 +313,22 @@ def read_stories(doc: YMap, key: str, out: Collector, *, kind: str) -> list[Stor
             continue
         name = str(item[name_key])
         steps_raw = item.get("steps")
-        if not isinstance(steps_raw, list):
-            out.error(f"{name_key} '{name}' has no 'steps' list", item.line, "add 'steps:' with the turns of the conversation")
+        if steps_raw is None or steps_raw == []:
+            out.warning(f"{name_key} '{name}' has no steps and is skipped", item.line,
+                        "add 'steps:' with the turns of the conversation")
             continue
-        steps = _read_steps(steps_raw, out, f"{name_key} '{name}'")
+        if not isinstance(steps_raw, list):
+            out.error(f"'steps' of {name_key} '{name}' must be a list, got {_kind(steps_raw)}", item.key_line("steps"),
+                      "write each turn as '- intent: ...', '- action: ...' under 'steps:'")
+            continue
+        allowed = RULE_STEP_KEYS if key == "rules" else STORY_STEP_KEYS
+        steps = _read_steps(steps_raw, out, f"{name_key} '{name}'", allowed)
         condition: tuple[Step, ...] = ()
         if "condition" in item:
             if isinstance(item["condition"], list):
-                condition = tuple(_read_steps(item["condition"], out, f"condition of rule '{name}'"))
+                condition = tuple(
+                    _read_steps(item["condition"], out, f"condition of rule '{name}'", CONDITION_STEP_KEYS)
+                )
             else:
                 out.error(f"'condition' of rule '{name}' must be a list", item.key_line("condition"))
         flags = {}
@@ -315,12 +352,27 @@ def read_stories(doc: YMap, key: str, out: Collector, *, kind: str) -> list[Stor
     return stories
 
 
-def _read_steps(raw: list[Any], out: Collector, what: str) -> list[Step]:
+#: Step keys Rasa's YAML schema allows in stories, rules and rule conditions.
+STORY_STEP_KEYS = ("intent", "user", "action", "bot", "slot_was_set", "active_loop", "checkpoint", "or")
+RULE_STEP_KEYS = ("intent", "user", "action", "slot_was_set", "active_loop", "or")
+CONDITION_STEP_KEYS = ("slot_was_set", "active_loop")
+
+
+def _read_steps(raw: list[Any], out: Collector, what: str, allowed: tuple[str, ...] = STORY_STEP_KEYS) -> list[Step]:
     steps: list[Step] = []
     for index, step in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else 0
         if not isinstance(step, YMap):
             out.error(f"step {index + 1} of {what} must be a mapping, got {_kind(step)}", line)
+            continue
+        kind = next((k for k in STORY_STEP_KEYS if k in step), None)
+        if kind is not None and kind not in allowed:
+            out.error(
+                f"a '{kind}' step is not allowed in {what}",
+                step.line,
+                f"steps here may only be: {', '.join(allowed)}"
+                + ("; checkpoints and bot texts belong in stories" if kind in ("checkpoint", "bot") else ""),
+            )
             continue
         parsed = _read_step(step, out, what)
         if parsed is not None:
@@ -547,6 +599,13 @@ def _read_intent_properties(entry: dict[Any, Any], line: int, out: Collector) ->
             f"remove the ':' after '{name}', or add 'use_entities:' / 'ignore_entities:' below it",
         )
         return None
+    if "triggers" in props:
+        out.error(
+            f"intent '{name}' uses 'triggers', the MappingPolicy format that Rasa 3 no longer accepts",
+            line,
+            f"remove 'triggers' and write a rule instead: '- intent: {name}' followed by "
+            f"'- action: {props['triggers']}'",
+        )
     use = props.get("use_entities", True)
     use_entities: tuple[str, ...] | None
     if use is True:
@@ -643,7 +702,8 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                       "write the values as a list, e.g. values: [low, high]")
             values = []
         elif slot_type == "categorical" and not values:
-            out.error(f"categorical slot '{name}' has no 'values'", line, "list the allowed values under 'values:'")
+            out.warning(f"categorical slot '{name}' has no 'values'; every value it takes counts as __other__", line,
+                        "list the values the slot takes under 'values:'")
         bounds = []
         for key, default in (("min_value", 0.0), ("max_value", 1.0)):
             value = props.get(key, default)
@@ -651,9 +711,17 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                 out.error(f"'{key}' of slot '{name}' must be a number, got {_kind(value)}", line)
                 value = default
             bounds.append(float(value))
-        if bounds[0] > bounds[1]:
-            out.error(f"slot '{name}': min_value {bounds[0]} is greater than max_value {bounds[1]}", line)
+        if slot_type == "float" and bounds[0] >= bounds[1]:
+            out.error(f"float slot '{name}': min_value {bounds[0]} must be smaller than max_value {bounds[1]}", line,
+                      "set min_value below max_value (Rasa refuses the slot otherwise)")
         mappings = props.get("mappings") or []
+        if not mappings and is_rasa3_document(doc):
+            out.warning(
+                f"slot '{name}' has no 'mappings'; Rasa 3 refuses such a domain (deltatrain trains it: "
+                "mappings only matter when the assistant runs)",
+                line,
+                "add 'mappings:' to the slot, e.g. '- type: custom' for a slot set by a custom action",
+            )
         result.append(
             SlotDef(
                 name=str(name),
@@ -684,6 +752,13 @@ def _read_forms(raw: Any, doc: YMap, out: Collector) -> tuple[FormDef, ...]:
         line = raw.key_line(name) if isinstance(raw, YMap) else doc.line
         required = props.get("required_slots", []) if isinstance(props, dict) else []
         if isinstance(required, dict):  # Rasa 2.x: slot -> mappings
+            if is_rasa3_document(doc):
+                out.warning(
+                    f"'required_slots' of form '{name}' is a Rasa 2 mapping of slots to mappings; Rasa 3 refuses it "
+                    "(deltatrain reads the slot names)",
+                    line,
+                    "list the slot names under 'required_slots:' and move their mappings to the slots",
+                )
             slots = tuple(str(k) for k in required.keys())
             lines = tuple(required.key_line(k) if isinstance(required, YMap) else line for k in required)
         elif isinstance(required, list):
