@@ -455,3 +455,16 @@ def test_mapping_policy_triggers_are_an_error(tmp_path: Path) -> None:
     """Rasa: "The intent bye in the domain file is using the MappingPolicy format" fails validation."""
     (error,) = load_errors(tmp_path, {"domain.yml": DOMAIN.replace("  - bye\n", "  - bye:\n      triggers: utter_bye\n")})
     assert error.location == Location("domain.yml", 4) and "'- action: utter_bye'" in (error.hint or "")
+
+
+def test_every_rasa_default_action_is_known_without_declaring_it(tmp_path: Path) -> None:
+    from pipeline.data.model import DEFAULT_ACTIONS
+
+    steps = ["- intent: greet", *(f"- action: {name}" for name in DEFAULT_ACTIONS if name != "action_listen")]
+    assert problems_of(tmp_path / "a", {"data/stories.yml": stories(*steps)}) == []
+    # not a default action in Rasa 3.6: `rasa data validate` fails on it unless the domain lists it
+    late = stories("- intent: greet", "- action: action_send_text", "- action: action_validate_slot_mappings")
+    assert problems_of(tmp_path / "b", {"data/stories.yml": late}) == [
+        ("error", "unknown-action", "data/stories.yml:5"),
+        ("error", "unknown-action", "data/stories.yml:6"),
+    ]

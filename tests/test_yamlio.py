@@ -93,3 +93,19 @@ def test_bomb_in_the_domain_stops_loading_with_file_and_line(tmp_path: Path) -> 
     assert time.perf_counter() - started < 1.0
     (error,) = [p for p in caught.value.problems if p.is_error]
     assert str(error.location) == "domain.yml:6:10"
+
+
+def test_data_validate_refuses_the_bomb_quickly_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.cli import main
+
+    bomb = alias_bomb() + "responses:\n  utter_hi:\n  - text: hi\n    custom: {payload: *l8}\n"
+    monkeypatch.chdir(write_project(tmp_path, {"domain.yml": bomb, "data/nlu.yml": "nlu: " + "[" * 500 + "]" * 500}))
+    started = time.perf_counter()
+    assert main(["data", "validate"], environ={}) == 1
+    assert time.perf_counter() - started < 1.0
+    output = capsys.readouterr()
+    text = output.out + output.err
+    assert "domain.yml:6:10: error: YAML aliases expand to more than" in text
+    assert "data/nlu.yml:1:" in text and "nested more than" in text and "Traceback" not in text

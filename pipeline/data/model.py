@@ -356,7 +356,9 @@ class Domain:
         return not (self.intents or self.entities or self.slots or self.responses or self.actions or self.forms)
 
 
-#: Rasa's built-in actions, always in the domain.
+#: Rasa's built-in actions, always in the domain: Rasa 3.6's ``DEFAULT_ACTION_NAMES`` in its order, without
+#: the internal rule-snippet marker ``...``. ``action_send_text`` came later (Rasa 3.7+), and
+#: ``action_validate_slot_mappings`` is a custom action the user writes and lists under ``actions:``.
 DEFAULT_ACTIONS = (
     "action_listen",
     "action_restart",
