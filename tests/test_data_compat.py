@@ -468,3 +468,40 @@ def test_every_rasa_default_action_is_known_without_declaring_it(tmp_path: Path)
         ("error", "unknown-action", "data/stories.yml:5"),
         ("error", "unknown-action", "data/stories.yml:6"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("domain", "line", "fragment"),
+    [
+        pytest.param(DOMAIN.replace("  - city\n", "  - city\n  - city\n"), 7, "entity 'city' is listed twice", id="entity"),
+        pytest.param(DOMAIN + "actions:\n  - action_a\n  - action_b: {send_domain: true}\n  - action_a\n", 22,
+                     "action 'action_a' is listed twice (first on line 20)", id="action"),
+    ],
+)
+def test_duplicate_entities_and_actions_are_errors(tmp_path: Path, domain: str, line: int, fragment: str) -> None:
+    """Rasa: InvalidDomain "Duplicate entities/actions in domain"."""
+    (error,) = load_errors(tmp_path, {"domain.yml": domain})
+    assert error.location == Location("domain.yml", line) and fragment in error.message
+
+
+def test_response_without_variations_is_a_warning(tmp_path: Path) -> None:
+    """Rasa accepts ``utter_bye: []``; a null response is an error in both."""
+    project, warnings = load(tmp_path, {"domain.yml": DOMAIN.replace("  utter_bye:\n    - text: Bye!\n", "  utter_bye: []\n")})
+    assert [str(w.location) for w in warnings] == ["domain.yml:17"] and "utter_bye" in project.domain.responses
+    (error,) = load_errors(tmp_path / "null", {"domain.yml": DOMAIN.replace("  utter_bye:\n    - text: Bye!\n", "  utter_bye:\n")})
+    assert error.location == Location("domain.yml", 17)
+
+
+def test_dialogue_training_accepts_a_default_loop_action(tmp_path: Path) -> None:
+    """What validation accepts, the dialogue trainer's own check accepts too (the rules example bot)."""
+    from pipeline.errors import TrainingError
+    from pipeline.training.core.stories import check_story_data, expand_stories
+
+    rule = stories("- intent: nlu_fallback", "- action: action_two_stage_fallback",
+                   "- active_loop: action_two_stage_fallback", key="rules")
+    project, _ = load(tmp_path, {"data/rules.yml": rule})
+    spec = DomainSpec.from_domain(project.domain)
+    check_story_data(expand_stories(project.stories).trajectories, project.domain, spec)
+    bad, _ = load(tmp_path / "bad", {"data/rules.yml": rule.replace("active_loop: action_two", "active_loop: two")})
+    with pytest.raises(TrainingError, match="active_loop 'two_stage_fallback' is not a form or action"):
+        check_story_data(expand_stories(bad.stories).trajectories, bad.domain, spec)

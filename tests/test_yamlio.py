@@ -58,8 +58,9 @@ def test_alias_inside_its_own_anchor_is_refused() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        pytest.param("nlu: " + "[" * 5000 + "]" * 5000 + "\n", id="flow-sequences"),
-        pytest.param("nlu: " + "{a: " * 3000 + "x" + "}" * 3000 + "\n", id="flow-mappings"),
+        # 200 KB of brackets: PyYAML's scanner is quadratic in the flow depth, so the limit applies there
+        pytest.param("nlu: " + "[" * 100_000 + "]" * 100_000 + "\n", id="flow-sequences"),
+        pytest.param("nlu: " + "{a: " * 50_000 + "x" + "}" * 50_000 + "\n", id="flow-mappings"),
         pytest.param("".join("  " * i + f"k{i}:\n" for i in range(400)) + "  " * 400 + "v\n", id="block-mappings"),
     ],
 )

@@ -488,12 +488,7 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
     entities = _read_entities(doc.get("entities"), doc, out)
     slots = _read_slots(doc.get("slots"), doc, out)
     responses = read_responses(doc, out)
-    actions: list[str] = []
-    for entry in doc.get("actions") or []:
-        if isinstance(entry, dict):
-            actions.extend(str(k) for k in entry.keys())
-        else:
-            actions.append(str(entry))
+    actions = _read_actions(doc.get("actions"), doc, out)
     forms = _read_forms(doc.get("forms"), doc, out)
     session_config = doc.get("session_config") or {}
     e2e = tuple(str(a) for a in (doc.get("e2e_actions") or []))
@@ -510,6 +505,27 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
     )
 
 
+def _read_actions(raw: Any, doc: YMap, out: Collector) -> list[str]:
+    """``actions:`` names (``- name`` or ``- name: {send_domain: true}``); duplicates are errors, as in Rasa."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        out.error(f"'actions' must be a list, got {_kind(raw)}", doc.key_line("actions"), "write '- action_name' per line")
+        return []
+    actions: list[str] = []
+    first_line: dict[str, int] = {}
+    for index, entry in enumerate(raw):
+        line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        for name in (str(k) for k in entry) if isinstance(entry, dict) else (str(entry),):
+            if name in first_line:
+                out.error(f"action '{name}' is listed twice under 'actions:' (first on line {first_line[name]})", line,
+                          "remove one of the two entries; Rasa refuses a domain with duplicate actions")
+                continue
+            first_line[name] = line
+            actions.append(name)
+    return actions
+
+
 def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
     """The ``responses:`` (2.x: ``templates:``) of a domain or training data file."""
     key = "responses" if "responses" in doc else "templates"
@@ -521,10 +537,13 @@ def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
         return responses
     for name, variations in responses_raw.items():
         line = responses_raw.key_line(name) if isinstance(responses_raw, YMap) else doc.line
-        if not isinstance(variations, list) or not variations:
+        if not isinstance(variations, list):
             out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
                       "write '- text: ...' under the response name")
             continue
+        if not variations:  # Rasa accepts it; uttering it sends nothing
+            out.warning(f"response '{name}' has no variations; the bot says nothing when it runs", line,
+                        "write '- text: ...' under the response name")
         if not _variations_ok(str(name), variations, line, out):
             continue
         if not str(name).startswith("utter_"):
@@ -641,8 +660,16 @@ def _read_entities(raw: Any, doc: YMap, out: Collector) -> tuple[EntityDef, ...]
         out.error(f"'entities' must be a list, got {_kind(raw)}", doc.key_line("entities"))
         return ()
     result = []
+    first_line: dict[str, int] = {}
     for index, entry in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        name = entry if isinstance(entry, str) else next(iter(entry)) if isinstance(entry, dict) and entry else None
+        if isinstance(name, str):
+            if name in first_line:
+                out.error(f"entity '{name}' is listed twice under 'entities:' (first on line {first_line[name]})", line,
+                          "remove one of the two entries; Rasa refuses a domain with duplicate entities")
+                continue
+            first_line[name] = line
         if isinstance(entry, str):
             result.append(EntityDef(entry, location=out.at(line)))
         elif isinstance(entry, dict) and len(entry) == 1:

@@ -81,6 +81,16 @@ class _Loader(yaml.SafeLoader):
         self._alias_values = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values in it with aliases expanded, once composed
 
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        """Stop at the scanner already: PyYAML scans nested ``[[[...`` in quadratic time."""
+        if self.flow_level >= MAX_DEPTH:
+            raise _LimitExceeded(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                "flatten the data; Rasa training data needs only a few levels of nesting",
+                self.get_mark(),
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         """Compose one node, counting its nesting depth and the values aliases add."""
         if self.check_event(yaml.AliasEvent):

@@ -306,8 +306,9 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
                     if why:
                         report(origin, why)
             elif isinstance(event, ActiveLoop):
-                if event.name is not None and event.name not in forms:
-                    report(origin, f"active_loop '{event.name}' is not a form in the domain")
+                # as in Rasa, any action may be a loop (action_two_stage_fallback is one of Rasa's defaults)
+                if event.name is not None and event.name not in forms and not spec.has_action(event.name):
+                    report(origin, f"active_loop '{event.name}' is not a form or action in the domain")
     if problems:
         lines = [f"{origin}: {what}" for origin, what in problems[:10]]
         more = f"\n... and {len(problems) - 10} more" if len(problems) > 10 else ""
