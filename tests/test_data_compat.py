@@ -475,7 +475,7 @@ def test_every_rasa_default_action_is_known_without_declaring_it(tmp_path: Path)
     [
         pytest.param(DOMAIN.replace("  - city\n", "  - city\n  - city\n"), 7, "entity 'city' is listed twice", id="entity"),
         pytest.param(DOMAIN + "actions:\n  - action_a\n  - action_b: {send_domain: true}\n  - action_a\n", 22,
-                     "action 'action_a' is listed twice (first on line 20)", id="action"),
+                     "action 'action_a' is listed twice under 'actions:' (first on line 20)", id="action"),
     ],
 )
 def test_duplicate_entities_and_actions_are_errors(tmp_path: Path, domain: str, line: int, fragment: str) -> None:
