@@ -20,8 +20,8 @@ Problem codes (``Problem.code``), stable for callers and tests::
     unknown-action     dialogue step runs an action the domain does not know
     unknown-slot       slot_was_set / form names a slot the domain does not know
     unknown-form       active_loop names no form or action of the domain
-    slot-value         slot_was_set value does not fit the slot's type (a categorical
-                       slot takes any value: values not listed count as ``__other__``)
+    slot-value         slot_was_set value Rasa featurises as "not set" (a warning: a
+                       categorical slot takes any value, unlisted ones count as ``__other__``)
     slot-mapping       a slot mapping names an entity, intent or form the domain lacks
     checkpoint         a story checkpoint that no other story block continues or starts
     rule-contradiction two rules predict different actions in the same state
@@ -311,6 +311,7 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
     problems: list[Problem] = []
     label = _story_label(story)
     reported: set[tuple[str, str]] = set()
+    reported_values: set[tuple[str, str]] = set()
 
     def add(code: str, name: str, message: str, location: Location | None, hint: str) -> None:
         if (code, name) in reported:
@@ -357,13 +358,17 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
                     )
                     continue
                 wrong = _slot_value_problem(slot, value)
-                if wrong:
-                    add(
-                        "slot-value",
-                        f"{name}={value!r}",
-                        f"slot '{name}' in {label} is set to {value!r}, but {wrong}",
-                        step.location,
-                        _slot_value_hint(slot),
+                if wrong and (name, str(value)) not in reported_values:  # Rasa trains; the value reads as unset
+                    reported_values.add((name, str(value)))
+                    problems.append(
+                        Problem(
+                            "warning",
+                            f"slot '{name}' in {label} is set to {value!r}, but {wrong}; "
+                            "it counts as not set",
+                            step.location or story.location,
+                            _slot_value_hint(slot),
+                            code="slot-value",
+                        )
                     )
         elif isinstance(step, ActiveLoopStep):
             if step.name is not None and step.name not in known.loops:
@@ -387,27 +392,37 @@ def _action_hint(name: str, known: _Known) -> str:
 
 
 def _slot_value_problem(slot: SlotDef, value: Any) -> str | None:
-    """Why ``value`` does not fit ``slot`` (None: it fits).
+    """Why ``value`` does not fit ``slot`` (None: it fits), judged as Rasa featurises it.
 
-    ``None`` always fits (the slot is reset). A bare slot name in
-    ``slot_was_set`` reads as ``true`` and cannot be told apart from an explicit
-    ``true``, so ``true`` is accepted for float slots too. A categorical slot
-    takes any value, as in Rasa: a value not in ``values:`` is featurised as
-    ``__other__``.
+    ``None`` always fits (the slot is reset). A bool slot takes booleans,
+    numbers and the texts ``true``/``false`` (Rasa's ``bool_from_any``), a
+    float slot anything ``float()`` reads; other values are featurised as if
+    the slot were unset. A categorical slot takes any value: values not in
+    ``values:`` are featurised as ``__other__``.
     """
-    if value is None or value is True:
+    if value is None:
         return None
-    if slot.type == "bool" and not isinstance(value, bool):
+    if slot.type == "bool" and not _rasa_bool(value):
         return "it is a bool slot (true or false)"
-    if slot.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        return "it is a float slot (a number)"
+    if slot.type == "float":
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return "it is a float slot (a number)"
     return None
+
+
+def _rasa_bool(value: Any) -> bool:
+    """Whether Rasa's ``bool_from_any`` reads ``value``."""
+    if isinstance(value, (bool, int, float)):
+        return True
+    return isinstance(value, str) and (value.isnumeric() or value.strip().lower() in ("true", "false"))
 
 
 def _slot_value_hint(slot: SlotDef) -> str:
     if slot.type == "bool":
-        return "use true or false (unquoted) or null"
-    return "use a number (unquoted) or null"
+        return "use true or false (unquoted) or null; Rasa reads other values as if the slot were not set"
+    return "use a number (unquoted) or null; Rasa reads other values as if the slot were not set"
 
 
 def _check_forms(project: Project, known: _Known) -> list[Problem]:

@@ -503,5 +503,39 @@ def test_dialogue_training_accepts_a_default_loop_action(tmp_path: Path) -> None
     spec = DomainSpec.from_domain(project.domain)
     check_story_data(expand_stories(project.stories).trajectories, project.domain, spec)
     bad, _ = load(tmp_path / "bad", {"data/rules.yml": rule.replace("active_loop: action_two", "active_loop: two")})
-    with pytest.raises(TrainingError, match="active_loop 'two_stage_fallback' is not a form or action"):
+    with pytest.raises(TrainingError, match="active_loop 'two_stage_fallback' is not a form in the domain"):
         check_story_data(expand_stories(bad.stories).trajectories, bad.domain, spec)
+
+
+def test_bool_and_float_values_rasa_cannot_read_are_warnings_and_train_as_unset(tmp_path: Path) -> None:
+    """Rasa validates and trains these; its featuriser reads them as "not set"."""
+    from pipeline.training.core.stories import check_story_data, expand_stories
+
+    domain = DOMAIN.replace(
+        "slots:\n", "slots:\n  ok:\n    type: bool\n    mappings:\n    - type: custom\n"
+        "  n:\n    type: float\n    mappings:\n    - type: custom\n", 1
+    )
+    story = stories("- intent: greet", '- slot_was_set:\n    - ok: "maybe"\n    - n: ten',
+                    '- slot_was_set:\n    - ok: "TRUE"\n    - n: "2.5"\n    - ok: 1', "- action: utter_greet")
+    assert problems_of(tmp_path, {"domain.yml": domain, "data/stories.yml": story}) == [
+        ("warning", "slot-value", "data/stories.yml:5"),
+        ("warning", "slot-value", "data/stories.yml:5"),
+    ]
+    project, _ = load(tmp_path, {"domain.yml": domain, "data/stories.yml": story})
+    spec = DomainSpec.from_domain(project.domain)
+    check_story_data(expand_stories(project.stories).trajectories, project.domain, spec)
+    assert spec.slot("ok").featurize("maybe") == spec.slot("ok").featurize(None)  # type: ignore[union-attr]
+    assert spec.slot("n").featurize("ten") == spec.slot("n").featurize(None)  # type: ignore[union-attr]
+
+
+def test_names_declared_in_two_domain_files_are_warnings(tmp_path: Path) -> None:
+    """Rasa: "The following duplicated intents have been found across multiple domain files" (a warning)."""
+    project, warnings = load(tmp_path, {
+        "domain.yml": None,
+        "domain/a.yml": DOMAIN,
+        "domain/b.yml": 'version: "3.1"\nintents:\n  - greet\nresponses:\n  utter_bye:\n  - text: Ciao!\n',
+    })
+    assert sorted(str(w.location) for w in warnings) == ["domain/b.yml", "domain/b.yml:3"]
+    assert any("intent 'greet' is declared in more than one domain file (first in domain/a.yml:3)" in w.message
+               for w in warnings)
+    assert project.domain.responses["utter_bye"][0]["text"] == "Bye!"

@@ -168,8 +168,8 @@ CASES = [
             )
         },
         [
-            ("error", "slot-value", "data/stories.yml:5", "slot 'confirmed' in story 's' is set to 'yes', but it is a bool slot"),
-            ("error", "slot-value", "data/stories.yml:5", "slot 'budget' in story 's' is set to 'ten', but it is a float slot"),
+            ("warning", "slot-value", "data/stories.yml:5", "slot 'confirmed' in story 's' is set to 'yes', but it is a bool slot"),
+            ("warning", "slot-value", "data/stories.yml:5", "slot 'budget' in story 's' is set to 'ten', but it is a float slot"),
         ],
         id="slot-values-of-wrong-type",
     ),

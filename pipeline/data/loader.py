@@ -20,6 +20,7 @@ from pipeline.data.readers import (
     Collector,
     check_training_keys,
     check_version,
+    duplicates_across,
     is_domain_document,
     is_training_document,
     merge_domains,
@@ -272,6 +273,7 @@ def _load_domain(
                     parts.append(read_domain(doc, out))
             problems.extend(out.problems)
         domain = merge_domains(parts)
+        problems.extend(duplicates_across(parts))
         if domain.is_empty and not any(p.is_error and p.location and p.location.file in files for p in problems):
             problems.append(
                 Problem(

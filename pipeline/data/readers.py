@@ -798,6 +798,37 @@ def _read_forms(raw: Any, doc: YMap, out: Collector) -> tuple[FormDef, ...]:
     return tuple(result)
 
 
+def duplicates_across(parts: list[Domain]) -> list[Problem]:
+    """Names declared in more than one file of a ``domain/`` directory: warnings, as in Rasa (first one wins)."""
+    problems: list[Problem] = []
+    kinds: tuple[tuple[str, Callable[[Domain], list[tuple[str, Location | None]]]], ...] = (
+        ("intent", lambda d: [(i.name, i.location) for i in d.intents]),
+        ("entity", lambda d: [(e.name, e.location) for e in d.entities]),
+        ("slot", lambda d: [(s.name, s.location) for s in d.slots]),
+        ("form", lambda d: [(f.name, f.location) for f in d.forms]),
+        ("response", lambda d: [(name, d.location) for name in d.responses]),
+        ("action", lambda d: [(name, d.location) for name in d.actions]),
+    )
+    for kind, names_of in kinds:
+        first: dict[str, Location | None] = {}
+        for part in parts:
+            for name, location in names_of(part):
+                if name not in first:
+                    first[name] = location
+                    continue
+                where = f" (first in {first[name]})" if first[name] else ""
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"{kind} '{name}' is declared in more than one domain file{where}; the first one is used",
+                        Location(location.file) if location and kind in ("response", "action") else location,
+                        "keep each name in one domain file",
+                        code="schema",
+                    )
+                )
+    return problems
+
+
 def merge_domains(parts: list[Domain]) -> Domain:
     """Merge the files of a ``domain/`` directory: lists concatenated, first definition wins."""
 
