@@ -539,3 +539,13 @@ def test_names_declared_in_two_domain_files_are_warnings(tmp_path: Path) -> None
     assert any("intent 'greet' is declared in more than one domain file (first in domain/a.yml:3)" in w.message
                for w in warnings)
     assert project.domain.responses["utter_bye"][0]["text"] == "Bye!"
+
+
+def test_unknown_keys_in_a_json_annotation_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    """Rasa's entity parser keeps the entity and ignores other keys; a JSON error stays an error in both."""
+    nlu = 'nlu:\n- intent: bye\n  examples: |\n    - to [Rome]{"entity": "city", "confidence": 1}\n'
+    project, warnings = load(tmp_path, {"data/more.yml": nlu})
+    (warning,) = warnings
+    assert str(warning.location) == "data/more.yml:4" and "confidence" in warning.message
+    (rome,) = [e for e in project.nlu.examples if e.text == "to Rome"]
+    assert [(s.entity, s.value) for s in rome.entities] == [("city", "Rome")]

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
-from pipeline.data.annotations import AnnotationError, find_unclosed_annotation, parse_annotated_text
+from pipeline.data.annotations import (
+    AnnotationError,
+    find_ignored_keys,
+    find_unclosed_annotation,
+    parse_annotated_text,
+)
 from pipeline.data.model import (
     SLOT_TYPES,
     ActionStep,
@@ -259,6 +264,13 @@ def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | No
 
 
 def _warn_unclosed_annotation(text: str, line: int, out: Collector) -> None:
+    ignored = find_ignored_keys(text)
+    if ignored:
+        out.warning(
+            f"entity annotation key(s) {', '.join(ignored)} are ignored",
+            line,
+            'an annotation may hold only "entity", "value", "role" and "group"',
+        )
     fragment = find_unclosed_annotation(text)
     if fragment is not None:
         out.warning(
