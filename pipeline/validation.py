@@ -526,9 +526,12 @@ def _check_checkpoints(stories: Sequence[Story]) -> list[Problem]:
     ends: dict[str, list[tuple[Story, CheckpointStep]]] = {}
     for story in stories:
         leading = True
-        for step in story.steps:
+        for index, step in enumerate(story.steps):
             if isinstance(step, CheckpointStep):
                 (starts if leading else ends).setdefault(step.name, []).append((story, step))
+                if not leading and any(not isinstance(s, CheckpointStep) for s in story.steps[index + 1 :]):
+                    # in the middle of a story: Rasa ends one block there and starts the next with it
+                    starts.setdefault(step.name, []).append((story, step))
             else:
                 leading = False
     problems: list[Problem] = []

@@ -213,6 +213,8 @@ def test_dangling_checkpoints_are_warnings_where_they_are_written(tmp_path: Path
         "- story: t\n  steps:\n  - checkpoint: start_x\n  - intent: bye\n  - action: utter_bye\n"
         "- story: joined\n  steps:\n  - intent: greet\n  - action: utter_greet\n  - checkpoint: next\n"
         "- story: continued\n  steps:\n  - checkpoint: next\n  - intent: bye\n  - action: utter_bye\n"
+        "- story: middle\n  steps:\n  - intent: greet\n  - action: utter_greet\n  - checkpoint: half\n"
+        "  - intent: bye\n  - action: utter_bye\n"
     )
     assert problems_of(tmp_path, {"data/stories.yml": text}) == [
         ("warning", "checkpoint", "data/stories.yml:6"),
