@@ -290,6 +290,12 @@ class SlotDef:
     initial_value: Any = None
     mappings: tuple[Mapping[str, Any], ...] = ()
     location: Location | None = _loc()
+    #: where each of ``mappings`` starts (same order; empty when built from literals)
+    mapping_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def mapping_location(self, index: int) -> Location | None:
+        """Where mapping ``index`` is written, else where the slot is."""
+        return self.mapping_locations[index] if index < len(self.mapping_locations) else self.location
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,12 @@ class FormDef:
     name: str
     required_slots: tuple[str, ...] = ()
     location: Location | None = _loc()
+    #: where each of ``required_slots`` is listed (same order; empty when built from literals)
+    slot_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def slot_location(self, index: int) -> Location | None:
+        """Where required slot ``index`` is listed, else where the form is."""
+        return self.slot_locations[index] if index < len(self.slot_locations) else self.location
 
 
 @dataclass(frozen=True)
@@ -356,7 +368,9 @@ def retrieval_action(name: str) -> str:
     return name.split("/", 1)[0] if name.startswith("utter_") and "/" in name else name
 
 
-#: Rasa's built-in actions, always in the domain.
+#: Rasa's built-in actions, always in the domain: Rasa 3.6's ``DEFAULT_ACTION_NAMES`` in its order, without
+#: the internal rule-snippet marker ``...``. ``action_send_text`` came later (Rasa 3.7+), and
+#: ``action_validate_slot_mappings`` is a custom action the user writes and lists under ``actions:``.
 DEFAULT_ACTIONS = (
     "action_listen",
     "action_restart",
