@@ -270,7 +270,10 @@ policies:
 
 
 @pytest.mark.slow
-def test_full_then_finetune_through_both_phases(checkout: git.Repo, tmp_path: Path, core_venv: Path) -> None:
+def test_full_then_finetune_through_both_phases(
+    checkout: git.Repo, tmp_path: Path, core_venv: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     project = Path(checkout.working_tree_dir)
     (project / "config.yml").write_text(TINY_CONFIG)
     checkout.git.add(A=True)
@@ -309,6 +312,19 @@ def test_full_then_finetune_through_both_phases(checkout: git.Repo, tmp_path: Pa
     assert "::group::deltatrain: testing" in lines and "::endgroup::" in lines
     results = project / ".deltatrain" / "results"
     assert (results / "nlu_junit.xml").is_file() and (results / "stories_junit.xml").is_file()
+
+    # `parse` and `test` take the store and use its latest model (the finetuned one)
+    monkeypatch.chdir(project)
+    capsys.readouterr()
+    assert main(["parse", "--model", inputs["store"], "hello"], environ={}) == 0
+    captured = capsys.readouterr()
+    assert f"using {outputs['model-name']}" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["text"] == "hello"
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "mine.txt").write_text("kept")
+    assert main(["test", "--model", inputs["store"], "--out", str(tmp_path / "reports")], environ={}) == 0
+    assert (tmp_path / "reports" / "nlu_junit.xml").is_file()
+    assert (tmp_path / "reports" / "mine.txt").read_text() == "kept"
 
 
 # --- annotations, summary, files ---------------------------------------------------------------
