@@ -124,11 +124,15 @@ def decide_phase(python: str, wheel: Path, repo: Path, store: Path, work: Path, 
     venv = work / f"venv-{name}"
     outputs = work / f"outputs-{name}.txt"
     outputs.write_text("")
+    wheels = work / f"core-wheels-{name}"
     started = time.perf_counter()
     t_venv = run([python, "-m", "venv", "--without-pip", str(venv)])
-    # as action.yml: the pinned lock with --no-deps (no resolver round trips), plus the package itself
-    t_install = run(pip(python, venv / "bin" / "python", "install", "-q", "--no-cache-dir", "--no-deps",
-                        "-r", str(ROOT / "requirements" / "core.lock"), str(wheel)))
+    # as action.yml: the pinned lock with --no-deps (no resolver round trips), plus the package itself;
+    # downloading and installing are timed apart (the download is this machine's network)
+    t_download = run(pip(python, None, "download", "-q", "--no-cache-dir", "--no-deps", "--only-binary=:all:",
+                         "-d", str(wheels), "-r", str(ROOT / "requirements" / "core.lock")))
+    t_install = run(pip(python, venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
+                        "--no-deps", "-r", str(ROOT / "requirements" / "core.lock"), str(wheel)))
     env = {**CLEAN_ENV, "GITHUB_OUTPUT": str(outputs)}
     t_decide = run([str(venv / "bin" / "deltatrain"), "ci", "-C", str(repo), "--store", str(store),
                     "--decide-only", "--no-pr-comment"], env=env)
@@ -137,6 +141,8 @@ def decide_phase(python: str, wheel: Path, repo: Path, store: Path, work: Path, 
     text = outputs.read_text()
     return {
         "venv_s": round(t_venv, 2),
+        "download_s": round(t_download, 2),
+        "download_mb": size_mb(wheels),
         "install_s": round(t_install, 2),
         "decide_s": round(t_decide, 2),
         "total_s": round(total, 2),
