@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from pipeline import RESULTS_DIR
 from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
 from pipeline.data.model import Project
@@ -31,8 +32,6 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 METRIC_KEYS = ("intent_f1", "intent_accuracy", "entity_f1", "story_accuracy")
 #: Metrics reported only when measured (models with a ResponseSelector).
 OPTIONAL_METRIC_KEYS = ("response_selection_f1",)
-#: Test reports of ``deltatrain ci``, relative to the project: a folder deltatrain owns.
-RESULTS_DIR = Path(".deltatrain") / "results"
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
-from pipeline import __version__
+from pipeline import RESULTS_DIR, __version__
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
 from pipeline.extras import Extra, require_extra
 from pipeline.safe_output import (
@@ -226,8 +226,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from pipeline.ci import RESULTS_DIR
-
     parser = _Parser(
         prog="deltatrain",
         description="Keep a Rasa-format assistant's models current: validate, diff, decide, train, test, gate, upload.",
@@ -302,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upload the model (use --no-upload on pull requests)")
     ci.add_argument("--report-json", help="write the full result as JSON here")
     ci.add_argument("--out", help="folder for the model archive (default: models)")
-    ci.add_argument("--results-dir", help=f"folder for the test reports (default: {RESULTS_DIR.as_posix()}); "
+    ci.add_argument("--results-dir", help=f"folder for the test reports (default: {RESULTS_DIR}); "
                     "only deltatrain's report files in it are replaced")
     ci.add_argument("--decide-only", action="store_true",
                     help="stop before training when the decision trains (writes needs-training=true); "

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import action
+from pipeline import RESULTS_DIR, action
 from pipeline.cli import build_parser
 from pipeline.evaluation import NLU_JUNIT_FILE
 from pipeline.testing import STORIES_JUNIT
@@ -29,7 +29,7 @@ GITHUB_ONLY = {"github-token", "pr-comment", "store-token"}
 #: Inputs of the component only: where and how the job runs.
 GITLAB_ONLY = {"job-name", "stage", "image", "dotenv"}
 #: Defaults that differ on purpose: no silent store (required), artifact folders named from the root.
-GITLAB_DEFAULTS = {"store": None, "out": "models", "results-dir": ".deltatrain/results"}
+GITLAB_DEFAULTS = {"store": None, "out": "models", "results-dir": RESULTS_DIR}
 
 
 def split_component() -> tuple[dict[str, Any], str]:
@@ -139,14 +139,14 @@ def test_rendered_variables_become_the_ci_command_line() -> None:
     assert args.store == "s3://bucket/assistant" and args.working_directory == "bot"
     assert args.upload is False and args.min_intent_f1 == 0.8
     assert args.data == ["data/nlu.yml", "data/stories.yml"]
-    assert args.out == "models" and args.results_dir == ".deltatrain/results"
+    assert args.out == "models" and args.results_dir == RESULTS_DIR
     assert env[action.DOTENV_ENV] == "deltatrain.env"
 
 
 def test_reports_name_the_files_deltatrain_writes() -> None:
     job = render({"store": "s3://b/p"})["deltatrain"]
     reports = job["artifacts"]["reports"]
-    assert reports["junit"] == [f".deltatrain/results/{NLU_JUNIT_FILE}", f".deltatrain/results/{STORIES_JUNIT}"]
+    assert reports["junit"] == [f"{RESULTS_DIR}/{NLU_JUNIT_FILE}", f"{RESULTS_DIR}/{STORIES_JUNIT}"]
     assert reports["dotenv"] == "deltatrain.env" == job["variables"][action.DOTENV_ENV]
     assert "models/" in job["artifacts"]["paths"]
 
