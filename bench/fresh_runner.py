@@ -132,7 +132,7 @@ def decide_phase(python: str, wheel: Path, repo: Path, store: Path, work: Path, 
     t_download = run(pip(python, None, "download", "-q", "--no-cache-dir", "--no-deps", "--only-binary=:all:",
                          "-d", str(wheels), "-r", str(ROOT / "requirements" / "core.lock")))
     t_install = run(pip(python, venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
-                        "--no-deps", "-r", str(ROOT / "requirements" / "core.lock"), str(wheel)))
+                        "--no-compile", "--no-deps", "-r", str(ROOT / "requirements" / "core.lock"), str(wheel)))
     env = {**CLEAN_ENV, "GITHUB_OUTPUT": str(outputs)}
     t_decide = run([str(venv / "bin" / "deltatrain"), "ci", "-C", str(repo), "--store", str(store),
                     "--decide-only", "--no-pr-comment"], env=env)
