@@ -60,8 +60,7 @@ async def serve_app(
     runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=access_log,
                            shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1 or None,
-                       shutdown_timeout=settings.shutdown_timeout)
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1 or None)
     await site.start()
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"

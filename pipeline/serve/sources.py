@@ -138,7 +138,7 @@ class StoreSource:
             return None
         entry = manifest.entry(manifest.latest)
         assert entry is not None  # parse_manifest checks that latest is listed
-        return Candidate(entry.name, f"sha256:{entry.sha256}", entry.sha256, self.store.backend.describe(entry.archive))
+        return Candidate(entry.name, f"{entry.name}:sha256:{entry.sha256}", entry.sha256, self.store.backend.describe(entry.archive))
 
     def reset(self) -> None:
         """Read the whole manifest on the next poll."""
