@@ -47,7 +47,7 @@ def load_first(source: ModelSource, *, require_model: bool) -> Reloader:
     if reloader.current is None:
         error = reloader.last_error.error if reloader.last_error else "no model found"
         if require_model:
-            raise ModelError(f"cannot serve: {error}", location=source.describe())
+            raise ModelError(f"cannot serve: {error}")
         log.warning("no model yet (%s); answering 409 until one loads", error.replace("\n", " "))
     return reloader
 

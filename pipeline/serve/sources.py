@@ -60,12 +60,15 @@ class ModelSource(Protocol):
         ...
 
 
+_UNSEEN = object()  # no poll yet: the first poll always names the latest model
+
+
 class ArchiveSource:
     """An archive file, or a folder whose latest archive (by training time) is served."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._token: tuple[Any, ...] | None = None
+        self._token: object = _UNSEEN
 
     def describe(self) -> str:
         """The path."""
@@ -89,7 +92,7 @@ class ArchiveSource:
 
     def reset(self) -> None:
         """Forget the last stat."""
-        self._token = None
+        self._token = _UNSEEN
 
     def fetch(self, candidate: Candidate, directory: Path) -> Fetched:
         """The archive itself (nothing to download)."""

@@ -1,0 +1,79 @@
+"""`deltatrain serve` as a process: no TensorFlow, listens, answers, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def test_serving_never_imports_tensorflow(archive: Path) -> None:
+    code = (
+        "import sys, asyncio\n"
+        "from pipeline.serve.app import build_app, parse_with\n"
+        "from pipeline.serve.server import load_first\n"
+        "from pipeline.serve.settings import ServeSettings\n"
+        "from pipeline.serve.sources import ArchiveSource\n"
+        f"reloader = load_first(ArchiveSource({str(archive)!r}), require_model=True)\n"
+        "build_app(ServeSettings(), reloader)\n"
+        "print(parse_with(reloader.current, ['hello'])[0]['intent']['name'])\n"
+        "print(reloader.current.core.predict_next_action.__name__)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_serves_then_stops_on_sigterm(archive: Path, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--model", str(archive), "--port", "0", "--poll-seconds", "0.5"],
+        env={**_env(), "DELTATRAIN_SERVER_TOKEN": "cli-token"}, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        assert process.stderr is not None
+        url = None
+        deadline = time.monotonic() + 60
+        lines = []
+        while url is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            lines.append(line)
+            if match := re.search(r"listening on (http://127\.0\.0\.1:\d+)", line):
+                url = match.group(1)
+        assert url, "".join(lines)
+        assert requests.post(url + "/model/parse", json={"text": "hi"}).status_code == 401
+        parsed = requests.post(url + "/model/parse", params={"token": "cli-token"}, json={"text": "hi"})
+        assert parsed.status_code == 200 and parsed.json()["text"] == "hi"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        rest = process.stderr.read()
+        assert "shutting down" in rest and "stopped" in rest
+        assert "cli-token" not in "".join(lines) + rest  # the access log never shows the token
+        assert '"path": "/model/parse"' in "".join(lines) + rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_refuses_bad_options_before_loading(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--model", str(tmp_path / "missing"),
+                             "--workers", "0"], env=_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--model", str(tmp_path / "missing"),
+                             "--port", "0"], env=_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "model path not found" in result.stderr and "Traceback" not in result.stderr
