@@ -41,6 +41,8 @@ log = logging.getLogger("deltatrain.serve")
 
 #: Routes anyone may call (Rasa's are the same two).
 PUBLIC_PATHS = frozenset({"/", "/version"})
+#: Response header naming the model that answered a parse (not in Rasa; harmless to its clients).
+MODEL_HEADER = "X-Deltatrain-Model"
 #: Rasa's ``include_events`` values; this server has no restarts, so the first three are the same.
 EVENT_VERBOSITY = ("ALL", "APPLIED", "AFTER_RESTART", "NONE")
 
@@ -297,7 +299,7 @@ async def parse(request: web.Request) -> web.Response:
     body = await _json_object(request, '{"text": "hello"}')
     text, message_id = _text(body, state.settings), _message_id(body)
     model = state.model()  # taken once: this request finishes on this model even if a swap happens
-    return web.json_response(await _parse(state, model, text, message_id))
+    return web.json_response(await _parse(state, model, text, message_id), headers={MODEL_HEADER: model.name})
 
 
 async def add_message(request: web.Request) -> web.Response:

@@ -82,11 +82,13 @@ class _Hammer:
         with requests.Session() as session:
             while not self._stop.is_set():
                 try:
-                    code = session.post(self.url + "/model/parse", json={"text": "book a flight to Paris"},
-                                        timeout=30).status_code
+                    response = session.post(self.url + "/model/parse", json={"text": "book a flight to Paris"},
+                                            timeout=30)
                 except requests.RequestException:
-                    code = -1
-                self.codes.append(code)
+                    self.codes.append(-1)
+                    continue
+                self.codes.append(response.status_code)
+                self.models.append(response.headers.get("X-Deltatrain-Model", ""))
 
 
 def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
@@ -112,8 +114,9 @@ def test_ci_publish_is_served_without_a_failed_request(assistant: Path, server_f
         latest = json.loads((store_dir(assistant) / "manifest.json").read_text())["latest"]
         assert latest != first["model_file"]
         _wait_for(lambda: _status(server)["model_file"] == latest)
-        time.sleep(0.3)  # requests keep coming after the swap
+        _wait_for(lambda: latest in hammer.models)  # requests keep coming after the swap
     assert hammer.codes and set(hammer.codes) == {200}, f"failed requests during the swap: {hammer.codes}"
+    assert hammer.models[0] == first["model_file"] and latest in hammer.models
 
     status = _status(server)
     stored_metrics = json.loads((store_dir(assistant) / "models" / latest / "metrics.json").read_text())
