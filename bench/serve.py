@@ -115,7 +115,8 @@ def read_texts(path: Path) -> list[str]:
 
 def latest_folder(store: Path) -> Path:
     """The folder of the store's latest model."""
-    return store / "models" / json.loads((store / "manifest.json").read_text())["latest"]
+    name: str = json.loads((store / "manifest.json").read_text())["latest"]
+    return store / "models" / name
 
 
 def publish_folder(store_url: str, folder: Path, base_dir: Path) -> float:
@@ -247,7 +248,8 @@ def finish_load(process: subprocess.Popen[bytes]) -> list[list[Any]]:
     """Wait for the load generator; its records."""
     if process.wait(timeout=600) != 0:
         raise SystemExit("the load generator failed")
-    return json.loads(process.out.read_text())  # type: ignore[attr-defined]
+    records: list[list[Any]] = json.loads(process.out.read_text())  # type: ignore[attr-defined]
+    return records
 
 
 def summarize(records: list[list[Any]], seconds: float) -> dict[str, Any]:
@@ -302,7 +304,8 @@ def _get(url: str) -> str:
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=30) as response:
-        return response.read().decode()
+        body: bytes = response.read()
+    return body.decode()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

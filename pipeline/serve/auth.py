@@ -56,7 +56,8 @@ def check_request(
 
 def has_scope(payload: Mapping[str, Any], conversation_id: str | None) -> bool:
     """Rasa's scope rule: ``admin`` everything, ``user`` only its own conversation."""
-    user = payload.get("user") if isinstance(payload.get("user"), Mapping) else {}
+    raw = payload.get("user")
+    user: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     role = user.get("role")
     if role == "admin":
         return True

@@ -45,7 +45,8 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         """What ``/status`` shows about this model."""
-        parts = self.metadata.get("parts") if isinstance(self.metadata.get("parts"), Mapping) else {}
+        raw = self.metadata.get("parts")
+        parts: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         return {
             "name": self.name,
             "model_id": self.model_id,
