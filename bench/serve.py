@@ -49,6 +49,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from pipeline.serve.settings import default_to_one_blas_thread  # noqa: E402
+
+default_to_one_blas_thread(os.environ)  # as `deltatrain serve` does, so the in-process limit is comparable
+
 CONFIG = "language: en\nassistant_id: hwu64\n"
 TEXT_RE = re.compile(r"^\s+- (.*)$")
 ANNOTATION_RE = re.compile(r"\[([^\]]*)\]\([^)]*\)|\[([^\]]*)\]\{[^}]*\}")
@@ -350,9 +354,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["levels"] = []
         for clients in levels:
             print(f"{clients} clients", file=sys.stderr)
+            before = json.loads(_get(server.url + "/status"))["batching"]
             summary = summarize(finish_load(run_load(server.url, clients, args.seconds, texts_file, work)), args.seconds)
-            batching = json.loads(_get(server.url + "/status"))["batching"]
-            results["levels"].append({"clients": clients, **summary, "mean_batch_size_so_far": batching["mean_batch_size"]})
+            after = json.loads(_get(server.url + "/status"))["batching"]
+            batches = after["batches"] - before["batches"]
+            mean_batch = (after["messages"] - before["messages"]) / batches if batches else 0.0
+            results["levels"].append({"clients": clients, **summary, "mean_batch_size": round(mean_batch, 2),
+                                      "share_of_in_process_limit": round(
+                                          summary["per_second"] / results["in_process"]["batch_per_second"], 2)})
         results["rss_mb_after_levels"] = server.memory_mb()
     finally:
         results["levels_exit_code"] = server.stop()

@@ -320,6 +320,9 @@ def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int
 
 
 def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.serve.settings import default_to_one_blas_thread
+
+    default_to_one_blas_thread(os.environ)  # before NumPy loads: parsing is fastest with one BLAS thread
     try:
         from pipeline.serve.server import configure_logging, run_server
     except ImportError as exc:
