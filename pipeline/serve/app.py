@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping, Sequence
@@ -290,6 +291,7 @@ async def status(request: web.Request) -> web.Response:
         "batching": state.batcher.stats(),
         "conversations": len(state.conversations),
         "started_at": state.started_at,
+        "pid": os.getpid(),
     })
 
 

@@ -119,7 +119,7 @@ class Reloader:
             model = self._loader(fetched.path, source=self.source.describe(), metrics=fetched.metrics,
                                  sha256=fetched.sha256)
         model = dataclasses.replace(model, key=candidate.key)
-        log.info("model %s fetched and loaded in %.2fs", candidate.name, time.perf_counter() - started)
+        log.info("model %s fetched and loaded in %.2fs", model.name, time.perf_counter() - started)
         return model
 
     def _fail(self, candidate: Candidate | None, exc: DeltatrainError, *, retry: bool) -> None:

@@ -120,6 +120,9 @@ def _run_workers(settings: ServeSettings, make_source: Callable[[], ModelSource]
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+    failed = [f"{child.name}: exit code {child.exitcode}" for child in children if child.exitcode]
+    if failed:
+        raise ModelError("a server worker failed (" + ", ".join(failed) + ")", hint="see the log above")
 
 
 def _worker(settings: ServeSettings, make_source: Callable[[], ModelSource], require_model: bool) -> None:

@@ -7,12 +7,13 @@ import shutil
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import git
 import pytest
 
 from pipeline.cli import main
+from pipeline.serve.loaded import LoadedModel, load_model_archive
 from pipeline.serve.reloader import Reloader
 from pipeline.serve.server import serve_app
 from pipeline.serve.settings import ServeSettings
@@ -40,10 +41,11 @@ class RunningServer:
         assert not self.thread.is_alive(), "the server did not shut down"
 
 
-def start_server(source: ModelSource, settings: ServeSettings | None = None) -> RunningServer:
+def start_server(source: ModelSource, settings: ServeSettings | None = None, *,
+                 loader: Callable[..., LoadedModel] = load_model_archive) -> RunningServer:
     """Load the source's model and serve it on 127.0.0.1, port 0, polling only when asked."""
     settings = replace(settings or ServeSettings(poll_seconds=0), host="127.0.0.1", port=0)
-    reloader = Reloader(source)
+    reloader = Reloader(source, loader=loader)
     reloader.check_once()
     ready = threading.Event()
     box: dict[str, object] = {}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tarfile
+import threading
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
 
 from pipeline import __version__
-from pipeline.serve.loaded import load_model_archive
+from pipeline.serve.loaded import LoadedModel, load_model_archive
 from pipeline.serve.settings import ServeSettings
 from pipeline.serve.sources import ArchiveSource
 from tests.serve.conftest import RunningServer, start_server
@@ -185,3 +188,32 @@ def test_model_without_dialogue_part_answers_409_on_predict(
     server_factory.append(server)
     requests.post(server.url + "/conversations/bob/messages", json={"text": "hi"})
     _error(requests.post(server.url + "/conversations/bob/predict"), 409, "Conflict")
+
+
+class _SlowNlu:
+    """An NLU model whose batches take ``delay`` seconds (a request still in flight at shutdown)."""
+
+    def __init__(self, nlu: Any, delay: float) -> None:
+        self.nlu, self.delay = nlu, delay
+
+    def parse_batch(self, texts: list[str]) -> list[dict[str, Any]]:
+        time.sleep(self.delay)
+        return self.nlu.parse_batch(texts)  # type: ignore[no-any-return]
+
+
+def test_shutdown_lets_requests_in_flight_finish(archive: Path) -> None:
+    def slow_loader(path: Path, **kwargs: Any) -> LoadedModel:
+        model = load_model_archive(path, **kwargs)
+        return dataclasses.replace(model, nlu=_SlowNlu(model.nlu, 1.0))  # type: ignore[arg-type]
+
+    server = start_server(ArchiveSource(archive), loader=slow_loader)
+    answers: list[requests.Response] = []
+    client = threading.Thread(target=lambda: answers.append(
+        requests.post(server.url + "/model/parse", json={"text": "hello"}, timeout=30)))
+    client.start()
+    time.sleep(0.3)  # the request is now waiting for its batch
+    server.stop()  # SIGTERM's path: stop accepting, finish what is in flight, then stop
+    client.join(timeout=30)
+    assert answers and answers[0].status_code == 200 and answers[0].json()["text"] == "hello"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/", timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,3 +78,28 @@ def test_cli_refuses_bad_options_before_loading(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "pipeline", "serve", "--model", str(tmp_path / "missing"),
                              "--port", "0"], env=_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "model path not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_workers_share_the_port_and_stop_together(archive: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--model", str(archive), "--port", str(port), "--workers", "2",
+         "--poll-seconds", "0"], env=_env(), stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        assert process.stderr is not None
+        ready = 0
+        deadline = time.monotonic() + 90
+        while ready < 2 and time.monotonic() < deadline:
+            ready += "listening on" in process.stderr.readline()
+        assert ready == 2
+        pids = {requests.get(f"http://127.0.0.1:{port}/status").json()["pid"] for _ in range(40)}
+        assert len(pids) == 2 and process.pid not in pids
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -243,3 +243,40 @@ def test_http_watcher_sends_if_none_match_and_reads_only_changes() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture
+def s3_store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """A bucket on a moto S3 server on 127.0.0.1 (dummy credentials); (store URL, endpoint)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.session.Session().client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
+    yield "s3://models/assistant", endpoint
+    server.stop()
+
+
+def test_s3_store_is_followed(
+    assistant: Path, tmp_path: Path, s3_store_url: tuple[str, str], server_factory: list[RunningServer]
+) -> None:
+    url, endpoint = s3_store_url
+    store = open_store(url, base_dir=tmp_path, s3_endpoint_url=endpoint)
+    origin = _origin(assistant)
+    _republish(store, origin, "first")
+    server = start_server(open_source(model=None, store=url, base_dir=tmp_path, s3_endpoint_url=endpoint))
+    server_factory.append(server)
+    assert _status(server)["model_file"] == "first"
+    assert server.reloader.check_once() is False  # unchanged manifest: nothing downloaded
+    _republish(store, origin, "second")
+    assert server.reloader.check_once() is True
+    status = _status(server)
+    assert status["model_file"] == "second" and status["reload"]["source"] == "s3://models/assistant/"
