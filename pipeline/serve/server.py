@@ -99,7 +99,9 @@ def _serve_until_signal(settings: ServeSettings, reloader: Reloader) -> None:
 
 
 def _announce(url: str) -> None:
-    print(f"deltatrain serve: listening on {url}", file=sys.stderr, flush=True)
+    # one write of the whole line: workers share stderr, and print() writes the newline separately
+    sys.stderr.write(f"deltatrain serve: listening on {url}\n")
+    sys.stderr.flush()
 
 
 def _run_workers(settings: ServeSettings, make_source: Callable[[], ModelSource], *, require_model: bool) -> None:

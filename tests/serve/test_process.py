@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +23,39 @@ pytestmark = pytest.mark.slow
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+class _Log:
+    """The server's stderr, read by a thread, so waiting for a line can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stderr], daemon=True).start()
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 90) -> list[re.Match[str]]:
+        """The first ``count`` matches of ``pattern``; AssertionError with the log after ``timeout``."""
+        found: list[re.Match[str]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {count} x {pattern!r} in the log:\n{''.join(self.seen)}") from None
+            self.seen.append(line)
+            found += re.finditer(pattern, line)
+        return found
+
+    def rest(self, timeout: float = 10) -> str:
+        """Everything logged so far (and until the stream ends or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.seen.append(self.lines.get(timeout=0.2))
+            except queue.Empty:
+                break
+        return "".join(self.seen)
 
 
 def test_serving_never_imports_tensorflow(archive: Path) -> None:
@@ -46,25 +81,17 @@ def test_cli_serves_then_stops_on_sigterm(archive: Path, tmp_path: Path) -> None
         env={**_env(), "DELTATRAIN_SERVER_TOKEN": "cli-token"}, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     try:
-        assert process.stderr is not None
-        url = None
-        deadline = time.monotonic() + 60
-        lines = []
-        while url is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            lines.append(line)
-            if match := re.search(r"listening on (http://127\.0\.0\.1:\d+)", line):
-                url = match.group(1)
-        assert url, "".join(lines)
+        log = _Log(process)
+        url = log.wait_for(r"listening on (http://127\.0\.0\.1:\d+)")[0].group(1)
         assert requests.post(url + "/model/parse", json={"text": "hi"}).status_code == 401
         parsed = requests.post(url + "/model/parse", params={"token": "cli-token"}, json={"text": "hi"})
         assert parsed.status_code == 200 and parsed.json()["text"] == "hi"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-        rest = process.stderr.read()
-        assert "shutting down" in rest and "stopped" in rest
-        assert "cli-token" not in "".join(lines) + rest  # the access log never shows the token
-        assert '"path": "/model/parse"' in "".join(lines) + rest
+        text = log.rest()
+        assert "shutting down" in text and "stopped" in text
+        assert "cli-token" not in text  # the access log never shows the token
+        assert '"path": "/model/parse"' in text
     finally:
         if process.poll() is None:
             process.kill()
@@ -89,12 +116,7 @@ def test_workers_share_the_port_and_stop_together(archive: Path, tmp_path: Path)
          "--poll-seconds", "0"], env=_env(), stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     try:
-        assert process.stderr is not None
-        ready = 0
-        deadline = time.monotonic() + 90
-        while ready < 2 and time.monotonic() < deadline:
-            ready += "listening on" in process.stderr.readline()
-        assert ready == 2
+        _Log(process).wait_for("listening on", count=2)
         pids = {requests.get(f"http://127.0.0.1:{port}/status").json()["pid"] for _ in range(40)}
         assert len(pids) == 2 and process.pid not in pids
         process.send_signal(signal.SIGTERM)
