@@ -295,6 +295,7 @@ def swap_under_load(kind: str, store_url: str, server_args: list[str], folder: P
         "answers_from_new_model": len(new),
         "max_ms_around_swap": round(max((r[1] for r in window), default=0) * 1000, 1),
         "load_seconds": status["model"]["load_seconds"],
+        "fetch_seconds": status["model"]["fetch_seconds"],
         "served_after": status["model_file"],
         "reload_error": status["reload"]["last_reload_error"],
         "rss_mb_before": before.get("VmRSS"),
@@ -322,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--poll-seconds", type=float, default=1.0)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes for the client levels (1)")
+    parser.add_argument("--skip-swaps", action="store_true", help="measure the client levels only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     try:
@@ -348,7 +351,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     local = work / "store-local"
     shutil.copytree(stores["base"], local)
-    server = Server(["--store", str(local), "--poll-seconds", "0", *tuning], work / "server-levels.log")
+    port = []
+    if args.workers > 1:  # workers share a fixed port
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = ["--port", str(probe.getsockname()[1])]
+    server = Server(["--store", str(local), "--poll-seconds", "0", "--workers", str(args.workers), *tuning, *port],
+                    work / "server-levels.log")
+    if args.workers > 1:
+        time.sleep(10)  # the other workers load their model too
     try:
         results["rss_mb_one_model"] = server.memory_mb()
         results["levels"] = []
@@ -359,13 +372,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             after = json.loads(_get(server.url + "/status"))["batching"]
             batches = after["batches"] - before["batches"]
             mean_batch = (after["messages"] - before["messages"]) / batches if batches else 0.0
-            results["levels"].append({"clients": clients, **summary, "mean_batch_size": round(mean_batch, 2),
+            results["levels"].append({"clients": clients, **summary,
+                                      # /status answers from one worker: batch sizes only for one
+                                      "mean_batch_size": round(mean_batch, 2) if args.workers == 1 else None,
                                       "share_of_in_process_limit": round(
                                           summary["per_second"] / results["in_process"]["batch_per_second"], 2)})
         results["rss_mb_after_levels"] = server.memory_mb()
     finally:
         results["levels_exit_code"] = server.stop()
 
+    results["workers"] = args.workers
+    if args.skip_swaps:
+        _finish(results, args.json)
+        return
     print("hot swap, local store", file=sys.stderr)
     swap_local = work / "store-swap-local"
     shutil.copytree(stores["base"], swap_local)
@@ -382,10 +401,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                 work, args.swap_seconds, args.poll_seconds))
     finally:
         http.stop()
+    _finish(results, args.json)
+
+
+def _finish(results: dict[str, Any], out: Path | None) -> None:
     results["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if out:
+        out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

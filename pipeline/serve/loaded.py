@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,7 +34,7 @@ class LoadedModel:
     loaded_at: str
     load_seconds: float
     sha256: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    fetch_seconds: float = 0.0  # download and sha256 check before the load (0 for a local archive)
 
     @property
     def model_id(self) -> str:
@@ -61,6 +61,7 @@ class LoadedModel:
             "metrics": dict(self.metrics),
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 3),
+            "fetch_seconds": round(self.fetch_seconds, 3),
             "nlu": self.nlu is not None,
             "core": self.core is not None,
         }

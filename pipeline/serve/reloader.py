@@ -118,8 +118,9 @@ class Reloader:
             fetched = self.source.fetch(candidate, Path(tmp))
             model = self._loader(fetched.path, source=self.source.describe(), metrics=fetched.metrics,
                                  sha256=fetched.sha256)
-        model = dataclasses.replace(model, key=candidate.key)
-        log.info("model %s fetched and loaded in %.2fs", model.name, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        model = dataclasses.replace(model, key=candidate.key, fetch_seconds=seconds - model.load_seconds)
+        log.info("model %s fetched and loaded in %.2fs", model.name, seconds)
         return model
 
     def _fail(self, candidate: Candidate | None, exc: DeltatrainError, *, retry: bool) -> None:

@@ -162,9 +162,15 @@ def test_wrong_method_names_the_allowed_one(server: RunningServer) -> None:
 
 
 def test_access_log_is_json_without_tokens(server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    def access_lines() -> list[dict]:
+        return [json.loads(r.getMessage()) for r in caplog.records if r.name == "deltatrain.serve.access"]
+
     with caplog.at_level(logging.INFO, logger="deltatrain.serve.access"):
         requests.post(server.url + "/model/parse", params={"token": "very-secret"}, json={"text": "hi"})
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "deltatrain.serve.access"]
+        deadline = time.monotonic() + 10
+        while not access_lines() and time.monotonic() < deadline:  # logged just after the answer is sent
+            time.sleep(0.01)
+    lines = access_lines()
     assert {"method": "POST", "path": "/model/parse", "status": 200}.items() <= lines[-1].items()
     assert "very-secret" not in caplog.text
 
