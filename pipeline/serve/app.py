@@ -36,7 +36,7 @@ from .loaded import LoadedModel
 from .reloader import Reloader
 from .responses import ApiError, Reason, render_error
 from .settings import ServeSettings
-from .tracker import ConversationStore, EventError, action_event, check_event, to_tracker_state, user_event
+from .tracker import ConversationStore, EventError, check_event, to_tracker_state, user_event
 
 log = logging.getLogger("deltatrain.serve")
 
@@ -375,4 +375,4 @@ async def predict(request: web.Request) -> web.Response:
     })
 
 
-__all__ = ["AccessLogger", "ServerState", "STATE", "build_app", "parse_with", "action_event"]
+__all__ = ["AccessLogger", "MODEL_HEADER", "STATE", "ServerState", "build_app", "parse_with"]

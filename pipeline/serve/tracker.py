@@ -17,8 +17,8 @@ from enum import Enum
 from typing import Any, Mapping
 
 from pipeline.errors import ModelError
-from pipeline.training.core import ACTION_LISTEN, TrackerState
-from pipeline.training.core.tracker import ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
+from pipeline.training.core import TrackerState
+from pipeline.training.core.tracker import ActionExecuted, ActiveLoop, SlotSet, UserUttered
 
 
 class EventType(str, Enum):
@@ -159,5 +159,5 @@ def to_tracker_state(events: list[dict[str, Any]]) -> TrackerState:
     return state
 
 
-__all__ = ["ACTION_LISTEN", "Conversation", "ConversationStore", "Event", "EventError", "EventType",
+__all__ = ["Conversation", "ConversationStore", "EventError", "EventType",
            "action_event", "check_event", "to_tracker_state", "user_event"]
