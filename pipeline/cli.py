@@ -486,11 +486,9 @@ def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str,
     from pipeline.serve.settings import default_to_one_blas_thread
 
     default_to_one_blas_thread(os.environ)  # before NumPy loads: parsing is fastest with one BLAS thread
-    try:
-        from pipeline.serve.server import configure_logging, run_server
-    except ImportError as exc:
-        raise UsageError(f"'deltatrain serve' needs aiohttp, which is not installed ({exc.name})",
-                         hint="pip install 'deltatrain[serve]'") from exc
+    require_extra(Extra.SERVE, "deltatrain serve")
+    require_extra(Extra.TRAIN, "deltatrain serve (parsing with a model)")
+    from pipeline.serve.server import configure_logging, run_server
     from pipeline.serve.settings import JWT_SECRET_ENV, TOKEN_ENV, ServeSettings
     from pipeline.serve.sources import open_source
 

@@ -80,9 +80,11 @@ def test_core_install_validates_and_fingerprints_a_project_with_pretrained_featu
     assert set(json.loads(fingerprinted.stdout)["sections"]) >= {"nlu_examples", "test_data"}
 
 
-@pytest.mark.parametrize("command", [["train"], ["test"], ["parse", "hello"]])
-def test_training_commands_without_the_extra_name_the_install_command(
-    core_venv: Path, tmp_path: Path, command: list[str]  # noqa: F811
+@pytest.mark.parametrize(("command", "extra"), [
+    (["train"], Extra.TRAIN), (["test"], Extra.TRAIN), (["parse", "hello"], Extra.TRAIN), (["serve"], Extra.SERVE),
+])
+def test_commands_without_their_extra_name_the_install_command(
+    core_venv: Path, tmp_path: Path, command: list[str], extra: Extra  # noqa: F811
 ) -> None:
     import shutil
 
@@ -90,7 +92,7 @@ def test_training_commands_without_the_extra_name_the_install_command(
     shutil.copytree(EXAMPLE, project)
     completed = _run_core(core_venv, project, *command)
     assert completed.returncode == 2, completed.stderr
-    assert render_install_command(Extra.TRAIN) in completed.stderr
+    assert render_install_command(extra) in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
