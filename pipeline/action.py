@@ -1,8 +1,11 @@
 """The GitHub Action adapter: action inputs in, ``deltatrain ci`` argv out.
 
-GitHub passes each input of a container action as ``INPUT_<NAME>`` with the
-name upper-cased and hyphens kept (``INPUT_EPOCH-FRACTION``); underscores are
-accepted too. One option has one name in three spellings: input
+The composite action (action.yml) hands each input to its deltatrain steps as
+``INPUT_<NAME>`` with ``_`` for ``-`` (``INPUT_EPOCH_FRACTION``), and so does
+the GitLab component (templates/deltatrain.yml); the hyphenated form a
+container action gets (``INPUT_EPOCH-FRACTION``) is accepted too.
+``DELTATRAIN_ACTION_PHASE`` picks the composite action's phase (decide or
+train) and ``DELTATRAIN_DOTENV`` the GitLab dotenv report. One option has one name in three spellings: input
 ``epoch-fraction``, flag ``--epoch-fraction``, field ``epoch_fraction``.
 Secrets never reach argv: they are masked and handed to the CLI through the
 environment; credentials inside the store URL are masked too, and every line
