@@ -525,7 +525,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
             hint="pass --store (the component's `store` input) with a persistent store: s3://bucket/prefix, "
             "https://... or a folder on a runner volume",
         )
-    workspace = find_workspace(project_dir, environ)
+    workspace = find_workspace(environ)
     console.path_prefix = prefix_of(project_dir, workspace)
     scheduled = environ.get("GITHUB_EVENT_NAME") == "schedule" or environ.get("CI_PIPELINE_SOURCE") == "schedule"
     options = CiOptions(
@@ -638,16 +638,14 @@ def _write_failure_outputs(environ: Mapping[str, str], console: Console, decisio
     _write_outputs(environ, console, {"decision": decision, "reason": reason}, dotenv)
 
 
-def find_workspace(project_dir: Path, environ: Mapping[str, str]) -> Path:
-    """The root later CI steps run in: ``$GITHUB_WORKSPACE``, ``$CI_PROJECT_DIR``, the git work tree, or ``.``."""
+def find_workspace(environ: Mapping[str, str]) -> Path:
+    """Where later steps run: ``$GITHUB_WORKSPACE``, ``$CI_PROJECT_DIR``, else the current directory.
+
+    Output paths are relative to it (absolute when outside it), and annotation paths start there.
+    """
     for variable in ("GITHUB_WORKSPACE", "CI_PROJECT_DIR"):
         if environ.get(variable):
             return Path(environ[variable]).resolve()
-    from pipeline.gitrepo import open_repository
-
-    repo = open_repository(project_dir)
-    if repo is not None and repo.working_tree_dir:
-        return Path(repo.working_tree_dir).resolve()
     return Path.cwd().resolve()
 
 
