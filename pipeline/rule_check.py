@@ -54,6 +54,7 @@ from pipeline.data.model import (
 from pipeline.errors import Location, Problem
 
 __all__ = [
+    "DEFAULT_ACTION_MAPPINGS",
     "RuleCheckOptions",
     "RuleLookup",
     "SHOULD_NOT_BE_SET",
@@ -99,6 +100,8 @@ class RuleCheckOptions:
 
 def rule_check_options(config: Config) -> RuleCheckOptions | None:
     """RulePolicy's options from the config; ``None`` when no RulePolicy is configured (nothing is checked)."""
+    if not config.policies or config.policies_is_default:
+        return RuleCheckOptions()  # Rasa's default policies include RulePolicy
     component = next((c for c in config.policies if c.name == "RulePolicy"), None)
     if component is None:
         return None

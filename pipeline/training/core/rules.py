@@ -1,45 +1,64 @@
-"""RulePolicy: rules as partial state sequences, the form happy path, contradictions.
+"""RulePolicy: rules as partial state sequences, default actions, the form happy path.
 
 A rule becomes one lookup entry per action it contains: the partial states
 before that action, and the action. A partial state (:class:`RuleState`)
-constrains only what the rule says -- the previous action (not for the first
-turn of a rule that may apply mid-conversation), the intent and entities of a
-user step, slots from ``slot_was_set`` and the condition, the active form --
-and ``null`` values mean "must not be set". An entry applies when its states
-match the last states of the conversation (the first ones, for
-``conversation_start`` rules); the longest, then most specific, entry wins.
+constrains only what the rule says -- the previous action, the intent and
+entities of a user step, slots from ``slot_was_set`` and the condition, the
+active form -- and ``null`` values mean "must not be set". As in Rasa, a rule
+that may apply mid-conversation starts after an implicit ``...``: its first
+action is not predicted (a rule beginning with an action applies only after
+that action ran), and two rules giving different actions for the same states
+give no entry. An entry applies when its states match the last states of the
+conversation (the first ones, for ``conversation_start`` rules); the entry
+with the longest Rasa key wins.
 
-Before the rules, the form happy path: while a form is active and was not
-rejected, predict the form, and ``action_listen`` right after it ran. When
-the form was rejected and a rule that says nothing about forms would listen
-after its action, the form is predicted instead (back to the form).
+Before the rules, Rasa's default actions (``/restart``, ``/back``,
+``/session_start``) and the form happy path: while a form is active and was
+not rejected, predict the form, and ``action_listen`` right after it ran.
+When the form was rejected and a rule that says nothing about forms would
+listen after its action, the form is predicted instead (back to the form).
 
-At training time every rule and story is replayed through the policy; a rule
-predicting another action than the story or rule says is a contradiction, and
-all contradictions are raised together as one TrainingError.
+The checks Rasa runs when it trains (contradictions, incomplete rules, rules
+with several user messages) are :mod:`pipeline.rule_check`'s, the same that
+``deltatrain data validate`` runs; :meth:`RulePolicy.train` refuses to train
+when they found an error.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from pipeline.errors import TrainingError
+from pipeline.errors import Problem, TrainingError
+from pipeline.rule_check import DEFAULT_ACTION_MAPPINGS
+from pipeline.rule_check import SHOULD_NOT_BE_SET as RASA_SHOULD_NOT_BE_SET
 
 from .ensemble import PolicyOutput
 from .settings import RuleSettings
-from .states import DomainSpec, State, base_intent, replay, replay_predictions
+from .states import DomainSpec, State, base_intent
 from .stories import Trajectory
-from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
+from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
-__all__ = ["SHOULD_NOT_BE_SET", "RuleState", "RuleEntry", "RulePolicy", "LOOP_HAPPY_PATH", "build_rule_entries"]
+__all__ = [
+    "SHOULD_NOT_BE_SET",
+    "RuleState",
+    "RuleEntry",
+    "RulePolicy",
+    "LOOP_HAPPY_PATH",
+    "DEFAULT_ACTION",
+    "build_rule_entries",
+    "rasa_key_length",
+]
 
 #: A rule's ``slot: null`` / ``active_loop: null``: the slot or form must not be set.
 SHOULD_NOT_BE_SET = "__should_not_be_set__"
 #: Source of a prediction made by the form happy path rather than a rule.
 LOOP_HAPPY_PATH = "loop happy path"
+#: Source of a prediction made by one of Rasa's default intents (``restart``, ``back``, ``session_start``).
+DEFAULT_ACTION = "default action"
 
 
 class RuleState(NamedTuple):
@@ -114,9 +133,14 @@ class RuleEntry:
     sources: tuple[str, ...]  # names of the rules that give this entry
 
     @property
-    def rank(self) -> tuple[int, int, int]:
-        """Longer, then more specific, then start-anchored entries win."""
-        return (len(self.states), sum(s.size for s in self.states), int(self.conversation_start))
+    def rank(self) -> tuple[int, int, int, int]:
+        """Rasa picks the matching rule with the longest key (its JSON); then longer, more specific entries."""
+        return (
+            rasa_key_length(self.states, self.conversation_start),
+            len(self.states),
+            sum(s.size for s in self.states),
+            int(self.conversation_start),
+        )
 
     def applies(self, history: Sequence[State]) -> bool:
         n = len(self.states)
@@ -141,6 +165,31 @@ class RuleEntry:
             conversation_start=bool(data["conversation_start"]),
             sources=tuple(data["sources"]),
         )
+
+
+def rasa_key_length(states: Sequence[RuleState], conversation_start: bool) -> int:
+    """Length of the JSON key Rasa's RulePolicy stores for these partial states (its tie-breaker)."""
+    rasa_states: list[dict[str, Any]] = [{}] if conversation_start else []
+    for state in states:
+        rasa_state: dict[str, Any] = {}
+        if state.prev_action is not None:
+            rasa_state["prev_action"] = {"action_name": state.prev_action}
+        user: dict[str, Any] = {}
+        if state.intent is not None:
+            user["intent"] = state.intent
+        if state.entities:
+            user["entities"] = list(state.entities)
+        if user:
+            rasa_state["user"] = user
+        if state.slots:
+            rasa_state["slots"] = {
+                name: RASA_SHOULD_NOT_BE_SET if f == SHOULD_NOT_BE_SET else list(f) for name, f in state.slots
+            }
+        if state.active_loop is not None:
+            loop = RASA_SHOULD_NOT_BE_SET if state.active_loop == SHOULD_NOT_BE_SET else state.active_loop
+            rasa_state["active_loop"] = {"name": loop}
+        rasa_states.append(rasa_state)
+    return len(json.dumps(rasa_states, sort_keys=True))
 
 
 def _slot_constraint(spec: DomainSpec, name: str, value: Any) -> Any | None:
@@ -184,8 +233,9 @@ def build_rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[R
             featurized = spec.featurized_entities(event.intent, event.entities)
             entities = featurized if featurized else None
         elif isinstance(event, ActionExecuted):
-            states.append(RuleState(prev, intent, entities, tuple(sorted(slots.items())), loop))
-            result.append((tuple(states), event.name, position))
+            if prev is not None:  # a rule's first action after "..." is not predicted, as in Rasa
+                states.append(RuleState(prev, intent, entities, tuple(sorted(slots.items())), loop))
+                result.append((tuple(states), event.name, position))
             prev = event.name
         else:
             apply(event)
@@ -212,82 +262,53 @@ class RulePolicy:
         cls,
         settings: RuleSettings,
         rules: Sequence[Trajectory],
-        stories: Sequence[Trajectory],
         spec: DomainSpec,
+        problems: Sequence[Problem] = (),
     ) -> "RulePolicy":
-        """Build the lookup from rules; raise TrainingError listing contradictions."""
+        """Build the lookup from rules; raise TrainingError when Rasa's checks found ``problems``.
+
+        ``problems`` are :func:`pipeline.rule_check.check_rules`' findings on the same
+        rules and stories: the checks ``deltatrain data validate`` runs, so that what
+        it accepts trains, and what Rasa refuses (``InvalidRule``) is refused here.
+        """
         if not spec.has_action(settings.core_fallback_action_name):
             raise TrainingError(
                 f"RulePolicy: core_fallback_action_name '{settings.core_fallback_action_name}' is not an action "
                 "of the domain",
                 hint="add the action to domain.yml or set core_fallback_action_name to action_default_fallback",
             )
+        errors = [p for p in problems if p.is_error]
+        if errors:
+            raise TrainingError(
+                f"contradicting or incomplete rules found ({len(errors)}):\n"
+                + "\n".join(f"- {p.location}: {p.message}" if p.location else f"- {p.message}" for p in errors),
+                location=errors[0].location,
+                hint=errors[0].hint,
+            )
         first: dict[tuple[tuple[RuleState, ...], bool], str] = {}
         sources: dict[tuple[tuple[RuleState, ...], bool], list[str]] = {}
+        ambiguous: set[tuple[tuple[RuleState, ...], bool]] = set()
         for rule in rules:
             for states, action, _ in build_rule_entries(rule, spec):
                 key = (states, rule.conversation_start)
-                first.setdefault(key, action)
-                if first[key] == action and rule.name not in sources.setdefault(key, []):
-                    sources[key].append(rule.name)
-        policy = cls(settings, [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()])
-        if settings.check_for_contradictions:
-            problems = policy.find_contradictions([*rules, *stories], spec)
-            if problems:
-                first_location = problems[0][0]
-                raise TrainingError(
-                    "contradicting rules or stories found:\n" + "\n".join(message for _, message in problems),
-                    location=first_location,
-                    hint="update the stories and rules so that they don't contradict each other; a rule that "
-                    "should let the conversation go on after its last action needs 'wait_for_user_input: false'",
-                )
-        return policy
-
-    def find_contradictions(self, trajectories: Sequence[Trajectory], spec: DomainSpec) -> list[tuple[Any, str]]:
-        """``(location, message)`` for each action a rule predicts differently from the data."""
-        found: dict[str, Any] = {}
-        cache: dict[Any, tuple[str | None, Any]] = {}
-        rule_locations = {t.name: t.location for t in trajectories if t.is_rule}
-        for trajectory in trajectories:
-            start = ACTION_LISTEN if (not trajectory.is_rule or trajectory.conversation_start) else RULE_SNIPPET_ACTION
-            offset = len(trajectory.condition)
-            played = replay(trajectory.condition + trajectory.events, spec, start_action=start)
-            predictions = replay_predictions(played, lambda _, history, rejected: self._find_cached(history, rejected, cache))
-            for k, gold, predicted, source in predictions:
-                if predicted is None or predicted == gold or not isinstance(source, RuleEntry):
+                if key in ambiguous:
                     continue
-                position = played.event_index[k]
-                origin = trajectory.origins[position - offset] if position >= offset else None
-                location = origin.location if origin else trajectory.location
-                where = f" ({location})" if location else ""
-                culprits = ", ".join(
-                    f"'{name}'" + (f" ({rule_locations[name]})" if rule_locations.get(name) else "")
-                    for name in source.sources
-                )
-                kind = "rule" if trajectory.is_rule else "story"
-                message = (
-                    f"- the prediction of the action '{gold}' in {kind} '{trajectory.name}'{where} "
-                    f"is contradicting with rule(s) {culprits}, which predict(s) '{predicted}'."
-                )
-                found.setdefault(message, location)
-        return [(location, message) for message, location in found.items()]
+                if first.setdefault(key, action) != action:
+                    # two rules, same states, different actions: Rasa keeps neither
+                    ambiguous.add(key)
+                    del first[key]
+                    continue
+                if rule.name not in sources.setdefault(key, []):
+                    sources[key].append(rule.name)
+        return cls(settings, [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()])
 
     # ---------------------------------------------------------------- prediction
-
-    def _find_cached(
-        self, history: Sequence[State], rejected: bool, cache: dict[Any, tuple[str | None, Any]] | None
-    ) -> tuple[str | None, Any]:
-        if cache is None:
-            return self.find(history, rejected)
-        window = tuple(history[-self.max_length :]) if self.max_length else tuple(history[-1:])
-        key = (window, len(history) > self.max_length, rejected)
-        if key not in cache:
-            cache[key] = self.find(history, rejected)
-        return cache[key]
 
     def find(self, history: Sequence[State], rejected: bool = False) -> tuple[str | None, Any]:
         """The action the rules predict and its source (an entry or the happy path), or ``(None, None)``."""
         last = history[-1]
+        if last.prev_action == ACTION_LISTEN and last.intent in DEFAULT_ACTION_MAPPINGS:
+            return DEFAULT_ACTION_MAPPINGS[last.intent], DEFAULT_ACTION
         loop = last.active_loop
         if loop and not rejected:
             return (loop if last.prev_action != loop else ACTION_LISTEN), LOOP_HAPPY_PATH
