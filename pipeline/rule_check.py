@@ -482,6 +482,10 @@ def _replay(applied: Sequence[_Event], domain: _DomainView, *, omit_unset_slots:
             if omit_unset_slots and slot.name not in been_set:
                 continue
             value = values.get(slot.name)
+            if value == SHOULD_NOT_BE_SET and slot.type == "list":
+                # Rasa's ListSlot wraps the marker into a list: ``items: null`` in a rule
+                # then means "items is set" (a quirk of Rasa 3.6, kept to judge as it does)
+                value = [SHOULD_NOT_BE_SET]
             if value == SHOULD_NOT_BE_SET:
                 slots[slot.name] = SHOULD_NOT_BE_SET
                 continue

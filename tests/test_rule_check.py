@@ -21,13 +21,17 @@ from tests.helpers import write_project
 DOMAIN = """\
 version: "3.1"
 intents: [greet, bye, inform, trigger_handoff, affirm, request_form, chitchat]
-entities: [city]
+entities:
+- city:
+    roles: [from, to]
+- item
 slots:
   name: {type: text, mappings: [{type: custom}]}
   city: {type: text, mappings: [{type: from_entity, entity: city}]}
   vip: {type: bool, mappings: [{type: custom}]}
   level: {type: categorical, values: [low, high], mappings: [{type: custom}]}
   cuisine: {type: text, mappings: [{type: from_entity, entity: city, conditions: [{active_loop: food_form}]}]}
+  items: {type: list, mappings: [{type: from_entity, entity: item}]}
 forms:
   food_form:
     required_slots: [cuisine]
@@ -492,6 +496,150 @@ CASES = [
         [("incomplete-rule", "data/rules.yml:12", "the action 'action_set_vip' in rule 'b' does not set some of the "
           "slots that it sets in other rules: slots not set in rule 'b': 'vip'")],
         id="incomplete-rule",
+    ),
+    pytest.param(
+        HANDOFF_RULE + "- rule: options\n  steps:\n  - intent: bye\n  - action: action_handoff_options\n",
+        "stories:\n" + "".join(
+            f"- story: s{i}\n  steps:\n  - intent: greet\n  - action: utter_greet\n"
+            f"  - intent: {'trigger_handoff' if i % 2 else 'affirm'}\n  - action: utter_ask\n"
+            "  - intent: trigger_handoff\n  - action: utter_bye\n"
+            for i in range(20)
+        ),
+        [],
+        id="issue-example-handoff-rule-and-twenty-stories-that-never-offer-it",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: to
+          steps:
+          - intent: inform
+            entities:
+            - city: Paris
+              role: to
+          - action: utter_ask
+        """,
+        """
+        stories:
+        - story: from
+          steps:
+          - intent: inform
+            entities:
+            - city: Rome
+              role: from
+          - action: utter_greet
+        """,
+        [],
+        id="entity-roles-tell-rule-and-story-apart",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: general
+          steps:
+          - intent: greet
+          - action: utter_greet
+        - rule: vip
+          condition:
+          - slot_was_set:
+            - vip: true
+          steps:
+          - intent: greet
+          - action: utter_hello
+        """,
+        """
+        stories:
+        - story: vip greet plain
+          steps:
+          - intent: affirm
+          - action: action_set_vip
+          - slot_was_set:
+            - vip: true
+          - intent: greet
+          - action: utter_greet
+        """,
+        [("rule-story-contradiction", "data/stories.yml:9", "'vip' (data/rules.yml:6) which predicted action 'utter_hello'")],
+        id="the-more-specific-rule-wins",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: not vip
+          condition:
+          - slot_was_set:
+            - vip: false
+          steps:
+          - intent: greet
+          - action: utter_greet
+        """,
+        """
+        stories:
+        - story: vip
+          steps:
+          - intent: affirm
+          - action: action_set_vip
+          - slot_was_set:
+            - vip: true
+          - intent: greet
+          - action: utter_hello
+        """,
+        [],
+        id="bool-false-condition-is-not-true",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: no items
+          condition:
+          - slot_was_set:
+            - items: null
+          steps:
+          - intent: inform
+          - action: utter_ask
+        """,
+        """
+        stories:
+        - story: items given
+          steps:
+          - intent: inform
+            entities:
+            - item: pen
+          - action: utter_greet
+        """,
+        [("rule-story-contradiction", "data/stories.yml:7", "'no items' (data/rules.yml:2)")],
+        id="rasa-quirk-list-slot-null-in-a-rule-means-set",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: restart odd
+          steps:
+          - intent: restart
+          - action: utter_bye
+        """,
+        "",
+        [("rule-contradiction", "data/rules.yml:5", "rule(s) 'predicting default action with intent restart' which "
+          "predicted action 'action_restart'")],
+        id="default-intent-overrules-a-rule",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: activate
+          steps:
+          - intent: request_form
+          - action: food_form
+          - active_loop: food_form
+        - rule: activate 2
+          steps:
+          - intent: affirm
+          - action: food_form
+          - action: utter_ask
+        """,
+        "",
+        [("incomplete-rule", "data/rules.yml:10", "the form 'food_form' in rule 'activate 2' does not set the "
+          "'active_loop' that it sets in other rules: 'food_form'")],
+        id="incomplete-rule-form-without-active-loop",
     ),
 ]
 

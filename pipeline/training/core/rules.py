@@ -198,7 +198,9 @@ def _slot_constraint(spec: DomainSpec, name: str, value: Any) -> Any | None:
     if slot is None:
         return None
     if value is None:
-        return SHOULD_NOT_BE_SET
+        # Rasa 3.6 wraps a list slot's "not set" marker into a list, so that ``items: null``
+        # in a rule asks for a set list slot; kept so that the rules behave as in Rasa
+        return slot.featurize(["null"]) if slot.type == "list" else SHOULD_NOT_BE_SET
     features = slot.featurize(value)
     return features if any(features) else None
 
