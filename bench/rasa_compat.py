@@ -4,7 +4,7 @@ Usage (by hand; never run by the tests)::
 
     python bench/rasa_compat.py --rasa-venv ../rasa-venv \\
         --projects ../shared/rasa-examples --fixtures ../rasa-fixtures \\
-        [--work /tmp/compat] [--markdown table.md] [--json verdicts.json]
+        [--rule-cases] [--work /tmp/compat] [--markdown table.md] [--json verdicts.json]
 
 ``--projects DIR``: every sub-folder with a ``config.yml``, a domain and a ``data/`` folder
 is a project, judged as it is. ``--fixtures DIR``: every YAML file below ``DIR`` is wrapped
@@ -17,6 +17,8 @@ the file holds:
 * NLU data: ``data/nlu.yml``, with a domain of its intents and entities;
 * a config (a folder named ``*config*``, or ``pipeline``/``policies`` keys): the file is
   ``config.yml`` of a small fixed project.
+
+``--rule-cases``: the regression table of ``tests/test_rule_check.py``, one project per case.
 
 Wrapped projects use a config with MemoizationPolicy and RulePolicy, so that Rasa's
 RulePolicy checks run. Rasa's verdict comes from ``bench/rasa_oracle.py``, run with
@@ -284,6 +286,29 @@ def find_projects(folder: Path) -> list[Project]:
     return found
 
 
+def rule_case_projects(work: Path) -> list[Project]:
+    """The regression table of tests/test_rule_check.py (and its option cases), one project per case."""
+    sys.path.insert(0, str(ROOT))
+    import tests.test_rule_check as cases
+
+    items = [(param.id, param.values[0], param.values[1], cases.CONFIG) for param in cases.CASES]
+    for label, extra in (("defaults", ""), ("no-restrict", "  restrict_rules: false\n"),
+                         ("no-contradictions", "  check_for_contradictions: false\n")):
+        items.append((f"options-{label}", cases.TWO_RULES, "", cases.CONFIG + extra))
+    projects = []
+    for case_id, rules, stories, config in items:
+        root = work / f"rule-case-{case_id}"
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "data").mkdir(parents=True)
+        (root / "domain.yml").write_text(cases.DOMAIN)
+        (root / "config.yml").write_text("recipe: default.v1\nassistant_id: compat\n" + config)
+        (root / "data" / "rules.yml").write_text('version: "3.1"\n' + textwrap.dedent(rules).lstrip())
+        if stories:
+            (root / "data" / "stories.yml").write_text('version: "3.1"\n' + textwrap.dedent(stories).lstrip())
+        projects.append(Project(root.name, root, "rule case", f"tests/test_rule_check.py::{case_id}"))
+    return projects
+
+
 def find_fixtures(folder: Path, work: Path) -> list[Project]:
     projects = []
     for path in sorted(folder.rglob("*")):
@@ -344,7 +369,9 @@ def rasa_messages(verdict: dict[str, Any], root: Path) -> list[str]:
     elif rules and rules["status"] == "error" and not messages:
         messages.append(rules["message"])
     if verdict["validate"]["code"] != 0 and not messages:
-        messages = verdict["validate"]["output"][-3:]
+        # Rasa printed only "completed with errors": the reasons are among its warnings
+        messages = [w for w in verdict["validate"]["warnings"] if "UserWarning" in w][:4]
+        messages = messages or verdict["validate"]["output"][-3:]
     cleaned = [_clean(m, root) for m in messages]
     unique = [m for i, m in enumerate(cleaned) if m and not any(m in other for other in cleaned[:i] + cleaned[i + 1:] if other != m)]
     return list(dict.fromkeys(unique))
@@ -360,33 +387,76 @@ def _short(lines: Sequence[str], limit: int = 400) -> str:
 
 
 def render_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
-    """The agreement table: counts, then every project."""
-    groups = {"accepted by both": [], "rejected by both": [], "Rasa rejects, deltatrain accepts": [],
-              "deltatrain rejects, Rasa accepts": []}
+    """The agreement table: counts, the projects both accept, then every rejection with both messages."""
+    groups: dict[str, list[dict[str, Any]]] = {
+        "accepted by both": [], "rejected by both": [], "Rasa rejects, deltatrain accepts": [],
+        "deltatrain rejects, Rasa accepts": [],
+    }
     for row in rows:
         groups[row["agreement"]].append(row)
+    kinds = sorted({row["kind"] for row in rows})
     out = [
-        f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"date {datetime.date.today().isoformat()}; Rasa 3.6.21 (oracle, its own venv).",
+        f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()} "
+        f"(deltatrain); Rasa 3.6.21 in its own venv (Python 3.10); date {datetime.date.today().isoformat()}.",
         "",
         f"Command: `{command}`",
         "",
-        "| agreement | projects |",
-        "|---|---|",
-        *(f"| {name} | {len(items)} |" for name, items in groups.items()),
-        f"| **total** | {len(rows)} |",
+        "| agreement | " + " | ".join(kinds) + " | total |",
+        "|---|" + "---|" * (len(kinds) + 1),
+        *(
+            f"| {name} | " + " | ".join(str(sum(r["kind"] == k for r in items)) for k in kinds) + f" | {len(items)} |"
+            for name, items in groups.items()
+        ),
+        f"| **total** | " + " | ".join(str(sum(r["kind"] == k for r in rows)) for k in kinds) + f" | {len(rows)} |",
         "",
-        "| project | kind | Rasa | deltatrain | agreement | Rasa's message | deltatrain's message |",
-        "|---|---|---|---|---|---|---|",
+        f"Rule conflicts (contradictions, incomplete and too-long rules) named identically by both: "
+        f"{sum(r['rule_findings'] == 'same' for r in rows)} projects; by deltatrain with more (Rasa stops at its "
+        f"first failing check): {sum(r['rule_findings'] == 'same, and more' for r in rows)}; differently: "
+        f"{sum(r['rule_findings'] == 'different' for r in rows)}.",
+        "",
+        "Accepted by both: " + ", ".join(r["name"] for r in groups["accepted by both"]) + ".",
+        "",
+        "| project | kind | agreement | rule conflicts | Rasa's message | deltatrain's message |",
+        "|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for row in (r for r in rows if r["agreement"] != "accepted by both"):
         out.append(
-            f"| {row['name']} | {row['kind']} | {'ok' if row['rasa_ok'] else 'rejects'} | "
-            f"{'ok' if row['deltatrain_ok'] else 'rejects'} | {row['agreement']} | "
+            f"| {row['name']} | {row['kind']} | {row['agreement']} | {row['rule_findings']} | "
             f"{_short(row['rasa_messages']) if not row['rasa_ok'] else ''} | "
             f"{_short(row['deltatrain_messages']) if not row['deltatrain_ok'] else ''} |"
         )
     return "\n".join(out) + "\n"
+
+
+_RASA_CONFLICT = re.compile(
+    r"the prediction of the action '([^']*)' in (rule|story) '([^']*)' is contradicting with rule\(s\) '([^']*)'"
+)
+_OUR_CONFLICT = re.compile(
+    r"the prediction of the action '([^']*)' in (rule|story) '([^']*)'(?: \([^)]*\))? is contradicting with "
+    r"rule\(s\) (.*?)(?: which predicted|$)"
+)
+_RASA_TOO_LONG = re.compile(r"Found rules '([^']*)' that contain more than")
+
+
+def rule_findings(messages: Sequence[str], ours: bool) -> set[tuple[str, ...]]:
+    """The rule conflicts named in messages: (action, rule|story, name, rules...), incomplete and too-long rules."""
+    found: set[tuple[str, ...]] = set()
+    text = "\n".join(messages)
+    if ours:
+        for line in messages:
+            for action, kind, name, culprits in _OUR_CONFLICT.findall(line):
+                found.add((action, kind, name, *sorted(re.findall(r"'([^']*)'", culprits))))
+            too_long = re.search(r"rule '([^']*)'(?: \([^)]*\))? contains \d+ user messages", line)
+            if too_long:
+                found.add(("too long", too_long.group(1)))
+    else:
+        for action, kind, name, culprits in _RASA_CONFLICT.findall(text):
+            found.add((action, kind, name, *sorted(culprits.split(", "))))
+        for names in _RASA_TOO_LONG.findall(text):
+            found.update(("too long", n) for n in names.split(", "))
+    pattern = re.compile(r"the (?:action|form) '([^']*)' in rule '([^']*)' does not set")
+    found.update(("incomplete", action, rule) for action, rule in pattern.findall(text))
+    return found
 
 
 def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str, Any]]:
@@ -400,8 +470,18 @@ def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str,
             "rejected by both" if not rasa_ok and not our_ok else
             "Rasa rejects, deltatrain accepts" if our_ok else "deltatrain rejects, Rasa accepts"
         )
+        theirs_rules = rule_findings(rasa_messages(verdict, project.root), ours=False)
+        our_rules = rule_findings(ours["errors"], ours=True)
+        same_rules = (
+            "" if not (theirs_rules or our_rules)
+            else "same" if theirs_rules == our_rules
+            # Rasa stops at its first failing check; deltatrain reports every check at once
+            else "same, and more" if theirs_rules and theirs_rules < our_rules
+            else "different"
+        )
         rows.append({
             "name": project.name, "kind": project.kind, "source": project.source, "agreement": agreement,
+            "rule_findings": same_rules,
             "rasa_ok": rasa_ok, "deltatrain_ok": our_ok, "rasa_messages": rasa_messages(verdict, project.root),
             "rasa_warnings": verdict["validate"]["warnings"][:20], "deltatrain_messages": ours["errors"],
             "deltatrain_warnings": ours["warnings"][:20],
@@ -414,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rasa-venv", type=Path, required=True, help="virtual env with rasa==3.6.21 installed")
     parser.add_argument("--projects", type=Path, action="append", default=[], help="folder of Rasa projects")
     parser.add_argument("--fixtures", type=Path, action="append", default=[], help="folder of single YAML files")
+    parser.add_argument("--rule-cases", action="store_true", help="also judge tests/test_rule_check.py's cases")
     parser.add_argument("--work", type=Path, help="where wrapped fixtures are written (default: a temp folder)")
     parser.add_argument("--markdown", type=Path, help="write the table here (default: stdout)")
     parser.add_argument("--json", type=Path, help="write every verdict here")
@@ -426,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     projects = [p for folder in args.projects for p in find_projects(folder)]
     projects += [p for folder in args.fixtures for p in find_fixtures(folder, work / "wrapped")]
+    if args.rule_cases:
+        projects += rule_case_projects(work / "rule-cases")
     if not projects:
         parser.error("no projects found: give --projects and/or --fixtures folders")
     print(f"judging {len(projects)} projects with Rasa ...", file=sys.stderr)
