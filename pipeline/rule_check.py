@@ -535,6 +535,12 @@ def _feature_key(states: Sequence[State]) -> str | None:
     return json.dumps(kept, sort_keys=True) if kept else None
 
 
+def _prev_name(state: State) -> str | None:
+    prev = state.get("prev_action") or {}
+    name = prev.get("action_name") or prev.get("action_text")
+    return str(name) if name else None
+
+
 def _loop_name(state: State) -> str | None:
     name = state.get("active_loop", {}).get("name")
     return None if name in (None, SHOULD_NOT_BE_SET) else name
@@ -588,6 +594,7 @@ class RuleLookup:
     rules: dict[str, str] = field(default_factory=dict)
     loop_unhappy: dict[str, str] = field(default_factory=dict)
     _parsed: dict[str, list[State]] = field(default_factory=dict, repr=False)
+    _index: dict[int, tuple[int, dict[str | None, list[str]]]] = field(default_factory=dict, repr=False)
 
     def states_of(self, key: str) -> list[State]:
         """The partial states of a key (JSON lists turned back into tuples, as Rasa does)."""
@@ -596,12 +603,32 @@ class RuleLookup:
         return self._parsed[key]
 
     def possible_keys(self, table: Mapping[str, str], states: Sequence[State]) -> list[str]:
-        keys = list(table)
+        """Rasa's ``_get_possible_keys``: the keys whose states match the end of ``states``."""
+        last_prev = _prev_name(states[-1]) if states else None
+        pending = list(self._by_last_prev(table).get(last_prev, ()))
+        accepted: list[str] = []
         for turn, state in enumerate(reversed(states)):
-            keys = [k for k in keys if _is_applicable(self.states_of(k), turn, state)]
-            if not keys:
+            still = []
+            for key in pending:
+                rule_states = self.states_of(key)
+                if turn >= len(rule_states):
+                    accepted.append(key)
+                elif _is_applicable(rule_states, turn, state):
+                    still.append(key)
+            pending = still
+            if not pending:
                 break
-        return keys
+        return accepted + pending
+
+    def _by_last_prev(self, table: Mapping[str, str]) -> dict[str | None, list[str]]:
+        """Keys grouped by the previous action of their last state (the only ones that can match it)."""
+        cached = self._index.get(id(table))
+        if cached is None or cached[0] != len(table):
+            groups: dict[str | None, list[str]] = {}
+            for key in table:
+                groups.setdefault(_prev_name(self.states_of(key)[-1]), []).append(key)
+            cached = self._index[id(table)] = (len(table), groups)
+        return cached[1]
 
 
 def _initial_values(domain: Domain) -> dict[str, Any]:
