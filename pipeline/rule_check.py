@@ -55,6 +55,8 @@ from pipeline.errors import Location, Problem
 
 __all__ = [
     "DEFAULT_ACTION_MAPPINGS",
+    "DO_NOT_PREDICT_LOOP_ACTION",
+    "LOOP_WAS_INTERRUPTED",
     "RuleCheckOptions",
     "RuleLookup",
     "SHOULD_NOT_BE_SET",

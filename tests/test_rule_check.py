@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.data.model import SlotDef
-from pipeline.rule_check import check_rules, compute_slot_features, rule_check_options
+from pipeline.rule_check import build_rule_lookup, check_rules, compute_slot_features, rule_check_options
 from pipeline.validation import validate_project
 from tests.helpers import write_project
 
@@ -448,6 +448,35 @@ CASES = [
           - intent: request_form
           - action: food_form
           - active_loop: food_form
+        - rule: chitchat
+          steps:
+          - intent: chitchat
+          - action: utter_chitchat
+        """,
+        """
+        stories:
+        - story: chitchat then something else inside the form
+          steps:
+          - intent: request_form
+          - action: food_form
+          - active_loop: food_form
+          - intent: chitchat
+          - action: utter_chitchat
+          - action: utter_ask
+          - intent: affirm
+          - action: food_form
+        """,
+        [],
+        id="general-rule-inside-a-form-steps-aside-where-the-story-runs-another-action",
+    ),
+    pytest.param(
+        """
+        rules:
+        - rule: activate
+          steps:
+          - intent: request_form
+          - action: food_form
+          - active_loop: food_form
         """,
         """
         stories:
@@ -714,3 +743,19 @@ def test_fallback_prediction_is_not_named_in_the_message(tmp_path: Path) -> None
 )
 def test_slot_features_are_rasas(slot: SlotDef, value: object, features: list[float]) -> None:
     assert compute_slot_features(slot, value) == features
+
+
+def test_lookup_keys_are_the_ones_rasa_learns(tmp_path: Path) -> None:
+    """The keys Rasa 3.6.21's RulePolicy stored for these rules (printed from its ``lookup["rules"]``)."""
+    project = load(tmp_path, HANDOFF_RULE + "- rule: greet\n  steps:\n  - intent: greet\n  - action: utter_greet\n")
+    listen_greet = '{"prev_action": {"action_name": "action_listen"}, "user": {"intent": "greet"}}'
+    options = '{"prev_action": {"action_name": "action_handoff_options"}}'
+    trigger = '{"prev_action": {"action_name": "action_listen"}, "user": {"intent": "trigger_handoff"}}'
+    assert build_rule_lookup(project.domain, project.stories).rules == {
+        f"[{listen_greet}]": "utter_greet",
+        f'[{listen_greet}, {{"prev_action": {{"action_name": "utter_greet"}}, "user": {{"intent": "greet"}}}}]': "action_listen",
+        f"[{options}]": "action_listen",
+        f"[{options}, {trigger}]": "action_handoff",
+        f'[{options}, {trigger}, {{"prev_action": {{"action_name": "action_handoff"}}, '
+        f'"user": {{"intent": "trigger_handoff"}}}}]': "action_listen",
+    }

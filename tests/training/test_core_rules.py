@@ -97,3 +97,58 @@ def test_rank_is_the_length_of_rasas_key():
 
 def _parts(project):
     return project.domain, project.stories, project.config
+
+
+FORM_RULES = """
+rules:
+- rule: activate
+  steps:
+  - intent: request_form
+  - action: food_form
+  - active_loop: food_form
+- rule: chitchat
+  steps:
+  - intent: chitchat
+  - action: utter_chitchat
+"""
+
+
+@pytest.mark.parametrize(
+    "after_chitchat, expected",
+    [
+        pytest.param("utter_ask", "utter_ask", id="story-runs-something-else-rules-step-aside"),
+        pytest.param("food_form", "food_form", id="story-goes-back-to-the-form"),
+    ],
+)
+def test_general_rule_inside_a_rejected_form_follows_the_stories(tmp_path, after_chitchat, expected):
+    """Rasa's loop-unhappy lookup: a general rule's listen becomes the form, unless the stories run another action."""
+    stories = f"""
+        stories:
+        - story: chitchat inside the form
+          steps:
+          - intent: request_form
+          - action: food_form
+          - active_loop: food_form
+          - intent: chitchat
+          - action: utter_chitchat
+          - action: {after_chitchat}
+    """
+    config = CONFIG.replace("- name: RulePolicy\n", "- name: RulePolicy\n- name: MemoizationPolicy\n")
+    files = {"config.yml": config, "domain.yml": DOMAIN, "data/rules.yml": FORM_RULES,
+             "data/stories.yml": textwrap.dedent(stories).lstrip()}
+    project, _ = load_project(DirectorySource(write_project(tmp_path, files)))
+    model = train_core(*_parts(project))
+    tracker = (
+        TrackerState().with_user("request_form").with_action("food_form").with_active_loop("food_form")
+        .with_user("chitchat").with_action("utter_chitchat")
+    )
+    prediction = model.predict_from_states(model.states_for(tracker), loop_rejected=True)
+    assert prediction.action == expected
+    reloaded = type(model).load(_saved(model, tmp_path))
+    assert reloaded.predict_from_states(reloaded.states_for(tracker), loop_rejected=True).action == expected
+
+
+def _saved(model, tmp_path):
+    target = tmp_path / "saved"
+    model.save(target)
+    return target

@@ -33,12 +33,12 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from pipeline.errors import Problem, TrainingError
-from pipeline.rule_check import DEFAULT_ACTION_MAPPINGS
+from pipeline.rule_check import DEFAULT_ACTION_MAPPINGS, DO_NOT_PREDICT_LOOP_ACTION, LOOP_WAS_INTERRUPTED
 from pipeline.rule_check import SHOULD_NOT_BE_SET as RASA_SHOULD_NOT_BE_SET
 
 from .ensemble import PolicyOutput
 from .settings import RuleSettings
-from .states import DomainSpec, State, base_intent
+from .states import DomainSpec, Replay, State, base_intent
 from .stories import Trajectory
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -50,6 +50,7 @@ __all__ = [
     "LOOP_HAPPY_PATH",
     "DEFAULT_ACTION",
     "build_rule_entries",
+    "build_loop_unhappy_entries",
     "rasa_key_length",
 ]
 
@@ -244,14 +245,45 @@ def build_rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[R
     return result
 
 
+def build_loop_unhappy_entries(
+    rules: Sequence[Trajectory], stories: Sequence[Replay], spec: DomainSpec
+) -> list[RuleEntry]:
+    """Rasa's ``rules_for_loop_unhappy_path``: for each action taken while a form is active, the
+    previous action and the state, marked when the form runs right after the user spoke
+    (``LOOP_WAS_INTERRUPTED``) or something else runs after a bot action (``DO_NOT_PREDICT_LOOP_ACTION``)."""
+    examples: list[tuple[tuple[RuleState, ...], str]] = []
+    for rule in rules:
+        examples.extend((states, action) for states, action, _ in build_rule_entries(rule, spec))
+    for played in stories:
+        full = tuple(RuleState(s.prev_action, s.intent, s.entities or None, s.slots, s.active_loop) for s in played.states)
+        examples.extend((full[: k + 1], action) for k, action in enumerate(played.actions))
+    marks: dict[tuple[RuleState, ...], str] = {}
+    for states, action in examples:
+        last = states[-1]
+        loop = last.active_loop
+        if loop is None or loop == SHOULD_NOT_BE_SET:
+            continue
+        before = states[-2].prev_action if len(states) > 1 else None
+        key = (RuleState(before, None, None, (), None), last) if before else (last,)
+        if last.prev_action == ACTION_LISTEN and action == loop:
+            marks[key] = LOOP_WAS_INTERRUPTED
+        elif last.prev_action != ACTION_LISTEN and action != loop:
+            marks[key] = DO_NOT_PREDICT_LOOP_ACTION
+    return [RuleEntry(key, mark, False, ()) for key, mark in marks.items()]
+
+
 class RulePolicy:
     """Rasa's RulePolicy: a lookup of rule entries plus the form happy path."""
 
     name = "RulePolicy"
 
-    def __init__(self, settings: RuleSettings, entries: Sequence[RuleEntry]) -> None:
+    def __init__(
+        self, settings: RuleSettings, entries: Sequence[RuleEntry], loop_unhappy: Sequence[RuleEntry] = ()
+    ) -> None:
         self.settings = settings
         self.entries = tuple(sorted(entries, key=lambda e: tuple(-r for r in e.rank)))
+        #: Rasa's loop-unhappy-path lookup: after these states, the data does (not) run the active form
+        self.loop_unhappy = tuple(loop_unhappy)
         self._by_prev: dict[str | None, list[RuleEntry]] = {}
         for entry in self.entries:
             self._by_prev.setdefault(entry.states[-1].prev_action, []).append(entry)
@@ -266,6 +298,7 @@ class RulePolicy:
         rules: Sequence[Trajectory],
         spec: DomainSpec,
         problems: Sequence[Problem] = (),
+        stories: Sequence[Replay] = (),
     ) -> "RulePolicy":
         """Build the lookup from rules; raise TrainingError when Rasa's checks found ``problems``.
 
@@ -302,7 +335,8 @@ class RulePolicy:
                     continue
                 if rule.name not in sources.setdefault(key, []):
                     sources[key].append(rule.name)
-        return cls(settings, [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()])
+        entries = [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()]
+        return cls(settings, entries, build_loop_unhappy_entries(rules, stories, spec))
 
     # ---------------------------------------------------------------- prediction
 
@@ -329,7 +363,10 @@ class RulePolicy:
             return None, None
         if loop and best.action == ACTION_LISTEN and best.states[-1].active_loop is None:
             # a general rule (one that says nothing about forms) ran inside the form:
-            # instead of listening, go back to the form (Rasa's loop unhappy path)
+            # instead of listening, go back to the form (Rasa's loop unhappy path) --
+            # unless the data runs something else than the form here: then no rule applies
+            if any(e.action == DO_NOT_PREDICT_LOOP_ACTION and e.applies(history) for e in self.loop_unhappy):
+                return None, None
             return loop, best
         return best.action, best
 
@@ -348,8 +385,12 @@ class RulePolicy:
     # ---------------------------------------------------------------- persistence
 
     def to_json(self) -> dict[str, Any]:
-        return {"entries": [e.to_json() for e in self.entries]}
+        return {"entries": [e.to_json() for e in self.entries], "loop_unhappy": [e.to_json() for e in self.loop_unhappy]}
 
     @classmethod
     def from_json(cls, settings: RuleSettings, data: Mapping[str, Any]) -> "RulePolicy":
-        return cls(settings, [RuleEntry.from_json(e) for e in data["entries"]])
+        return cls(
+            settings,
+            [RuleEntry.from_json(e) for e in data["entries"]],
+            [RuleEntry.from_json(e) for e in data.get("loop_unhappy", [])],
+        )

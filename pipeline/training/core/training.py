@@ -116,7 +116,7 @@ def _train(
     for policy_settings in sorted(settings.policies, key=lambda p: p.name != "RulePolicy"):
         if isinstance(policy_settings, RuleSettings):
             problems = check_rules(domain, training, rule_check_options(config))
-            built[policy_settings.name] = RulePolicy.train(policy_settings, rules, spec, problems)
+            built[policy_settings.name] = RulePolicy.train(policy_settings, rules, spec, problems, replays)
         elif isinstance(policy_settings, MemoSettings):
             built[policy_settings.name] = MemoizationPolicy.train(policy_settings, replays)
         elif isinstance(policy_settings, TedSettings):
