@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -133,7 +134,7 @@ class RuleEntry:
     conversation_start: bool
     sources: tuple[str, ...]  # names of the rules that give this entry
 
-    @property
+    @cached_property
     def rank(self) -> tuple[int, int, int, int]:
         """Rasa picks the matching rule with the longest key (its JSON); then longer, more specific entries."""
         return (
@@ -287,7 +288,6 @@ class RulePolicy:
         self._by_prev: dict[str | None, list[RuleEntry]] = {}
         for entry in self.entries:
             self._by_prev.setdefault(entry.states[-1].prev_action, []).append(entry)
-        self.max_length = max((len(e.states) for e in self.entries), default=0)
 
     # ------------------------------------------------------------------ training
 
