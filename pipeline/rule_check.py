@@ -57,11 +57,13 @@ __all__ = [
     "DEFAULT_ACTION_MAPPINGS",
     "DO_NOT_PREDICT_LOOP_ACTION",
     "LOOP_WAS_INTERRUPTED",
+    "RuleAnalysis",
     "RuleCheckOptions",
     "RuleLookup",
     "SHOULD_NOT_BE_SET",
     "RULE_SNIPPET_ACTION",
     "check_rules",
+    "analyze_rules",
     "build_rule_lookup",
     "compute_slot_features",
     "rule_check_options",
@@ -596,6 +598,8 @@ class RuleLookup:
     rules: dict[str, str] = field(default_factory=dict)
     loop_unhappy: dict[str, str] = field(default_factory=dict)
     _parsed: dict[str, list[State]] = field(default_factory=dict, repr=False)
+    #: one-state ``action_listen`` keys dropped because a story goes on after that action (Rasa's ``_should_delete``)
+    dropped: set[str] = field(default_factory=set)
     _index: dict[int, tuple[int, dict[str | None, list[str]]]] = field(default_factory=dict, repr=False)
 
     def states_of(self, key: str) -> list[State]:
@@ -797,6 +801,7 @@ def _run(policy: _Policy, trackers: Sequence[_Tracker], known: dict[str, list[tu
             elif predicted and source and predicted != gold:
                 if _should_delete(policy.lookup, source, tracker, predicted):
                     policy.lookup.rules.pop(source, None)
+                    policy.lookup.dropped.add(source)
                 else:
                     culprits = tuple(sorted({name for name, action in known.get(source, []) if action != gold}))
                     if culprits and findings is not None:
@@ -896,11 +901,25 @@ def _where(location: Location | None) -> str:
     return f" ({location})" if location else ""
 
 
+@dataclass(frozen=True)
+class RuleAnalysis:
+    """What Rasa's RulePolicy makes of the data: its findings, and the rule keys it drops."""
+
+    problems: tuple[Problem, ...] = ()
+    #: keys (Rasa's JSON) of rules that listen after an action a story goes on from: Rasa learns no rule there
+    dropped_keys: frozenset[str] = frozenset()
+
+
 def check_rules(domain: Domain, stories: Sequence[Story], options: RuleCheckOptions | None = RuleCheckOptions()) -> tuple[Problem, ...]:
     """Every finding of Rasa's RulePolicy on these rules and stories (``options=None``: no RulePolicy, none)."""
+    return analyze_rules(domain, stories, options).problems
+
+
+def analyze_rules(domain: Domain, stories: Sequence[Story], options: RuleCheckOptions | None = RuleCheckOptions()) -> RuleAnalysis:
+    """:func:`check_rules`' findings and the rule keys Rasa's RulePolicy drops while checking."""
     rules = [s for s in stories if s.is_rule]
     if options is None or not rules:
-        return ()
+        return RuleAnalysis()
     view = _DomainView.of(domain)
     initial = _initial_values(domain)
     rule_trackers = [t for rule in rules for t in _rule_trackers(rule, view)]
@@ -908,7 +927,7 @@ def check_rules(domain: Domain, stories: Sequence[Story], options: RuleCheckOpti
     if options.restrict_rules:
         problems.extend(_check_restriction(rule_trackers))
     if not options.check_for_contradictions:
-        return tuple(problems)
+        return RuleAnalysis(tuple(problems))
     problems.extend(_check_incomplete(rule_trackers, view, initial))
     story_trackers = _story_trackers([s for s in stories if not s.is_rule and s.kind != "test"], view)
     lookup = _build_lookup(rule_trackers, story_trackers, view, initial)
@@ -934,5 +953,5 @@ def check_rules(domain: Domain, stories: Sequence[Story], options: RuleCheckOpti
             message += f" which predicted action '{finding.predicted}'"
         problems.append(Problem("error", message, finding.location, _HINT_CONTRADICTION,
                                 code="rule-contradiction" if finding.tracker.is_rule else "rule-story-contradiction"))
-    return tuple(problems)
+    return RuleAnalysis(tuple(problems), frozenset(lookup.dropped))
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.data.model import SlotDef
-from pipeline.rule_check import build_rule_lookup, check_rules, compute_slot_features, rule_check_options
+from pipeline.rule_check import analyze_rules, build_rule_lookup, check_rules, compute_slot_features, rule_check_options
 from pipeline.validation import validate_project
 from tests.helpers import write_project
 
@@ -759,3 +759,19 @@ def test_lookup_keys_are_the_ones_rasa_learns(tmp_path: Path) -> None:
         f'[{options}, {trigger}, {{"prev_action": {{"action_name": "action_handoff"}}, '
         f'"user": {{"intent": "trigger_handoff"}}}}]': "action_listen",
     }
+
+
+def test_rasa_drops_a_rules_listen_where_a_story_goes_on(tmp_path: Path) -> None:
+    """Rasa 3.6.21 trained on these data has no key for "listen after action_handoff_options"."""
+    stories = """
+        stories:
+        - story: s1
+          steps:
+          - intent: greet
+          - action: action_handoff_options
+          - action: utter_bye
+    """
+    project = load(tmp_path, HANDOFF_RULE, stories)
+    analysis = analyze_rules(project.domain, project.stories, rule_check_options(project.config))
+    assert analysis.problems == ()
+    assert analysis.dropped_keys == {'[{"prev_action": {"action_name": "action_handoff_options"}}]'}

@@ -152,3 +152,24 @@ def _saved(model, tmp_path):
     target = tmp_path / "saved"
     model.save(target)
     return target
+
+
+def test_rule_listen_dropped_where_a_story_goes_on_as_in_rasa(tmp_path):
+    """Rasa learns no "listen after action_handoff_options" when a story goes on after it: memoization decides."""
+    stories = """
+        stories:
+        - story: s1
+          steps:
+          - intent: greet
+          - action: action_handoff_options
+          - action: utter_bye
+    """
+    config = CONFIG.replace("- name: RulePolicy\n", "- name: RulePolicy\n- name: MemoizationPolicy\n")
+    files = {"config.yml": config, "domain.yml": DOMAIN, "data/rules.yml": textwrap.dedent(HANDOFF_RULE).lstrip(),
+             "data/stories.yml": textwrap.dedent(stories).lstrip()}
+    project, _ = load_project(DirectorySource(write_project(tmp_path, files)))
+    model = train_core(*_parts(project))
+    tracker = TrackerState().with_user("greet").with_action("action_handoff_options")
+    assert model.predict_next_action(tracker).action == "utter_bye"
+    after = tracker.with_user("trigger_handoff")
+    assert model.predict_next_action(after).action == "action_handoff"

@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_ACTION",
     "build_rule_entries",
     "build_loop_unhappy_entries",
+    "rasa_key",
     "rasa_key_length",
 ]
 
@@ -171,6 +172,11 @@ class RuleEntry:
 
 def rasa_key_length(states: Sequence[RuleState], conversation_start: bool) -> int:
     """Length of the JSON key Rasa's RulePolicy stores for these partial states (its tie-breaker)."""
+    return len(rasa_key(states, conversation_start))
+
+
+def rasa_key(states: Sequence[RuleState], conversation_start: bool) -> str:
+    """The JSON key Rasa's RulePolicy stores for these partial states (:mod:`pipeline.rule_check`'s keys)."""
     rasa_states: list[dict[str, Any]] = [{}] if conversation_start else []
     for state in states:
         rasa_state: dict[str, Any] = {}
@@ -191,7 +197,7 @@ def rasa_key_length(states: Sequence[RuleState], conversation_start: bool) -> in
             loop = RASA_SHOULD_NOT_BE_SET if state.active_loop == SHOULD_NOT_BE_SET else state.active_loop
             rasa_state["active_loop"] = {"name": loop}
         rasa_states.append(rasa_state)
-    return len(json.dumps(rasa_states, sort_keys=True))
+    return json.dumps(rasa_states, sort_keys=True)
 
 
 def _slot_constraint(spec: DomainSpec, name: str, value: Any) -> Any | None:
@@ -299,12 +305,15 @@ class RulePolicy:
         spec: DomainSpec,
         problems: Sequence[Problem] = (),
         stories: Sequence[Replay] = (),
+        dropped_keys: frozenset[str] = frozenset(),
     ) -> "RulePolicy":
         """Build the lookup from rules; raise TrainingError when Rasa's checks found ``problems``.
 
-        ``problems`` are :func:`pipeline.rule_check.check_rules`' findings on the same
-        rules and stories: the checks ``deltatrain data validate`` runs, so that what
-        it accepts trains, and what Rasa refuses (``InvalidRule``) is refused here.
+        ``problems`` and ``dropped_keys`` come from :func:`pipeline.rule_check.analyze_rules`
+        on the same rules and stories: the checks ``deltatrain data validate`` runs, so that
+        what it accepts trains, and what Rasa refuses (``InvalidRule``) is refused here; the
+        entries Rasa drops while checking (a rule's ``action_listen`` after an action that a
+        story goes on from) are left out as in Rasa.
         """
         if not spec.has_action(settings.core_fallback_action_name):
             raise TrainingError(
@@ -335,7 +344,11 @@ class RulePolicy:
                     continue
                 if rule.name not in sources.setdefault(key, []):
                     sources[key].append(rule.name)
-        entries = [RuleEntry(k[0], a, k[1], tuple(sources[k])) for k, a in first.items()]
+        entries = [
+            RuleEntry(k[0], a, k[1], tuple(sources[k]))
+            for k, a in first.items()
+            if not (a == ACTION_LISTEN and rasa_key(k[0], k[1]) in dropped_keys)
+        ]
         return cls(settings, entries, build_loop_unhappy_entries(rules, stories, spec))
 
     # ---------------------------------------------------------------- prediction
