@@ -120,8 +120,8 @@ def main() -> None:
     verdicts = {}
     for project in projects:
         verdicts[project["name"]] = {"validate": _validate(project), "rules": _rules(project)}
-        print(f"oracle: {project['name']}", file=sys.__stderr__, flush=True)
-    json.dump(verdicts, sys.__stdout__, indent=1)
+        print(f"oracle: {project['name']}", file=sys.stderr, flush=True)
+    sys.stdout.write(json.dumps(verdicts, indent=1))
 
 
 if __name__ == "__main__":
