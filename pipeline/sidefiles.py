@@ -81,12 +81,11 @@ def _fingerprint_problem(value: dict[str, Any]) -> str | None:
         group = value.get(key, {})
         if not isinstance(group, dict):
             return f"{key} must be an object, received {_kind(group)}"
-        bad = next((k for k, v in group.items() if not isinstance(v, list)), None)
-        if bad is not None and not (key == "domain" and bad in _DOMAIN_SCALARS):
-            return f"{key}.{bad} must be a list, received {_kind(group[bad])}"
-    for key in ("stories",):
-        if not isinstance(value.get(key, []), list):
-            return f"{key} must be a list, received {_kind(value[key])}"
+        for name, items in group.items():
+            if not _is_string_list(items):
+                return f"{key}.{name} must be a list of strings, received {_kind_of_list(items)}"
+    if not _is_string_list(value.get("stories", [])):
+        return f"stories must be a list of strings, received {_kind_of_list(value['stories'])}"
     if value.get("counts") is not None and not isinstance(value["counts"], dict):
         return f"counts must be an object, received {_kind(value['counts'])}"
     if value.get("model_format") is not None and not isinstance(value["model_format"], (str, int)):
@@ -101,12 +100,15 @@ def _metrics_problem(value: dict[str, Any]) -> str | None:
     return None
 
 
-_DOMAIN_SCALARS = frozenset({"has_domain", "session_config"})
 _CHECKS: dict[SideFile, Callable[[dict[str, Any]], str | None]] = {
     SideFile.METADATA: _metadata_problem,
     SideFile.FINGERPRINT: _fingerprint_problem,
     SideFile.METRICS: _metrics_problem,
 }
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _is_int(value: Any) -> bool:
@@ -115,6 +117,13 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _kind_of_list(value: Any) -> str:
+    if not isinstance(value, list):
+        return _kind(value)
+    bad = next(item for item in value if not isinstance(item, str))
+    return f"a list containing {_kind(bad)}"
 
 
 def _kind(value: Any) -> str:
