@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 @dataclass
 class Fault:
     """Answer matching requests with ``status``; or ``drop`` the upload midway; or ``truncate``
-    it (store half, answer 201); and/or ``stall`` seconds first."""
+    it (store half, answer 201); and/or ``stall`` seconds first; after ``skip`` requests."""
 
     method: str
     pattern: str
@@ -32,13 +32,14 @@ class Fault:
     truncate: bool = False
     stall: float = 0.0
     times: int | None = None
+    skip: int = 0  # let this many matching requests through first
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return (
             self.method in (method, "*")
             and re.search(self.pattern, path) is not None
-            and (self.times is None or self.hits < self.times)
+            and (self.times is None or self.hits < self.times + self.skip)
         )
 
 
@@ -90,6 +91,8 @@ class FakeStoreServer:
             for fault in self.faults:
                 if fault.matches(method, path):
                     fault.hits += 1
+                    if fault.hits <= fault.skip:
+                        return None
                     return fault
         return None
 
