@@ -326,9 +326,11 @@ def _broken_entry(
 ) -> dict[str, str]:
     """The report's description of an unusable stored model: name, and where plus what."""
     if isinstance(exc, BrokenModelError):
-        return {"name": exc.model_name, "problem": f"{exc.location}: {exc.message}" if exc.location else exc.message}
-    # an ArchiveError names the downloaded temp copy; the store URL is what the user can act on
-    return {"name": name or "?", "problem": f"{url}: {exc.message}" if url else exc.message}
+        where = exc.location
+    else:  # an ArchiveError names the downloaded temp copy; the store URL is what one can act on
+        where = url
+    return {"name": exc.model_name if isinstance(exc, BrokenModelError) else name or "?",
+            "problem": f"{exc.message} ({where})" if where else exc.message}
 
 
 def _unusable_reason(exc: BrokenModelError | ArchiveError, name: str | None = None) -> str:

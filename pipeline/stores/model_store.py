@@ -317,7 +317,7 @@ class ModelStore:
             return decode_side_file(kind, data, max_bytes=self.limits.max_json_bytes)
         except SideFileError as exc:
             raise BrokenModelError(
-                f"{key}: {exc}".replace(f"{key}: {kind.value}", key, 1),
+                str(exc),
                 model_name=entry.name,
                 location=where,
                 hint="the file was edited or damaged; publish the model again",
