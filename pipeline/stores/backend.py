@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -82,6 +83,23 @@ class Backend(Protocol):
 
     def describe(self, key: str) -> str:
         """Human/URL location of ``key`` (the store root for ``""``), without credentials."""
+        ...
+
+
+@dataclass(frozen=True)
+class ListedKey:
+    """A key found by listing, with when it was last written."""
+
+    key: str
+    modified: datetime
+
+
+@runtime_checkable
+class ListingBackend(Protocol):
+    """Optional: backends that can list keys (folders, S3); plain HTTP cannot."""
+
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """Every key under ``prefix`` (a folder like ``models/``), with its modification time."""
         ...
 
 

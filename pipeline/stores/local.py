@@ -11,13 +11,20 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
+from pipeline.stores.backend import (
+    BackendOptions,
+    ListedKey,
+    Versioned,
+    content_version,
+    too_large,
+)
 from pipeline.stores.layout import check_key
 
 _CHUNK = 1024 * 1024
@@ -130,6 +137,22 @@ class LocalBackend:
             except OSError:
                 break  # not empty (or already gone): leave it
             parent = parent.parent
+
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """Files under ``prefix`` with their mtimes; hidden files (temp files, locks) are skipped."""
+        folder = self.root.joinpath(*check_key(prefix.rstrip("/")).split("/"))
+        found = []
+        try:
+            for path in folder.rglob("*"):
+                relative = path.relative_to(self.root)
+                if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                    found.append(ListedKey(relative.as_posix(), modified))
+        except FileNotFoundError:
+            return found  # a file deleted while listing, or no such folder
+        except OSError as exc:
+            raise self._error("list", prefix, exc) from exc
+        return found
 
     def describe(self, key: str) -> str:
         """``file://`` URL of the key (of the root for ``""``)."""

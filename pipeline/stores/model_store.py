@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from pipeline.errors import BrokenModelError, StoreError, StoreIntegrityError, StoreNotFoundError
 from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
-from pipeline.stores.backend import Backend
-from pipeline.stores.layout import MANIFEST_KEY, check_name, model_keys
+from pipeline.stores.backend import Backend, ListedKey, ListingBackend
+from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_name, model_keys
 from pipeline.stores.manifest import (
     Manifest,
     ManifestEntry,
@@ -210,6 +210,7 @@ class ModelStore:
         self._delete_quietly(
             k for n in orphans for k in model_keys(n).all() if k not in in_use
         )
+        orphans += self._sweep_unlisted(written)
         return StoredModel(
             name=name,
             archive_key=entry.archive,
@@ -223,6 +224,29 @@ class ModelStore:
             orphans_removed=orphans,
             pruned=tuple(m.name for m in pruned),
         )
+
+    def _sweep_unlisted(self, manifest: Manifest) -> tuple[str, ...]:
+        """On backends that can list: delete model folders neither listed nor announced, whose
+        files are all older than the grace period (left by older versions or lost manifests)."""
+        if not isinstance(self.backend, ListingBackend):
+            return ()
+        try:
+            listed = self.backend.list_keys(MODELS_DIR + "/")
+        except StoreError:
+            return ()  # best effort, like every clean-up
+        busy = {m.name for m in manifest.models} | {p.name for p in manifest.publishing}
+        cutoff = self._clock() - self.orphan_grace
+        folders: dict[str, list[ListedKey]] = {}
+        for item in listed:
+            parts = item.key.split("/")
+            if len(parts) >= 3 and parts[1] not in busy:
+                folders.setdefault(parts[1], []).append(item)
+        removed = []
+        for name, items in sorted(folders.items()):
+            if all(item.modified <= cutoff for item in items):
+                self._delete_quietly(item.key for item in items)
+                removed.append(name)
+        return tuple(removed)
 
     def _update_manifest(
         self, change: Callable[[Manifest | None], tuple[Manifest, T]]

@@ -7,7 +7,13 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
+from pipeline.stores.backend import (
+    BackendOptions,
+    ListedKey,
+    Versioned,
+    content_version,
+    too_large,
+)
 from pipeline.stores.layout import check_key
 
 INSTALL_HINT = "pip install boto3  (or: pip install 'deltatrain[s3]')"
@@ -140,6 +146,22 @@ class S3Backend:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:
             self._raise("delete", key, exc)
+
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """ListObjectsV2 under ``prefix``, with LastModified."""
+        base = self._key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(ListedKey(item["Key"][strip:], item["LastModified"]))
+        except Exception as exc:
+            self._raise("list", prefix.rstrip("/"), exc)
+        return found
 
     def describe(self, key: str) -> str:
         """``s3://bucket/prefix/key`` (the root for ``""``)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +305,24 @@ def _drain(errors: Any) -> list[str]:
             found.append(errors.get(timeout=0.05))
         except queue.Empty:
             return found
+
+
+def test_unlisted_model_files_older_than_the_grace_period_are_removed_where_listing_works(
+    harness: StoreHarness,
+) -> None:
+    if harness.kind == "http":
+        pytest.skip("plain HTTP cannot list keys: only announced uploads are cleaned up there")
+    backend = harness.recorder.inner
+    now = datetime.now(UTC)
+    for leaf in ("model.tar.gz", "metadata.json"):
+        backend.put_bytes(f"models/ghost/{leaf}", b"left by a run whose manifest write failed")
+
+    fresh = publish(ModelStore(backend, clock=lambda: now), harness.uploads, "m1")
+    assert fresh.orphans_removed == ()  # young files: maybe a run still uploading
+    assert backend.exists("models/ghost/model.tar.gz")
+
+    later = publish(ModelStore(backend, clock=lambda: now + timedelta(hours=2)), harness.uploads, "m2")
+    assert later.orphans_removed == ("ghost",)
+    assert not backend.exists("models/ghost/model.tar.gz")
+    assert not backend.exists("models/ghost/metadata.json")
+    assert backend.exists(model_keys("m1").archive) and backend.exists(model_keys("m2").archive)
