@@ -326,3 +326,22 @@ def test_unlisted_model_files_older_than_the_grace_period_are_removed_where_list
     assert not backend.exists("models/ghost/model.tar.gz")
     assert not backend.exists("models/ghost/metadata.json")
     assert backend.exists(model_keys("m1").archive) and backend.exists(model_keys("m2").archive)
+
+
+def test_an_http_server_without_etags_still_publishes_by_comparing_content(
+    http_server: FakeStoreServer, tmp_path: Path
+) -> None:
+    http_server.etags = False
+    backend = HttpBackend(http_server.url("/store/"), retry=FAST_RETRY)
+    racing = Interleaving(backend)
+    store = ModelStore(racing, clock=FixedClock())
+    other = ModelStore(backend, clock=FixedClock())
+    racing.before_write = [lambda: None, lambda: publish(other, tmp_path, "theirs", seed=1)]
+
+    publish(store, tmp_path, "ours", seed=2)
+
+    versioned = backend.get_versioned("manifest.json")
+    assert versioned is not None and versioned.version.startswith("sha256:")
+    manifest = store.read_manifest()
+    assert manifest is not None
+    assert [m["name"] for m in manifest["models"]] == ["ours", "theirs"]
