@@ -165,7 +165,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             decision = _without_previous(_unusable_reason(exc), options, dialogue)
     log(f"decision: {decision.kind} — {decision.reason}")
     if broken is not None:
-        notes.append(f"broken model in the store: {broken['name']} ({broken['problem']})")
+        notes.append(_broken_note(broken))
     change_report = None
     if repo is not None and state is not None:
         from pipeline.gitrepo import compute_change_report
@@ -210,7 +210,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 broken = _broken_entry(exc, previous.name, previous.url)
                 reason = _unusable_reason(exc, previous.name)
                 log(f"{reason}: training in full")
-                notes.append(f"broken model in the store: {broken['name']} ({broken['problem']})")
+                notes.append(_broken_note(broken))
                 previous = None
                 decision = _without_previous(reason, options, dialogue)
                 base_result = replace(base_result, decision=decision, previous_metrics={})
@@ -331,6 +331,10 @@ def _broken_entry(
         where = url
     return {"name": exc.model_name if isinstance(exc, BrokenModelError) else name or "?",
             "problem": f"{exc.message} ({where})" if where else exc.message}
+
+
+def _broken_note(broken: Mapping[str, str]) -> str:
+    return f"broken model in the store: {broken['name']} ({broken['problem']})"
 
 
 def _unusable_reason(exc: BrokenModelError | ArchiveError, name: str | None = None) -> str:
