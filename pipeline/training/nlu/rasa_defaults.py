@@ -37,7 +37,7 @@ RASA_LEXICAL_FEATURES = (
 DIFFERENCES: tuple[DefaultDifference, ...] = (
     DefaultDifference(
         "DIETClassifier", "transformer_size", 256,
-        "speed: one layer of 128 trains ~8x faster; 2 layers of 256 measured 0.8 points lower intent accuracy"
+        "speed: 2 layers of 256 took ~8x as long (639 s vs 73 s) and scored 0.8 points lower intent accuracy"
         " on a public assistant's sparse config (issue 18)",
     ),
     DefaultDifference("DIETClassifier", "number_of_transformer_layers", 2, "speed: see transformer_size"),
@@ -103,6 +103,7 @@ def differing_defaults(config: Config, epochs_planned: int | None = None) -> lis
     lexical = _options(config, "LexicalSyntacticFeaturizer")
     if lexical is not None and "features" not in lexical and DEFAULT_LEXICAL_FEATURES != RASA_LEXICAL_FEATURES:
         lines.append(
-            "LexicalSyntacticFeaturizer.features: Rasa 2's windows with prefix/suffix features (Rasa 3.6: without them)"
+            "LexicalSyntacticFeaturizer.features: Rasa 2's windows with prefix/suffix features (Rasa 3.6: without"
+            " them); quality: Rasa 3.6's windows measured -1.0 points intent accuracy, -0.2 entity F1 on HWU64"
         )
     return lines
