@@ -8,17 +8,26 @@ environment, prints, and picks exit codes. TensorFlow is never imported for
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn, Sequence, TextIO
+from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import __version__
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
+from pipeline.safe_output import (
+    CommandName,
+    escape_controls,
+    find_secrets,
+    find_url_secrets,
+    new_stop_token,
+    redact,
+    render_command,
+    render_json,
+    render_log_text,
+)
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 
@@ -27,7 +36,12 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 
 
 class Console:
-    """Where the CLI writes: human lines to stderr/stdout, GitHub commands when in Actions."""
+    """Where the CLI writes: human lines to stderr, results to stdout, GitHub commands in Actions.
+
+    The one output boundary of the CLI: every line goes through
+    :mod:`pipeline.safe_output`, so text from data or from a store can neither
+    run as a workflow command nor show a credential.
+    """
 
     def __init__(self, environ: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.environ = environ
@@ -36,31 +50,99 @@ class Console:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.in_ci = self.in_actions or bool(environ.get("CI"))
         self.tty = self.err.isatty() and not self.in_ci
+        self.secrets: tuple[str, ...] = find_secrets(environ)
+
+    def add_secret_urls(self, urls: Iterable[str | None]) -> None:
+        """Also hide the credentials inside these URLs (a store URL with user:password@)."""
+        found = [s for url in urls if url for s in find_url_secrets(url)]
+        self.secrets = tuple(dict.fromkeys(self.secrets + tuple(found)))
+
+    def redact(self, text: str) -> str:
+        """``text`` without credentials (for files and API calls; the log gets :meth:`info`)."""
+        return redact(text, self.secrets)
 
     def info(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        """A line (or lines) for the reader, on stderr."""
+        self._write(self.err, text)
 
-    def problems(self, problems: Sequence[Problem]) -> None:
-        from pipeline.validation import render_annotation
+    def result(self, text: str) -> None:
+        """The command's result on stdout (a path, JSON, the summary)."""
+        self._write(self.out, text)
 
-        for problem in problems:
-            print(problem.render(), file=self.err)
-            if self.in_actions:
-                print(render_annotation(problem), file=self.out)
-        self.err.flush()
+    def json(self, value: Any, indent: int | None = 2) -> None:
+        """A JSON result on stdout, inert in a CI log and with the same meaning."""
+        self.out.write(render_json(value, self.secrets, indent=indent) + "\n")
         self.out.flush()
 
+    def untrusted_block(self, text: str) -> None:
+        """A block of data-laden text on stdout; in Actions between ``::stop-commands::`` lines."""
+        if not self.in_actions:
+            self.result(text)
+            return
+        token = new_stop_token()
+        self.command(render_command(CommandName.STOP_COMMANDS, token))
+        try:
+            self.result(text)
+        finally:
+            self.command(f"::{token}::")
+
+    def progress(self, text: str, *, end: str) -> None:
+        """Rewrite the live progress line of a terminal."""
+        print("\r" + render_log_text(text, self.secrets), end=end, file=self.err, flush=True)
+
+    def command(self, line: str) -> None:
+        """A workflow command deltatrain emits on purpose (built by ``render_command``)."""
+        if "\n" in line or "\r" in line or not line.startswith("::"):
+            raise ValueError(f"not a single workflow command line: {line!r}")
+        print(line, file=self.out, flush=True)
+
+    def annotate(
+        self,
+        level: CommandName,
+        message: str,
+        *,
+        title: str = "deltatrain",
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        """An ``::error``/``::warning``/``::notice`` annotation (only inside GitHub Actions)."""
+        if self.in_actions:
+            properties = {"file": file, "line": line if file else None, "col": col if file and line else None,
+                          "title": title}
+            self.command(render_command(level, message, properties, self.secrets))
+
+    def problems(self, problems: Sequence[Problem]) -> None:
+        """Data errors and warnings: ``file:line: ...`` in the log, one annotation each in Actions."""
+        for problem in problems:
+            self.info(problem.render())
+            level = {"error": CommandName.ERROR, "warning": CommandName.WARNING}.get(problem.severity, CommandName.NOTICE)
+            where = problem.location
+            self.annotate(
+                level,
+                problem.message + (f"\nfix: {problem.hint}" if problem.hint else ""),
+                file=where.file if where else None,
+                line=where.line if where else None,
+                col=where.column if where else None,
+            )
+
     def error(self, error: DeltatrainError) -> None:
+        """An error in the log, as an annotation and (in Actions) in the step summary."""
         if isinstance(error, DataError):
             self.problems(error.problems)
-            print(f"error: {error.message}", file=self.err)
+            self.info(f"error: {error.message}")
         else:
-            print(f"error: {error.render()}", file=self.err)
-            if self.in_actions:
-                from pipeline.github import render_error_command
+            self.info(f"error: {error.render()}")
+            self.annotate(CommandName.ERROR, error.message + (f"\nfix: {error.hint}" if error.hint else ""))
+        summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path:
+            from pipeline.github import append_to_file, render_error_summary
 
-                print(render_error_command(error.message, title="deltatrain"), file=self.out)
-        self.err.flush()
+            append_to_file(summary_path, escape_controls(render_error_summary(error, None, self.secrets)))
+
+    def _write(self, stream: IO[str], text: str) -> None:
+        stream.write(render_log_text(text, self.secrets) + "\n")
+        stream.flush()
 
 
 class ProgressPrinter:
@@ -86,8 +168,7 @@ class ProgressPrinter:
         )
         text = f"{event.get('model', '')} {event.get('phase', 'train')} epoch {epoch}/{epochs} {metrics} [{time.perf_counter() - self.started:.0f}s]"
         if self.console.tty:
-            end = "\n" if epoch == epochs else ""
-            print("\r" + text.ljust(self._last_line), end=end, file=self.console.err, flush=True)
+            self.console.progress(text.ljust(self._last_line), end="\n" if epoch == epochs else "")
             self._last_line = len(text)
         elif epoch == epochs or epoch == 1 or epoch % max(1, epochs // 5) == 0:
             self.console.info(text)
@@ -111,9 +192,17 @@ def _add_ignore_flag(parser: argparse.ArgumentParser) -> None:
                         "(spaCy, MITIE, Jieba) with a warning, instead of an error")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose help and error messages (which quote argv) pass the output boundary."""
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(render_log_text(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deltatrain",
         description="Keep a Rasa-format assistant's models current: validate, diff, decide, train, test, gate, upload.",
         epilog="Run 'deltatrain COMMAND --help' for a command's options. Docs: README.md",
@@ -224,7 +313,7 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
     project, _ = load_training_project(args.domain, args.config, args.data or ["data"],
                                        ignore_unknown_components=args.ignore_unknown_components)
     fp = compute_fingerprint(project)
-    print(json.dumps({"sections": fp["sections"], "counts": fp["counts"]}, indent=2), file=console.out)
+    console.json({"sections": fp["sections"], "counts": fp["counts"]})
     return EXIT_OK
 
 
@@ -250,7 +339,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         console.info(f"nothing changed: the latest model {result.model} is up to date")
     else:
         console.info(f"model written: {result.model}")
-    print(result.model or "", file=console.out)
+    console.result(str(result.model or ""))
     return EXIT_OK
 
 
@@ -273,7 +362,7 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
                                         ProjectPaths(config=args.config, tests=(), ignore_unknown_components=ignore))
         metrics = run_cross_validation(train_project.nlu, train_project.config, args.folds, out,
                                        epochs=args.epochs, progress=ProgressPrinter(console))
-        print(json.dumps(metrics, indent=2), file=console.out)
+        console.json(metrics)
         return EXIT_OK
     model = resolve_model_path(args.model)
     if model is None:
@@ -283,7 +372,7 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     result = test_model(model, nlu_data, stories, out)
     for path in result.files:
         console.info(f"wrote {path}")
-    print(json.dumps(result.metrics, indent=2), file=console.out)
+    console.json(result.metrics)
     return EXIT_OK
 
 
@@ -304,7 +393,7 @@ def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int
         texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in stdin)
         for text in texts:
             if text.strip():
-                print(json.dumps(nlu.parse(text), ensure_ascii=False), file=console.out, flush=True)
+                console.json(nlu.parse(text), indent=None)
     return EXIT_OK
 
 
@@ -313,6 +402,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
     from pipeline.data.loader import ProjectPaths
     from pipeline.report import build_outputs, render_summary
 
+    console.add_secret_urls([args.store])
     project_dir = Path(args.working_directory).resolve()
     if not project_dir.is_dir():
         raise UsageError("working directory not found", location=args.working_directory)
@@ -356,27 +446,27 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
     except DataError as exc:
         console.error(exc)
-        _write_failure_outputs(environ, "data-error", exc.message)
+        _write_failure_outputs(environ, console, "data-error", exc.message)
         return EXIT_DATA
     console.problems(result.warnings)
     summary = render_summary(result)
-    print(summary, file=console.out)
-    outputs = build_outputs(result)
+    console.untrusted_block(summary)
     if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file, render_outputs
+        from pipeline.github import append_to_file
+        from pipeline.safe_output import render_outputs
 
-        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(outputs, f"deltatrain_{uuid.uuid4().hex}"))
+        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(build_outputs(result), console.secrets))
     if environ.get("GITHUB_STEP_SUMMARY"):
         from pipeline.github import append_to_file
 
-        append_to_file(environ["GITHUB_STEP_SUMMARY"], summary + "\n")
+        append_to_file(environ["GITHUB_STEP_SUMMARY"], escape_controls(console.redact(summary)) + "\n")
     if args.report_json:
         path = Path(args.report_json)
         path = path if path.is_absolute() else project_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        path.write_text(render_json(result.to_dict(), console.secrets) + "\n", encoding="utf-8")
     if args.pr_comment:
-        _comment_on_pr(environ, summary, console)
+        _comment_on_pr(environ, console.redact(summary), console)
     return result.exit_code
 
 
@@ -398,20 +488,18 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
         url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
     except DeltatrainError as exc:  # the model is trained and stored; a missing comment is not a failure
         console.info(f"deltatrain: warning: PR comment not written: {exc.render()}")
-        if console.in_actions:
-            from pipeline.github import render_error_command
-
-            print(render_error_command(exc.message, title="deltatrain PR comment", level="warning"), file=console.out)
+        console.annotate(CommandName.WARNING, exc.message, title="deltatrain PR comment")
         return
     console.info(f"deltatrain: PR comment updated: {url}")
 
 
-def _write_failure_outputs(environ: Mapping[str, str], decision: str, reason: str) -> None:
+def _write_failure_outputs(environ: Mapping[str, str], console: Console, decision: str, reason: str) -> None:
     if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file, render_outputs
+        from pipeline.github import append_to_file
+        from pipeline.safe_output import render_outputs
 
         append_to_file(environ["GITHUB_OUTPUT"],
-                       render_outputs({"decision": decision, "reason": reason}, f"deltatrain_{uuid.uuid4().hex}"))
+                       render_outputs({"decision": decision, "reason": reason}, console.secrets))
 
 
 # ------------------------------------------------------------------ entry

@@ -700,9 +700,9 @@ ERROR_TABLE = [
         id="examples-is-a-number",
     ),
     pytest.param(
-        {"data/nlu.yml": "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: bye\n"},
-        "data/nlu.yml", 5, "intent 'bye' has no 'examples'",
-        id="missing-examples",
+        {"data/rules.yml": "rules:\n- rule: r\n  steps:\n  - intent: greet\n  - bot: hello\n", "data/nlu.yml": NLU_OK},
+        "data/rules.yml", 5, "a 'bot' step is not allowed in rule 'r'",
+        id="bot-text-in-a-rule",
     ),
     pytest.param(
         {"data/nlu.yml": "nlu:\n- intent: go\n  examples: |\n    - hi\n    - to [Rome]{entity: 'city'}\n"},
@@ -710,9 +710,9 @@ ERROR_TABLE = [
         id="bad-json-annotation",
     ),
     pytest.param(
-        {"data/nlu.yml": 'version: "4.0"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n'},
-        "data/nlu.yml", 1, "unsupported training data format version '4.0'",
-        id="unsupported-version",
+        {"domain.yml": "slots:\n  f:\n    type: float\n    min_value: 1\n    max_value: 1\n", "data/nlu.yml": NLU_OK},
+        "domain.yml", 2, "min_value 1.0 must be smaller than max_value 1.0",
+        id="float-slot-empty-range",
     ),
     pytest.param(
         {"data/nlu.yml": b"nlu:\n- intent: greet\n  examples: |\n    - hi\n    - caf\xe9\n"},
@@ -770,12 +770,12 @@ def test_every_error_of_every_file_is_reported_at_once(tmp_path: Path) -> None:
         {
             "config.yml": "pipeline:\n  - name: Nope\n",
             "domain.yml": "slots:\n  s:\n    type: nope\n",
-            "data/nlu.yml": "nlu:\n- intent: greet\n",
-            "data/stories.yml": "stories:\n- story: s\n",
+            "data/nlu.yml": "nlu:\n- intent: [greet]\n",
+            "data/stories.yml": "stories:\n- story: s\n  steps: 5\n",
         },
     )
     assert sorted(str(e.location) for e in errors_of(problems)) == [
-        "config.yml:2", "data/nlu.yml:2", "data/stories.yml:2", "domain.yml:3",
+        "config.yml:2", "data/nlu.yml:2", "data/stories.yml:3", "domain.yml:3",
     ]
 
 

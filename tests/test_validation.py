@@ -168,9 +168,8 @@ CASES = [
             )
         },
         [
-            ("error", "slot-value", "data/stories.yml:5", "slot 'confirmed' in story 's' is set to 'yes', but it is a bool slot"),
-            ("error", "slot-value", "data/stories.yml:5", "slot 'budget' in story 's' is set to 'ten', but it is a float slot"),
-            ("error", "slot-value", "data/stories.yml:5", "slot 'size' in story 's' is set to 'medium', but it is a categorical slot"),
+            ("warning", "slot-value", "data/stories.yml:5", "slot 'confirmed' in story 's' is set to 'yes', but it is a bool slot"),
+            ("warning", "slot-value", "data/stories.yml:5", "slot 'budget' in story 's' is set to 'ten', but it is a float slot"),
         ],
         id="slot-values-of-wrong-type",
     ),
@@ -273,7 +272,10 @@ CASES = [
                 "- story: later\n  steps:\n  - checkpoint: c\n  - intent: bye\n  - action: utter_greet\n"
             ),
         },
-        [("warning", "rule-story-contradiction", "data/stories.yml:7", "story 's'")],
+        [
+            ("warning", "rule-story-contradiction", "data/stories.yml:7", "story 's'"),
+            ("warning", "checkpoint", "data/stories.yml:10", "checkpoint 'c' starts story 'later' but no story ends with it"),
+        ],
         id="rule-vs-story-or-step-and-checkpoint",
     ),
     pytest.param(
@@ -299,7 +301,7 @@ CASES = [
     ),
     pytest.param(
         {"domain.yml": DOMAIN.replace("      - city\n", "      - city\n      - seats\n")},
-        [("warning", "unknown-slot", "domain.yml:19", "form 'booking_form' requires slot 'seats'")],
+        [("error", "unknown-slot", "domain.yml:22", "form 'booking_form' requires slot 'seats'")],
         id="form-requires-undeclared-slot",
     ),
     pytest.param(

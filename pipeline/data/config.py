@@ -125,6 +125,7 @@ DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("CountVectorsFeaturizer", {"analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4}),
     ("DIETClassifier", {}),
     ("EntitySynonymMapper", {}),
+    ("ResponseSelector", {}),  # trains only when the data has retrieval intents (faq/ask_price)
     ("FallbackClassifier", {"threshold": 0.3, "ambiguity_threshold": 0.1}),
 )
 #: ... plus, for English, pretrained dense features from all-MiniLM-L6-v2 (bench/RESULTS.md).

@@ -449,9 +449,8 @@ def test_contradiction_check_can_be_disabled(tmp_path):
         ("- intent: shout", "intent 'shout' is not in the domain"),
         ("- slot_was_set:\n            - colour: red", "slot 'colour' is not in the domain"),
         ("- active_loop: other_form", "active_loop 'other_form' is not a form in the domain"),
-        ("- slot_was_set:\n            - vip: maybe", "bool slot 'vip' cannot be 'maybe'"),
     ],
-    ids=["action", "intent", "slot", "form", "slot-value"],
+    ids=["action", "intent", "slot", "form"],
 )
 def test_names_missing_from_the_domain_raise_training_error_with_location(tmp_path, step, message):
     project = load(tmp_path, data=f"""

@@ -18,8 +18,8 @@ Accepted components and their options (Rasa's names; anything else is a
   (:mod:`.pretrained`); ``model_name``/``model_weights`` name other models in
   Rasa and are noted and replaced by this one; ``layers`` (deltatrain, 1-6,
   default 2): how many of its transformer layers to run
-* ``EntitySynonymMapper``, ``ResponseSelector`` (retrieval intents are classified
-  by their base intent), ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
+* ``EntitySynonymMapper``, ``FallbackClassifier``: ``threshold``, ``ambiguity_threshold``
+* ``ResponseSelector``: see :mod:`.selector` (retrieval intents)
 * ``DucklingEntityExtractor``: ``url``, ``dimensions``, ``locale``, ``timezone``,
   ``timeout``; kept in the model and used at parse time (:mod:`pipeline.duckling`)
 
@@ -433,10 +433,13 @@ def resolve_settings(config: Config, resolution: Resolution | None = None) -> Nl
             ambiguity = opts.get("ambiguity_threshold", 0.1)
         elif name == "DucklingEntityExtractor":
             duckling.append(_resolve_duckling(component, config.language, res))
-        # ---- ResponseSelector options: the one place they are read (owned by the ResponseSelector work)
         elif name == "ResponseSelector":
+            # ---- ResponseSelector: options checked by .selector (retrieval intents) ----
+            from .selector import resolve_selector_options  # noqa: PLC0415 - .selector imports this module
+
+            resolve_selector_options(component, res)
             response_selector = True
-            res.ignore(component, "(retrieval intents are classified by their base intent)")
+            # ---- end ResponseSelector ----
         else:
             res.error(
                 ConfigError(
