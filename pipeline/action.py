@@ -62,6 +62,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "out",
     "working-directory",
     "num-threads",
+    "compare-config",
 )
 
 #: Inputs holding one value per line, each passed as its own ``--<name>=<line>``.

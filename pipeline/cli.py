@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import __version__
+from pipeline.compare import CompareConfig
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
 from pipeline.safe_output import (
     CommandName,
@@ -278,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
+    ci.add_argument("--compare-config", choices=[c.value for c in CompareConfig],
+                    help="default: also train deltatrain's default NLU pipeline (pretrained features) when the "
+                    "config has none, and report what it would gain (costs a second NLU training)")
     return parser
 
 
@@ -435,6 +439,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         use_git=not args.no_git,
         nlu_epochs=args.epochs,
         core_epochs=args.epochs,
+        compare_config=args.compare_config,
     )
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
