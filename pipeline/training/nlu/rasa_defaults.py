@@ -88,9 +88,9 @@ def differing_defaults(config: Config, epochs_planned: int | None = None) -> lis
         if isinstance(asked, int) and epochs_planned is not None and epochs_planned < asked:
             lines.append(
                 f"DIETClassifier.epochs: {epochs_planned} planned of the config's {asked} (Rasa runs all {asked});"
-                " deltatrain's decaying learning rate converges sooner and more epochs over-fit sparse features"
-                " (HWU64, epochs: 100: 18 epochs scored +1.3 points intent accuracy, +2.9 entity F1 over running"
-                " up to 100); set early_stopping: false to run all of them"
+                " deltatrain's decaying learning rate converges sooner and longer runs over-fit sparse features"
+                " (HWU64, epochs: 100: 18 epochs scored the same intent accuracy and +1.5 entity F1 as stopping"
+                " early at epoch 34, in half the time); set early_stopping: false to run all of them"
             )
         for item in DIFFERENCES:
             if item.option in diet:
