@@ -89,8 +89,8 @@ def differing_defaults(config: Config, epochs_planned: int | None = None) -> lis
             lines.append(
                 f"DIETClassifier.epochs: {epochs_planned} planned of the config's {asked} (Rasa runs all {asked});"
                 " deltatrain's decaying learning rate converges sooner and longer runs over-fit sparse features"
-                " (HWU64, epochs: 100: 18 epochs scored the same intent accuracy and +1.5 entity F1 as stopping"
-                " early at epoch 34, in half the time); set early_stopping: false to run all of them"
+                " (HWU64, epochs: 100: 18 epochs scored 87.8 % intent accuracy / 75.4 entity F1 in 130 CPU s,"
+                " all 100 scored 88.2 / 74.6 in 658 CPU s); set early_stopping: false to run all of them"
             )
         for item in DIFFERENCES:
             if item.option in diet:
