@@ -67,6 +67,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "results-dir",
     "working-directory",
     "num-threads",
+    "compare-config",
 )
 
 #: Inputs holding one value per line, each passed as its own ``--<name>=<line>``.

@@ -80,6 +80,8 @@ class CiOptions:
     use_git: bool = True
     nlu_epochs: int | None = None  # override (tests, quick runs)
     core_epochs: int | None = None
+    #: ``default``: also train deltatrain's default NLU pipeline and report its scores (pipeline.compare)
+    compare_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,11 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 metrics, files = _test(built, project, previous, results_dir, log)
             gate = _gate(metrics, previous, options)
             fell_back = True
+        if options.compare_config and decision.nlu in (FULL, FINETUNE):
+            tick = time.perf_counter()
+            log("training deltatrain's default NLU pipeline for --compare-config default")
+            notes.append(_compare(project, metrics, options))
+            timings["compare_seconds"] = round(time.perf_counter() - tick, 3)
         result = replace(
             base_result,
             decision=decision,
@@ -426,6 +433,22 @@ def _test(
     tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
     log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
     return _pick_metrics(tested.metrics), tested.files
+
+
+def _compare(project: Project, metrics: Mapping[str, float | None], options: CiOptions) -> str:
+    from pipeline.compare import compare_with_default
+    from pipeline.evaluation import evaluate_nlu
+    from pipeline.training.nlu import train_nlu
+
+    return compare_with_default(
+        project.config,
+        project.nlu,
+        project.test_nlu,
+        metrics,
+        lambda data, config: train_nlu(data, config),
+        lambda model, test: evaluate_nlu(model.parse_batch, test).headline,
+        epochs=options.nlu_epochs,
+    )
 
 
 def _gate(metrics: Mapping[str, float | None], previous: Any, options: CiOptions) -> GateResult:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import RESULTS_DIR, __version__
+from pipeline.compare import CompareConfig
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
 from pipeline.extras import Extra, require_extra
 from pipeline.safe_output import (
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
+    ci.add_argument("--compare-config", choices=[c.value for c in CompareConfig],
+                    help="default: also train deltatrain's default NLU pipeline (pretrained features) when the "
+                    "config has none, and report what it would gain (costs a second NLU training)")
     return parser
 
 
@@ -558,6 +562,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         core_epochs=args.epochs,
         results_dir=Path(args.results_dir).resolve() if args.results_dir else None,
         decide_only=args.decide_only,
+        compare_config=args.compare_config,
     )
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
