@@ -10,7 +10,8 @@ append-only (new embedding rows start at zero, see
 :func:`~.architecture.grow_weights`), and each of the ``ceil(epochs ×
 epoch_fraction)`` epochs sees every *new* example (not in the previous
 model's training data, by content hash) plus a seeded replay sample of the
-old ones, so an epoch costs a fraction of a full one without forgetting. The
+old ones, so an epoch costs a fraction of a full one without forgetting.
+Added intents and entity types grow the label space (:mod:`.growth`). The
 replay sample is drawn once, so only it and the new examples are featurized
 (pretrained features cost more than an epoch). With pretrained features, the
 shared weights are pulled part of the way back to the previous model's after
@@ -41,6 +42,7 @@ from . import pretrained
 from .architecture import NetworkConfig, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
+from .growth import NEW_INTENT_EXAMPLES, added_labels, grow_label_weights, grown_config, sentence_vectors
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
@@ -129,6 +131,19 @@ def featurize(
 
 
 _EMPTY = np.zeros(0, dtype=np.int32)
+
+
+def _record_inputs(record: Record) -> tuple[list[np.ndarray], list[np.ndarray], int, np.ndarray | None]:
+    """A record as the NumPy predictor's inputs: per featurizer flat ids and their positions."""
+    ids, positions = [], []
+    for pos, unit_ids in zip(record.unit_positions, record.unit_ids):
+        if len(unit_ids):
+            ids.append(np.concatenate(unit_ids).astype(np.int64))
+            positions.append(np.repeat(pos, [len(u) for u in unit_ids]))
+        else:
+            ids.append(_EMPTY)
+            positions.append(_EMPTY)
+    return ids, positions, record.num_tokens, record.dense
 
 
 def make_batch(records: Sequence[Record]) -> Batch:
@@ -471,8 +486,10 @@ def finetune_nlu(
 
     Its ResponseSelectors are finetuned the same way (their new and replayed retrieval examples).
 
-    Raises FinetuneRefused (see :func:`check_finetune_compatible`) when the
-    labels, the config beyond ``epochs``, the model format or the feature
+    Added intents and entity types grow the label space (:mod:`.growth`: old weights
+    kept, new label weights initialised from what the previous network computes).
+    Raises FinetuneRefused (see :func:`check_finetune_compatible`) when removed or
+    renamed labels, the config beyond ``epochs``, the model format or the feature
     space do not allow it.
     """
     started = time.perf_counter()
@@ -485,15 +502,26 @@ def finetune_nlu(
     previous = NluModel.load(previous_dir)
     settings = resolve_settings(config)
     _check_data(data, settings)
-    labels = previous.labels
+    labels = LabelMaps.from_data(data, bilou=settings.diet.BILOU_flag)
+    labels = replace(labels, roles=previous.labels.roles, groups=previous.labels.groups)  # compat: unchanged
+    if not settings.diet.intent_classification:
+        labels = replace(labels, intents=previous.labels.intents)
+    if not settings.diet.entity_recognition:
+        labels = replace(labels, entities=previous.labels.entities)
+    intents_added, entities_added = added_labels(previous.labels, labels)
     preprocessor = NluPreprocessor(settings, [v.keys for v in previous.preprocessor.vocabularies], data.regexes, data.lookups)
     known = set(previous.example_hashes)
     hashes = [example_hash(e) for e in data.examples]
     new_index = np.array([i for i, h in enumerate(hashes) if h not in known], dtype=np.int64)
     old_index = np.array([i for i, h in enumerate(hashes) if h in known], dtype=np.int64)
     preprocessor.adapt(data.examples[i].text for i in new_index)
-    network_config = replace(previous.network, feature_sizes=tuple(len(v) for v in preprocessor.vocabularies))
-    weights = grow_weights(previous.weights, previous.network, network_config)
+    network_config = grown_config(
+        previous.network,
+        [len(v) for v in preprocessor.vocabularies],
+        labels,
+        previous.network.entity_recognition or (settings.diet.entity_recognition and bool(labels.entities)),
+    )
+    weights = grow_weights(previous.weights, previous.network, replace(previous.network, feature_sizes=network_config.feature_sizes))
 
     epochs = math.ceil(auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model)) * epoch_fraction)
     replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
@@ -502,9 +530,25 @@ def finetune_nlu(
     needed = np.concatenate([new_index, sample])
     import_tensorflow(seed)
     pull = ANCHOR_PULL if network_config.dense_size else ANCHOR_PULL_SPARSE_ONLY
+    records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
+    if intents_added or entities_added:
+        # the new labels' weights start from what the previous network already computes (.growth)
+        before = replace(previous.network, feature_sizes=network_config.feature_sizes)
+        vectors = {}
+        for intent in intents_added:
+            chosen = [j for j, i in enumerate(needed) if data.examples[i].intent == intent][:NEW_INTENT_EXAMPLES]
+            vectors[intent] = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in chosen])
+        weights = grow_label_weights(
+            weights,
+            before,
+            network_config,
+            previous.labels,
+            labels,
+            vectors,
+            seed,
+        )
     network = DietNetwork(network_config, weights, _options(settings), pull)
     traced = network.start_tracing()
-    records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
     featurize_seconds = time.perf_counter() - started
     traced()
     history = _fit(
@@ -528,6 +572,8 @@ def finetune_nlu(
         started,
         seed,
         new_examples=int(len(new_index)),
+        intents_added=list(intents_added),
+        entities_added=list(entities_added),
         replayed_per_epoch=int(replay),
         anchor_pull=pull,
         epoch_fraction=epoch_fraction,
