@@ -42,6 +42,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "story-accuracy",
     "previous-model",
     "dry-run-code",
+    "dropped-intents",
 )
 
 #: Inputs passed on as ``--<name>=<value>`` (omitted when empty).
@@ -54,6 +55,8 @@ VALUE_INPUTS: tuple[str, ...] = (
     "min-entity-f1",
     "min-story-accuracy",
     "max-drop",
+    "max-intent-drop",
+    "min-intent-support",
     "keep",
     "report-json",
     "domain",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.errors import FinetuneRefused
+from pipeline.evaluation import evaluate_nlu
+from pipeline.predictions import build_prediction_rows, compute_prediction_diff
 from pipeline.training.nlu import NluModel, check_finetune_compatible, finetune_nlu, train_nlu
 
 from .test_nlu import NEW_INTENT, NLU_YAML, read_yaml, tiny_config
@@ -97,3 +101,41 @@ def test_removed_or_renamed_intents_still_refuse_the_finetune(
     with pytest.raises(FinetuneRefused) as refused:
         check_finetune_compatible(directory, read_yaml(tmp_path, NLU_YAML.replace(*edit)), tiny_config(epochs=40))
     assert list(refused.value.reasons) == expected
+
+
+def test_prediction_diff_lists_exactly_the_flipped_utterances_of_a_crafted_pair(base: tuple[NluModel, Path]) -> None:
+    """The second model is the first with the label embeddings of `greet` and `goodbye` swapped."""
+    model, _ = base
+    swapped = NluModel(
+        model.settings, model.preprocessor, model.labels, model.network,
+        {**model.weights, "intent/labels": _swap_rows(model.weights["intent/labels"], model.labels.intents, "greet", "goodbye")},
+        model.synonyms,
+    )
+    test = read_yaml(Path(tempfile.mkdtemp()), NLU_YAML)
+    before = evaluate_nlu(model.parse_batch, test)
+    after = evaluate_nlu(swapped.parse_batch, test)
+    diff = compute_prediction_diff(
+        build_prediction_rows(before.predictions), build_prediction_rows(after.predictions), [e.text for e in test.examples]
+    )
+    right_before = {p["text"] for p in before.predictions if _right(p)}
+    right_after = {p["text"] for p in after.predictions if _right(p)}
+    assert right_before != right_after  # the swap changed something
+    assert {f.text for f in diff.broken} == right_before - right_after
+    assert {f.text for f in diff.fixed} == right_after - right_before
+    assert diff.compared == len(test.examples)
+    assert all(b.gold in ("greet", "goodbye") for b in diff.broken)
+    harmed = [i.intent for i in diff.intents if i.delta < 0]
+    assert set(harmed) == {"greet", "goodbye"} and [i.intent for i in diff.intents[:2]] == harmed[:2]
+
+
+def _swap_rows(rows: np.ndarray, names: tuple[str, ...], a: str, b: str) -> np.ndarray:
+    out = rows.copy()
+    i, j = names.index(a), names.index(b)
+    out[[i, j]] = rows[[j, i]]
+    return out
+
+
+def _right(p: dict[str, Any]) -> bool:
+    spans = sorted((e["start"], e["end"], e["entity"]) for e in p["entities"])
+    predicted = sorted((e["start"], e["end"], e["entity"]) for e in p["entity_predictions"])
+    return p["intent"] == p["intent_prediction"]["name"] and spans == predicted
