@@ -82,3 +82,11 @@ def test_per_intent_gate_names_the_intents(rows, max_drop, min_support, passed, 
 def test_per_intent_gate_rejects_a_drop_outside_zero_one() -> None:
     with pytest.raises(UsageError, match="max_intent_drop"):
         check_intent_drops([], 1.5)
+
+
+def test_cli_help_states_the_per_intent_support_default() -> None:
+    from pipeline.cli import build_parser
+    from pipeline.metrics import MIN_INTENT_SUPPORT
+
+    ci = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if "--max-intent-drop" in a.format_help())  # type: ignore[union-attr]
+    assert f"(default {MIN_INTENT_SUPPORT})" in " ".join(ci.format_help().split())
