@@ -90,3 +90,21 @@ def test_cli_help_states_the_per_intent_support_default() -> None:
 
     ci = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if "--max-intent-drop" in a.format_help())  # type: ignore[union-attr]
     assert f"(default {MIN_INTENT_SUPPORT})" in " ".join(ci.format_help().split())
+
+
+def test_summary_renders_utterances_from_data_inert_and_caps_each_list() -> None:
+    from pipeline.ci import CiResult
+    from pipeline.decision import Decision
+    from pipeline.predictions import FlippedUtterance, IntentChange, PredictionDiff
+    from pipeline.report import TOP_CHANGES, render_summary
+
+    hostile = "<img src=x onerror=alert(1)> | `tick`\n## not a heading"
+    broken = tuple(FlippedUtterance(f"{hostile} {i}", "greet", "greet", 0.9, "bye<b>", 0.8, False) for i in range(12))
+    diff = PredictionDiff(12, (), broken, (IntentChange("greet<script>", 12, 1.0, 0.0),))
+    text = render_summary(CiResult(decision=Decision("finetune", "finetune", "keep", ("x",)), prediction_diff=diff))
+    assert "<img" not in text  # free text: HTML escaped
+    assert "`greet<script>`" in text and "`bye<b>`" in text  # names: inside code spans, where HTML is inert
+    assert "\n## not a heading" not in text
+    rows = [line for line in text.splitlines() if "onerror" in line]
+    assert len(rows) == TOP_CHANGES and all(line.startswith("| ") and line.count(" | ") == 2 for line in rows)
+    assert "Broken (top 10 of 12)" in text and "-1.000" in text
