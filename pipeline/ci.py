@@ -245,7 +245,8 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         tick = time.perf_counter()
         metrics, files, rows = _test(built, project, previous, results_dir, log)
         timings["test_seconds"] = round(time.perf_counter() - tick, 3)
-        diff = _prediction_diff(previous, rows, project)
+        previous_rows = _previous_predictions(previous, previous_archive, project, decision, rows, log)
+        diff = _prediction_diff(previous_rows, rows, project)
         gate = _gate(metrics, previous, options, diff)
         if not gate.passed and FINETUNE in (decision.nlu, decision.core) and options.fallback_full:
             log("finetuned model failed the gate: retraining in full")
@@ -257,7 +258,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             built = build_model(project, fingerprint, plan, progress=progress)
             timings["train_seconds"] += round(time.perf_counter() - tick, 3)
             metrics, files, rows = _test(built, project, previous, results_dir, log)
-            diff = _prediction_diff(previous, rows, project)
+            diff = _prediction_diff(previous_rows, rows, project)
             gate = _gate(metrics, previous, options, diff)
             fell_back = True
         result = replace(
@@ -365,9 +366,28 @@ def _test(
     return _pick_metrics(tested.metrics), tested.files, rows
 
 
-def _prediction_diff(previous: Any, rows: list[PredictionRow] | None, project: Project) -> PredictionDiff | None:
-    """The new model's predictions against the previous model's stored ones (``None``: nothing to compare)."""
-    old = parse_predictions(previous.metrics.get(PREDICTIONS_KEY)) if previous is not None else None
+def _previous_predictions(
+    previous: Any, archive: Path | None, project: Project, decision: Decision, rows: list[PredictionRow] | None, log: Log
+) -> list[PredictionRow] | None:
+    """The previous model's predictions on the tests: stored with it, or, when its archive is already
+    here and the stored ones cannot cover the tests (test data changed, none stored), measured now."""
+    if previous is None or rows is None:
+        return None
+    stored = parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
+    tests_changed = decision.changes is not None and decision.changes.changed("test_data")
+    if archive is None or (stored is not None and not tests_changed):
+        return stored
+    from pipeline.testing import test_model
+
+    log("testing the previous model on the current tests (for the prediction diff)")
+    tested = test_model(archive, project.test_nlu, ())
+    return build_prediction_rows(tested.nlu.predictions) if tested.nlu is not None else stored
+
+
+def _prediction_diff(
+    old: list[PredictionRow] | None, rows: list[PredictionRow] | None, project: Project
+) -> PredictionDiff | None:
+    """The new model's predictions against the previous model's (``None``: nothing to compare)."""
     if old is None or rows is None:
         return None
     return compute_prediction_diff(old, rows, (e.text for e in project.test_nlu.examples))

@@ -77,3 +77,21 @@ def test_per_intent_gate_names_the_intent_and_falls_back_to_full(first_run: Path
     assert {i["intent"] for i in diff["intents"] if i["delta"] < 0} >= set(dropped)
     text = summary.read_text()
     assert "Predictions vs the previous model" in text and diff["broken"][0]["text"].split()[0] in text
+
+
+def test_changed_tests_are_compared_by_testing_the_downloaded_previous_model(first_run: Path, tmp_path: Path) -> None:
+    work = tmp_path / "assistant"
+    shutil.copytree(first_run, work)
+    repo = git.Repo(work)
+    tests = work / "tests" / "nlu_test.yml"
+    tests.write_text(tests.read_text().replace("    - see ya\n", "    - see ya\n    - later alligator\n"))
+    nlu = work / "data" / "nlu.yml"
+    nlu.write_text(nlu.read_text().replace("    - cya\n", "    - cya\n    - farewell\n"))
+    repo.git.add(A=True)
+    repo.index.commit("one more goodbye, one more test")
+    report = tmp_path / "report.json"
+    code = main(["ci", "-C", str(work), *TINY, "--max-drop", "1", "--no-upload", "--report-json", str(report)], environ={})
+    data = json.loads(report.read_text())
+    assert code == 0 and data["decision"] == "finetune"
+    texts = [line for line in tests.read_text().splitlines() if line.startswith("    - ")]
+    assert data["prediction_diff"]["compared"] == len(texts)  # the new test utterance too
