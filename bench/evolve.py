@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--entity-mentions", default="%d,%d" % ENTITY_MENTIONS,
                         help="new entity types are drawn among types with this many mentions (low,high)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reuse-retrain", type=Path,
+                        help="JSON of an earlier run: take the full retrain's wall time and metrics from it (saves a training)")
     args = parser.parse_args(argv)
     train_file, test_file = args.folder / "train.yml", args.folder / "test.yml"
     train, test = read_nlu_files([train_file]), read_nlu_files([test_file])
@@ -144,8 +146,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-evolve-") as tmp:
         tmp_path = Path(tmp)
         results["load"].append(_uptime())
-        retrain = run_worker("full", [train_file], tmp_path / "retrain", worker_args)
-        results["retrain"] = {"summary": _short(retrain)}
+        earlier = json.loads(args.reuse_retrain.read_text()) if args.reuse_retrain else None
+        if earlier is not None:
+            retrain = earlier["retrain"]["summary"]
+            results["retrain"] = {"summary": retrain, "reused_from": str(args.reuse_retrain)}
+        else:
+            retrain = run_worker("full", [train_file], tmp_path / "retrain", worker_args)
+            results["retrain"] = {"summary": _short(retrain)}
         print(f"retrain {retrain['wall_seconds_process']:.1f} s", flush=True)
         for scenario, new_intents, new_entities in (("intents", intents, []), ("entities", [], entity_types)):
             if scenario in args.skip:
@@ -164,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             row = {
                 "base": {"summary": _short(base), "metrics": evaluate(tmp_path / f"base-{scenario}", test, new_intents, new_entities)},
                 "finetune": {"summary": _short(finetune), "metrics": evaluate(tmp_path / f"finetune-{scenario}", test, new_intents, new_entities)},
-                "retrain": {"metrics": evaluate(tmp_path / "retrain", test, new_intents, new_entities)},
+                "retrain": {"metrics": earlier[scenario]["retrain"]["metrics"] if earlier is not None
+                            else evaluate(tmp_path / "retrain", test, new_intents, new_entities)},
                 "wall_ratio_process": finetune["wall_seconds_process"] / retrain["wall_seconds_process"],
                 "cpu_ratio_process": finetune["cpu_seconds_process"] / retrain["cpu_seconds_process"],
             }

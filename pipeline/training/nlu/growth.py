@@ -6,8 +6,9 @@ are kept and the label-dependent weights grow:
 * ``intent/labels`` [I, E]: old rows move to their new (sorted) positions; a
   new intent's row starts at the mean direction of its training examples'
   sentence embeddings under the previous network (``intent/kernel`` applied to
-  the sentence vector), scaled to the old rows' mean norm, so the new intent
-  is predicted for texts like its examples before any training step.
+  the sentence vector) minus that of old examples (what all sentences share),
+  scaled to the old rows' mean norm, so the new intent scores high for texts
+  like its examples and not for every text, before any training step.
 * ``entity/kernel`` [D, K], ``entity/bias`` [K]: old tag columns move to their
   new positions (tag ids are per entity type in sorted order); a new type's
   ``B-``/``I-``/``L-``/``U-`` columns start at the mean of the old types'
@@ -53,11 +54,15 @@ def grow_label_weights(
     new_labels: LabelMaps,
     sentence_vectors: Mapping[str, np.ndarray],
     seed: int,
+    *,
+    reference: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Weights for ``new_config``/``new_labels`` from the previous ones (see the module docstring).
 
     ``sentence_vectors``: per new intent, the previous network's sentence vectors
-    [n, D] of (some of) its training examples.
+    [n, D] of (some of) its training examples; ``reference``: those of old examples,
+    whose mean direction is taken out of a new intent's (the part every sentence shares
+    would otherwise make the new intent score high on every text).
     """
     grown = dict(weights)
     fresh = initial_weights(new_config, seed)
@@ -69,9 +74,9 @@ def grow_label_weights(
             if name in old_labels.intents:
                 rows[i] = old_rows[old_labels.intents.index(name)]
             elif name in sentence_vectors and len(sentence_vectors[name]):
-                u = sentence_vectors[name] @ weights["intent/kernel"] + weights["intent/bias"]
-                u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
-                direction = u.mean(axis=0)
+                direction = _mean_direction(sentence_vectors[name], weights)
+                if reference is not None and len(reference):
+                    direction = direction - _mean_direction(reference, weights)
                 rows[i] = direction / max(float(np.linalg.norm(direction)), 1e-9) * norm
         grown["intent/labels"] = rows.astype(np.float32)
     if new_config.entity_recognition:
@@ -83,6 +88,13 @@ def grow_label_weights(
                 weights["entity/kernel"], weights["entity/bias"], old_labels, new_labels
             )
     return grown
+
+
+def _mean_direction(vectors: np.ndarray, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Mean of the unit-length intent-space embeddings of sentence vectors [n, D]."""
+    u = vectors @ weights["intent/kernel"] + weights["intent/bias"]
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+    return u.mean(axis=0)
 
 
 def _grow_tags(

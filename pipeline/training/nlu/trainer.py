@@ -30,7 +30,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,6 +67,12 @@ ANCHOR_PULL = 0.1
 ANCHOR_PULL_SPARSE_ONLY = 0.0
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
+#: When intents are added, at least this many old examples per old intent are replayed (when there
+#: are that many), and each epoch sees at most as many examples of each new intent as the replay
+#: holds per old intent (a fresh seeded choice every epoch): a finetune sample dominated by the new
+#: intents teaches the classifier they are frequent, and it then predicts them for old intents'
+#: texts (bench/RESULTS.md, issue 17).
+GROWTH_REPLAY_PER_INTENT = 30
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
 TENSORFLOW_FEATURIZE_MINIMUM = 1000
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
@@ -221,10 +227,11 @@ def _fit(
     progress: Progress | None,
     phase: str,
     learning_rate_scale: float = 1.0,
+    epoch_subset: Callable[[int], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Run the epochs; return the training history."""
+    """Run the epochs (each over ``epoch_subset(epoch)`` of the records when given); return the training history."""
     diet = settings.diet
-    lengths = np.array([r.num_tokens for r in records])
+    all_lengths = np.array([r.num_tokens for r in records])
     losses: list[float] = []
     accuracies: list[float] = []
     step = 0
@@ -234,7 +241,10 @@ def _fit(
         learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
         total_loss = total_accuracy = 0.0
         seen = 0
-        for batch_index in plan_batches(lengths, batch_size, rng):
+        subset = epoch_subset(epoch) if epoch_subset is not None else np.arange(len(records))
+        lengths = all_lengths[subset]
+        for planned in plan_batches(lengths, batch_size, rng):
+            batch_index = subset[planned]
             batch = make_batch([records[i] for i in batch_index])
             loss, accuracy = network.train_step(
                 batch.features,
@@ -472,6 +482,33 @@ def _train_selector(
     return TrainedSelector(selector, keys, network_config, weights, summary)
 
 
+def _balanced_epochs(
+    needed: np.ndarray, data: NluData, intents_added: Sequence[str], replay: int, old_intents: int, seed: int
+) -> Callable[[int], np.ndarray] | None:
+    """Per epoch, the records (indices into ``needed``) a label-growing finetune trains on: all but the
+    new intents' examples, of which each new intent contributes at most what the replay holds per old
+    intent (GROWTH_REPLAY_PER_INTENT); ``None`` (every record, every epoch) when no intent was added."""
+    if not intents_added:
+        return None
+    cap = max(1, math.ceil(replay / max(old_intents, 1)))
+    added = set(intents_added)
+    by_intent: dict[str, list[int]] = {}
+    rest: list[int] = []
+    for j, i in enumerate(needed):
+        intent = data.examples[i].intent
+        (by_intent.setdefault(intent, []) if intent in added else rest).append(j)
+
+    def subset(epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 2_000_003, epoch])
+        chosen = [np.array(rest, dtype=np.int64)]
+        for intent in sorted(by_intent):
+            rows = np.array(by_intent[intent], dtype=np.int64)
+            chosen.append(rng.choice(rows, size=min(cap, len(rows)), replace=False))
+        return np.sort(np.concatenate(chosen))
+
+    return subset
+
+
 def finetune_nlu(
     previous_dir: Path,
     data: NluData,
@@ -524,7 +561,10 @@ def finetune_nlu(
     weights = grow_weights(previous.weights, previous.network, replace(previous.network, feature_sizes=network_config.feature_sizes))
 
     epochs = math.ceil(auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model)) * epoch_fraction)
-    replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
+    replay = max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index))))
+    if intents_added:
+        replay = max(replay, GROWTH_REPLAY_PER_INTENT * len(previous.labels.intents))
+    replay = min(len(old_index), replay)
     rng = np.random.default_rng([seed, 1_000_003])
     sample = np.sort(rng.choice(old_index, size=replay, replace=False)) if replay else old_index[:0]
     needed = np.concatenate([new_index, sample])
@@ -538,6 +578,8 @@ def finetune_nlu(
         for intent in intents_added:
             chosen = [j for j, i in enumerate(needed) if data.examples[i].intent == intent][:NEW_INTENT_EXAMPLES]
             vectors[intent] = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in chosen])
+        replayed = range(len(new_index), len(new_index) + min(len(sample), NEW_INTENT_EXAMPLES * 4))
+        reference = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in replayed])
         weights = grow_label_weights(
             weights,
             before,
@@ -546,6 +588,7 @@ def finetune_nlu(
             labels,
             vectors,
             seed,
+            reference=reference,
         )
     network = DietNetwork(network_config, weights, _options(settings), pull)
     traced = network.start_tracing()
@@ -560,6 +603,7 @@ def finetune_nlu(
         progress,
         "finetune",
         FINETUNE_LEARNING_RATE_SCALE,
+        _balanced_epochs(needed, data, intents_added, replay, len(previous.labels.intents), seed),
     )
     summary = _summary(
         "finetune",
