@@ -12,9 +12,10 @@ are kept and the label-dependent weights grow:
 * ``entity/kernel`` [D, K], ``entity/bias`` [K]: old tag columns move to their
   new positions (tag ids are per entity type in sorted order); a new type's
   ``B-``/``I-``/``L-``/``U-`` columns start at the mean of the old types'
-  columns with the same prefix, their bias one logit lower, so they compete
-  without taking old tokens; with no old entity head at all, the head starts
-  from the seeded initial weights.
+  columns with the same prefix, their bias one logit lower, then only they are
+  fitted by softmax regression on the previous network's token vectors of the
+  finetune sample (:func:`fit_new_tag_columns`); with no old entity head at
+  all, the head starts from the seeded initial weights.
 
 Roles and groups do not grow (a finetune refuses them, see :mod:`.compat`).
 """
@@ -35,7 +36,10 @@ NEW_TAG_BIAS_OFFSET = 1.0
 #: At most this many examples of a new intent set its initial label embedding.
 NEW_INTENT_EXAMPLES = 64
 
-__all__ = ["added_labels", "grow_label_weights", "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES"]
+__all__ = [
+    "added_labels", "grow_label_weights", "fit_new_tag_columns", "token_vectors", "sentence_vectors",
+    "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES",
+]
 
 
 def added_labels(old: LabelMaps, new: LabelMaps) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -126,6 +130,45 @@ def grown_config(old: NetworkConfig, feature_sizes: Sequence[int], labels: Label
         num_tags=len(labels.tags),
         entity_recognition=entity_recognition,
     )
+
+
+#: Full-batch gradient steps (and their step size) of the new tag columns' softmax regression.
+TAG_PROBE_STEPS, TAG_PROBE_RATE = 300, 0.5
+
+
+def fit_new_tag_columns(
+    kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new_columns: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit only the ``new_columns`` of the entity head by softmax regression on token vectors
+    ``hidden`` [n, D] (the previous network's) with their tag ids ``tags`` [n]; old columns stay.
+
+    A finetune runs few steps at a reduced learning rate: from a generic start the new tags would
+    barely move, so they start where the previous network's token vectors already separate them.
+    """
+    kernel, bias = kernel.astype(np.float32).copy(), bias.astype(np.float32).copy()
+    new = np.asarray(new_columns, dtype=np.int64)
+    if not len(new) or not len(hidden):
+        return kernel, bias
+    n = len(hidden)
+    rows = np.arange(n)
+    for _ in range(TAG_PROBE_STEPS):
+        logits = hidden @ kernel + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[rows, tags] -= 1.0
+        kernel[:, new] -= TAG_PROBE_RATE * (hidden.T @ probs[:, new]) / n
+        bias[new] -= TAG_PROBE_RATE * probs[:, new].mean(axis=0)
+    return kernel, bias
+
+
+def token_vectors(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    inputs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray], int, np.ndarray | None]],
+) -> np.ndarray:
+    """Token vectors [total tokens, D] of messages given as ``(ids, positions, num_tokens, dense)``."""
+    parts = [encode(weights, config, ids, pos, n, dense)[1:] for ids, pos, n, dense in inputs if n]
+    return np.concatenate(parts) if parts else np.zeros((0, config.size), dtype=np.float32)
 
 
 def sentence_vectors(

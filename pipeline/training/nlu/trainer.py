@@ -42,7 +42,15 @@ from . import pretrained
 from .architecture import NetworkConfig, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
-from .growth import NEW_INTENT_EXAMPLES, added_labels, grow_label_weights, grown_config, sentence_vectors
+from .growth import (
+    NEW_INTENT_EXAMPLES,
+    added_labels,
+    fit_new_tag_columns,
+    grow_label_weights,
+    grown_config,
+    sentence_vectors,
+    token_vectors,
+)
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
@@ -73,6 +81,8 @@ REPLAY_MINIMUM = 256
 #: intents teaches the classifier they are frequent, and it then predicts them for old intents'
 #: texts (bench/RESULTS.md, issue 17).
 GROWTH_REPLAY_PER_INTENT = 30
+#: New entity types' tag columns are fitted on the tokens of this many sample examples (new ones first).
+TAG_PROBE_EXAMPLES = 600
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
 TENSORFLOW_FEATURIZE_MINIMUM = 1000
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
@@ -590,7 +600,17 @@ def finetune_nlu(
             seed,
             reference=reference,
         )
-    network = DietNetwork(network_config, weights, _options(settings), pull)
+        if entities_added and previous.network.entity_recognition:
+            # fit the new tag columns on what the previous network computes for the sample's tokens
+            probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
+            new_columns = [k for k, tag in enumerate(labels.tags) if tag not in previous.labels.tags]
+            weights["entity/kernel"], weights["entity/bias"] = fit_new_tag_columns(
+                weights["entity/kernel"], weights["entity/bias"],
+                token_vectors(weights, before, [_record_inputs(r) for r in probe]),
+                np.concatenate([r.tags for r in probe if r.num_tokens]), new_columns,
+            )
+    unanchored = (("intent/labels",) if intents_added else ()) + (("entity/kernel", "entity/bias") if entities_added else ())
+    network = DietNetwork(network_config, weights, _options(settings), pull, unanchored)
     traced = network.start_tracing()
     featurize_seconds = time.perf_counter() - started
     traced()
@@ -620,6 +640,7 @@ def finetune_nlu(
         entities_added=list(entities_added),
         replayed_per_epoch=int(replay),
         anchor_pull=pull,
+        unanchored=list(unanchored),
         epoch_fraction=epoch_fraction,
         featurize_seconds=round(featurize_seconds, 3),
         features_added={
