@@ -249,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
     parse.add_argument("text", nargs="?", help="message (default: one per line from stdin)")
 
+    _add_serve_parser(sub)
+
     ci = sub.add_parser("ci", help="the CI step: decide skip/repackage/finetune/full, train, test, gate, upload",
                         description="Run in the assistant's repository. Reads the committed data, compares its "
                         "fingerprint with the previous model's in the store, and trains only what is needed.")
@@ -283,6 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
     return parser
+
+
+def _add_serve_parser(sub: Any) -> None:
+    from pipeline.serve import settings as defaults
+
+    serve = sub.add_parser("serve", help="serve Rasa's HTTP API (/model/parse, /conversations/...) over a model",
+                           description="Rasa-compatible HTTP server; follows the model store and swaps in every "
+                           "new model without a restart. Without --model/--store: the local store.")
+    serve.add_argument("--model", "-m", help="model archive, folder of archives (latest), or a store URL")
+    serve.add_argument("--store", help="model store to follow (same URLs as 'deltatrain ci'; token from "
+                       "DELTATRAIN_STORE_TOKEN); default: .deltatrain/store")
+    serve.add_argument("--host", default=defaults.DEFAULT_HOST, help=f"address to bind ({defaults.DEFAULT_HOST})")
+    serve.add_argument("--port", "-p", type=int, default=defaults.DEFAULT_PORT, help=f"port ({defaults.DEFAULT_PORT}; 0: any free)")
+    serve.add_argument("--auth-token", "-t", help=f"require this token (?token=... or Bearer); or env {defaults.TOKEN_ENV}")
+    serve.add_argument("--token-name", default=defaults.DEFAULT_TOKEN_NAME, help="query parameter of the token (token)")
+    serve.add_argument("--jwt-secret", help=f"also accept HS256 JWTs signed with this secret; or env {defaults.JWT_SECRET_ENV}")
+    serve.add_argument("--poll-seconds", type=float, default=defaults.DEFAULT_POLL_SECONDS,
+                       help=f"check for a new model this often ({defaults.DEFAULT_POLL_SECONDS:g}; 0: never)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (1)")
+    serve.add_argument("--max-batch", type=int, default=defaults.DEFAULT_MAX_BATCH, help="messages per parse batch")
+    serve.add_argument("--max-wait-ms", type=float, default=defaults.DEFAULT_MAX_WAIT_MS,
+                       help="how long a message waits for others to batch with")
+    serve.add_argument("--request-timeout", type=float, default=defaults.DEFAULT_REQUEST_TIMEOUT, help="seconds per request")
 
 
 # ------------------------------------------------------------------ commands
@@ -398,6 +423,35 @@ def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int
         for text in texts:
             if text.strip():
                 console.json(nlu.parse(text), indent=None)
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.serve.settings import default_to_one_blas_thread
+
+    default_to_one_blas_thread(os.environ)  # before NumPy loads: parsing is fastest with one BLAS thread
+    try:
+        from pipeline.serve.server import configure_logging, run_server
+    except ImportError as exc:
+        raise UsageError(f"'deltatrain serve' needs aiohttp, which is not installed ({exc.name})",
+                         hint="pip install 'deltatrain[serve]'") from exc
+    from pipeline.serve.settings import JWT_SECRET_ENV, TOKEN_ENV, ServeSettings
+    from pipeline.serve.sources import open_source
+
+    settings = ServeSettings(
+        host=args.host, port=args.port, auth_token=args.auth_token or environ.get(TOKEN_ENV) or None,
+        token_name=args.token_name, jwt_secret=args.jwt_secret or environ.get(JWT_SECRET_ENV) or None,
+        poll_seconds=args.poll_seconds, workers=args.workers, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, request_timeout=args.request_timeout,
+    )
+    if problems := settings.problems():
+        raise UsageError("; ".join(problems))
+    store_token = environ.get("DELTATRAIN_STORE_TOKEN") or None
+    s3_endpoint = environ.get("DELTATRAIN_S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None
+    source = open_source(model=args.model, store=args.store, base_dir=Path.cwd(), store_token=store_token,
+                         s3_endpoint_url=s3_endpoint)  # checked now: a bad URL fails before anything loads
+    configure_logging(console.err)
+    run_server(settings, lambda: source, require_model=args.model is not None)
     return EXIT_OK
 
 
@@ -530,6 +584,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         "test": lambda: _cmd_test(args, console),
         "parse": lambda: _cmd_parse(args, console, stdin or sys.stdin),
         "ci": lambda: _cmd_ci(args, console, environ),
+        "serve": lambda: _cmd_serve(args, console, environ),
     }
     try:
         if args.command == "data":

@@ -18,8 +18,6 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.metrics import classification_report, report_labels
-
 __all__ = [
     "PREDICTIONS_KEY",
     "PREDICTIONS_FORMAT",
@@ -185,6 +183,8 @@ def compute_prediction_diff(
             before.entities != after.entities,
         )
         (fixed if after.right else broken).append(flipped)
+    from pipeline.metrics import classification_report, report_labels  # NumPy: only when comparing
+
     fixed.sort(key=lambda f: (-f.new_confidence, f.text))
     broken.sort(key=lambda f: (-f.new_confidence, f.text))
     intents: list[IntentChange] = []

@@ -24,15 +24,15 @@ Problem codes (``Problem.code``), stable for callers and tests::
                        categorical slot takes any value, unlisted ones count as ``__other__``)
     slot-mapping       a slot mapping names an entity, intent or form the domain lacks
     checkpoint         a story checkpoint that no other story block continues or starts
-    rule-contradiction two rules predict different actions in the same state
-    rule-story-contradiction  a rule and a story disagree after the same first turn
+    rule-contradiction, rule-story-contradiction, incomplete-rule, rule-too-long:
+                       Rasa's RulePolicy checks, see :mod:`pipeline.rule_check`
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 from pipeline.data.model import (
     DEFAULT_ACTIONS,
@@ -50,6 +50,7 @@ from pipeline.data.model import (
     UserStep,
 )
 from pipeline.errors import Location, Problem
+from pipeline.rule_check import check_rules, rule_check_options
 
 __all__ = [
     "DEFAULT_INTENTS",
@@ -67,7 +68,6 @@ REQUESTED_SLOT = "requested_slot"
 #: Fewer NLU examples than this for an intent is a warning.
 MIN_EXAMPLES_PER_INTENT = 2
 ANNOTATION_TITLE = "deltatrain"
-_LISTEN = "action_listen"
 
 
 def validate_project(project: Project) -> tuple[Problem, ...]:
@@ -82,9 +82,8 @@ def validate_project(project: Project) -> tuple[Problem, ...]:
             problems.extend(_check_story(story, known, dialogue_severity))
         problems.extend(_check_forms(project, known))
         problems.extend(_check_slot_mappings(project, known))
+        problems.extend(check_rules(project.domain, project.stories, rule_check_options(project.config)))
     problems.extend(_check_checkpoints(project.plain_stories))
-    problems.extend(_check_rule_contradictions(project.rules))
-    problems.extend(_check_rule_story_contradictions(project.rules, project.plain_stories))
     return tuple(sorted(problems, key=lambda p: not p.is_error))
 
 
@@ -561,116 +560,3 @@ def _check_checkpoints(stories: Sequence[Story]) -> list[Problem]:
                 )
     return problems
 
-
-# ------------------------------------------------------------ contradictions
-
-
-def _predictions(story: Story) -> list[tuple[int, str, Location | None]]:
-    """(index into steps, action, location) for each action the rule predicts.
-
-    A rule that waits for user input after its last step predicts
-    ``action_listen`` there (index ``len(steps)``).
-    """
-    result = [
-        (index, step.name, step.location)
-        for index, step in enumerate(story.steps)
-        if isinstance(step, ActionStep) and not _is_e2e_text(step.name)
-    ]
-    if story.is_rule and story.wait_for_user_input and story.steps and isinstance(story.steps[-1], ActionStep):
-        result.append((len(story.steps), _LISTEN, story.location))
-    return result
-
-
-def _check_rule_contradictions(rules: Sequence[Story]) -> list[Problem]:
-    """Rules with the same condition and steps up to a user turn and beyond that predict differently."""
-    problems: list[Problem] = []
-    for i, first in enumerate(rules):
-        for second in rules[i + 1 :]:
-            if (first.condition, first.conversation_start) != (second.condition, second.conversation_start):
-                continue
-            problem = _first_divergence(first, second)
-            if problem is not None:
-                problems.append(problem)
-    return problems
-
-
-def _first_divergence(first: Story, second: Story) -> Problem | None:
-    shared = 0
-    for a, b in zip(first.steps, second.steps):
-        if a != b:
-            break
-        shared += 1
-    if not any(isinstance(step, UserStep) for step in first.steps[:shared]):
-        return None
-    predicted_a = {index: (name, loc) for index, name, loc in _predictions(first)}
-    predicted_b = {index: (name, loc) for index, name, loc in _predictions(second)}
-    if shared not in predicted_a or shared not in predicted_b:
-        return None
-    (action_a, loc_a), (action_b, loc_b) = predicted_a[shared], predicted_b[shared]
-    if action_a == action_b:
-        return None
-    return Problem(
-        "warning",
-        f"rules '{first.name}'{_where(first.location)} and '{second.name}'{_where(second.location)} "
-        f"start the same way but then predict '{action_a}'{_where(loc_a)} and '{action_b}'{_where(loc_b)}",
-        loc_b or second.location,
-        "rules must be deterministic: make the two rules differ before this step (condition, intent, "
-        "slots), or merge them; a rule that should not wait for the user needs 'wait_for_user_input: false'",
-        code="rule-contradiction",
-    )
-
-
-_TurnKey = tuple[str, frozenset[tuple[str, str | None, str | None]]]
-
-
-def _turn_key(step: UserStep) -> _TurnKey:
-    """What the dialogue model sees of a user turn: intent and entity types (not values)."""
-    return (step.intent or "", frozenset((e.entity, e.role, e.group) for e in step.entities))
-
-
-def _first_turn(story: Story) -> tuple[set[_TurnKey], ActionStep] | None:
-    """The user turn(s) a story or rule starts with and the action that follows it."""
-    if len(story.steps) < 2:
-        return None
-    head, action = story.steps[0], story.steps[1]
-    if not isinstance(action, ActionStep) or _is_e2e_text(action.name):
-        return None
-    alternatives: tuple[Step, ...] = head.alternatives if isinstance(head, OrStep) else (head,)
-    users = [a for a in alternatives if isinstance(a, UserStep) and a.intent]
-    if not users or len(users) != len(alternatives):
-        return None
-    return {_turn_key(u) for u in users}, action
-
-
-def _check_rule_story_contradictions(rules: Sequence[Story], stories: Sequence[Story]) -> list[Problem]:
-    """A rule that applies at conversation start vs a story starting with the same user turn."""
-    problems: list[Problem] = []
-    story_starts = [(story, _first_turn(story)) for story in stories]
-    for rule in rules:
-        if rule.condition:
-            continue
-        rule_start = _first_turn(rule)
-        if rule_start is None:
-            continue
-        rule_turns, rule_action = rule_start
-        for story, start in story_starts:
-            if start is None:
-                continue
-            story_turns, story_action = start
-            shared = rule_turns & story_turns
-            if not shared or story_action.name == rule_action.name:
-                continue
-            intent = min(key[0] for key in shared)
-            problems.append(
-                Problem(
-                    "warning",
-                    f"rule '{rule.name}'{_where(rule.location)} answers intent '{intent}' with "
-                    f"'{rule_action.name}'{_where(rule_action.location)}, but story '{story.name}'"
-                    f"{_where(story.location)} starts with the same turn and answers '{story_action.name}'",
-                    story_action.location or story.location,
-                    "rules win over stories: change the story to follow the rule, or give the rule a "
-                    "condition that tells the two situations apart",
-                    code="rule-story-contradiction",
-                )
-            )
-    return problems

@@ -212,29 +212,6 @@ CASES = [
         id="nlu-only-intent-stays-a-warning-with-stories",
     ),
     pytest.param(
-        {"data/rules.yml": rules(("- intent: greet", "- action: utter_greet"), ("- intent: greet", "- action: utter_bye"))},
-        [
-            (
-                "warning",
-                "rule-contradiction",
-                "data/rules.yml:9",
-                "rules 'r0' (data/rules.yml:2) and 'r1' (data/rules.yml:6) start the same way but then predict "
-                "'utter_greet' (data/rules.yml:5) and 'utter_bye' (data/rules.yml:9)",
-            )
-        ],
-        id="two-rules-same-turn-different-action",
-    ),
-    pytest.param(
-        {
-            "data/rules.yml": rules(
-                ("- intent: greet", "- action: utter_greet"),
-                ("- intent: greet", "- action: utter_greet", "- action: action_book"),
-            )
-        },
-        [("warning", "rule-contradiction", "data/rules.yml:10", "predict 'action_listen' (data/rules.yml:2) and 'action_book'")],
-        id="rule-that-waits-vs-rule-that-goes-on",
-    ),
-    pytest.param(
         {
             "data/rules.yml": (
                 "rules:\n- rule: plain\n  steps:\n  - intent: greet\n  - action: utter_greet\n"
@@ -247,36 +224,6 @@ CASES = [
         },
         [],
         id="rules-differing-by-condition-or-not-waiting",
-    ),
-    pytest.param(
-        {
-            "data/rules.yml": rules(("- intent: bye", "- action: utter_bye")),
-            "data/stories.yml": stories("- intent: bye", "- action: utter_greet", name="odd goodbye"),
-        },
-        [
-            (
-                "warning",
-                "rule-story-contradiction",
-                "data/stories.yml:5",
-                "rule 'r0' (data/rules.yml:2) answers intent 'bye' with 'utter_bye' (data/rules.yml:5), "
-                "but story 'odd goodbye' (data/stories.yml:2) starts with the same turn and answers 'utter_greet'",
-            )
-        ],
-        id="rule-vs-story-first-turn",
-    ),
-    pytest.param(
-        {
-            "data/rules.yml": rules(("- intent: bye", "- action: utter_bye")),
-            "data/stories.yml": (
-                "stories:\n- story: s\n  steps:\n  - or:\n    - intent: greet\n    - intent: bye\n  - action: utter_greet\n"
-                "- story: later\n  steps:\n  - checkpoint: c\n  - intent: bye\n  - action: utter_greet\n"
-            ),
-        },
-        [
-            ("warning", "rule-story-contradiction", "data/stories.yml:7", "story 's'"),
-            ("warning", "checkpoint", "data/stories.yml:10", "checkpoint 'c' starts story 'later' but no story ends with it"),
-        ],
-        id="rule-vs-story-or-step-and-checkpoint",
     ),
     pytest.param(
         {
