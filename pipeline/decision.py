@@ -259,7 +259,7 @@ def _blocks_finetune(changes: ChangeSummary, *, nlu: bool) -> bool:
 def _domain_reason(changes: ChangeSummary) -> str:
     if changes.domain_only_grew:
         gained = "; ".join(
-            f"{key} added: {', '.join(names)}" for key, names in changes.domain_added.items() if key != "responses"
+            f"{key} {', '.join(names)}" for key, names in changes.domain_added.items() if key != "responses"
         )
         return f"domain gained {gained}"
     parts = []
