@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import FinetuneRefused
 from pipeline.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
