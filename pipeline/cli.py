@@ -155,6 +155,9 @@ class ProgressPrinter:
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         epoch, epochs = event.get("epoch"), event.get("epochs")
+        if event.get("phase") == "warning":
+            self.console.info(f"warning: {event.get('message', '')}")
+            return
         if event.get("phase") == "features":
             self.console.info(
                 f"{event.get('model', '')} pretrained features of {event.get('messages')} messages"

@@ -16,8 +16,8 @@ errors can point at the step that caused them.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping, Sequence
 
 from pipeline.data.model import (
     ActionStep,
@@ -36,7 +36,16 @@ from pipeline.errors import TrainingError
 from .states import DEFAULT_INTENTS, REQUESTED_SLOT, DomainSpec, base_intent
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
-__all__ = ["Origin", "Trajectory", "StoryGraph", "expand_stories", "check_story_data", "MAX_CONVERSATIONS"]
+__all__ = [
+    "Origin",
+    "Trajectory",
+    "StoryGraph",
+    "expand_stories",
+    "check_story_data",
+    "text_only_turns",
+    "label_text_turns",
+    "MAX_CONVERSATIONS",
+]
 
 #: Refuse story graphs that expand to more conversations than this.
 MAX_CONVERSATIONS = 100_000
@@ -317,3 +326,44 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
             hint="add the missing names to domain.yml or fix their spelling; "
             f"'{REQUESTED_SLOT}' and Rasa's default intents and actions are always defined",
         )
+
+
+def text_only_turns(stories: Sequence[Story]) -> list[str]:
+    """The texts of user turns written without an intent (``- user: ...`` alone), in order, once each."""
+    texts: dict[str, None] = {}
+    for story in stories:
+        for step in (*story.condition, *story.steps):
+            for user in step.alternatives if isinstance(step, OrStep) else (step,):
+                if isinstance(user, UserStep) and not user.intent and user.text:
+                    texts.setdefault(user.text.strip(), None)
+    return list(texts)
+
+
+def label_text_turns(stories: Sequence[Story], intents: Mapping[str, str]) -> tuple[list[Story], list[str]]:
+    """Give every text-only user turn the intent ``intents`` has for its text; the warnings saying so.
+
+    Rasa trains such end-to-end turns on the text itself; deltatrain's dialogue model is
+    trained on intents, so the caller passes the intent its freshly trained NLU model
+    predicts for each text (:func:`text_only_turns`). A text without one stays unlabelled
+    (and :func:`check_story_data` reports it).
+    """
+    warnings: list[str] = []
+
+    def label(step: Step) -> Step:
+        if isinstance(step, OrStep):
+            return replace(step, alternatives=tuple(label(a) for a in step.alternatives))  # type: ignore[misc]
+        if isinstance(step, UserStep) and not step.intent and step.text and step.text.strip() in intents:
+            intent = intents[step.text.strip()]
+            where = f"{step.location}: " if step.location is not None else ""
+            warnings.append(
+                f"{where}user turn '{step.text.strip()}' has no intent: trained as intent '{intent}', "
+                "which the NLU model predicts for it (Rasa trains end-to-end on the text)"
+            )
+            return replace(step, intent=intent)
+        return step
+
+    labelled = [
+        replace(story, steps=tuple(label(s) for s in story.steps), condition=tuple(label(s) for s in story.condition))
+        for story in stories
+    ]
+    return labelled, warnings
