@@ -646,3 +646,36 @@ def test_form_rejection_is_emulated_in_evaluation(tmp_path):
         ("utter_iamabot", "RulePolicy"),
         ("trip_form", "RulePolicy"),
     ]
+
+
+# ------------------------------------------------------------ text-only user turns
+
+TEXT_ONLY = """
+    version: "3.1"
+    stories:
+    - story: indirect
+      steps:
+      - intent: greet
+      - action: utter_greet
+      - user: "sunny in Rome?"
+      - action: utter_weather
+"""
+
+
+def test_text_only_user_turn_without_an_nlu_model_is_a_training_error(tmp_path: Path) -> None:
+    project = load(tmp_path, data=TEXT_ONLY)
+    with pytest.raises(TrainingError, match="data/stories.yml:7(.|\\n)*user turn without an intent"):
+        train(project)
+
+
+def test_text_only_user_turn_is_trained_as_the_intent_given_for_its_text(tmp_path: Path) -> None:
+    from pipeline.training.core.stories import label_text_turns, text_only_turns
+
+    project = load(tmp_path, data=TEXT_ONLY)
+    assert text_only_turns(project.stories) == ["sunny in Rome?"]
+    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": "ask_weather"})
+    assert len(warnings) == 1
+    assert "data/stories.yml:7" in warnings[0] and "'ask_weather'" in warnings[0]
+    model = train_core(project.domain, labelled, project.config)
+    tracker = TrackerState().with_user("greet").with_action("utter_greet").with_user("ask_weather")
+    assert model.predict_next_action(tracker).action == "utter_weather"

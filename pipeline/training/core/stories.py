@@ -297,7 +297,7 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
         for event, origin in pairs:
             if isinstance(event, UserUttered):
                 if not event.intent:
-                    report(origin, "user turn without an intent (text-only training stories are not supported)")
+                    report(origin, "user turn without an intent (a text-only turn is labelled by the NLU model only when it is trained together with the dialogue model; or add 'intent:')")
                 elif base_intent(event.intent) not in intents:
                     report(origin, f"intent '{event.intent}' is not in the domain")
                 for entity in event.entities:
