@@ -130,6 +130,14 @@ def test_use_and_ignore_entities_are_read_and_decide_what_the_dialogue_sees(tmp_
     assert seen == {"greet": ("city",), "bye": ("name",), "thank": (), "deny": ()}
 
 
+def test_use_entities_written_as_a_string_is_a_warning_and_uses_no_entities(tmp_path: Path) -> None:
+    """Rasa 3.6 accepts ``use_entities: None`` (a string) and takes its characters as entity names."""
+    domain = DOMAIN.replace("  - bye\n", "  - bye:\n      use_entities: None\n")
+    assert problems_of(tmp_path, {"domain.yml": domain}) == [("warning", "schema", "domain.yml:4")]
+    project, _ = load(tmp_path, {"domain.yml": domain})
+    assert DomainSpec.from_domain(project.domain).intent_entities["bye"] == ()
+
+
 def test_an_entity_both_used_and_ignored_is_a_warning(tmp_path: Path) -> None:
     """Rasa: "explicitly included and excluded ... Excluding takes precedence" (a warning)."""
     domain = DOMAIN.replace("  - bye\n", "  - bye:\n      use_entities: [city]\n      ignore_entities: [city]\n")

@@ -426,7 +426,7 @@ def test_story_steps_of_every_kind(tmp_path: Path) -> None:
         SlotStep((("city", "Paris"), ("confirmed", True), ("seats", 2))),
         ActiveLoopStep(None),
         OrStep((UserStep("affirm"), UserStep("thanks"))),
-        ActionStep("Have a nice trip!"),
+        ActionStep("Have a nice trip!", is_text=True),
         CheckpointStep("booked"),
     )
     assert [step.location.line for step in story.steps if step.location] == [

@@ -192,10 +192,12 @@ class UserStep:
 
 @dataclass(frozen=True)
 class ActionStep:
-    """The bot runs an action (or utters a response, or a form, or a bot text)."""
+    """The bot runs an action (or utters a response, or a form), or says a text (``bot:``, ``is_text``)."""
 
     name: str
     location: Location | None = _loc()
+    #: ``bot: <text>`` (an end-to-end bot turn): ``name`` is what the bot says, not an action name
+    is_text: bool = False
 
 
 @dataclass(frozen=True)

@@ -679,3 +679,33 @@ def test_text_only_user_turn_is_trained_as_the_intent_given_for_its_text(tmp_pat
     model = train_core(project.domain, labelled, project.config)
     tracker = TrackerState().with_user("greet").with_action("utter_greet").with_user("ask_weather")
     assert model.predict_next_action(tracker).action == "utter_weather"
+
+
+BOT_TEXTS = """
+    version: "3.1"
+    stories:
+    - story: greet by text
+      steps:
+      - intent: greet
+      - bot: hi
+      - intent: ask_weather
+      - action: utter_weather
+"""
+
+
+def test_single_word_bot_text_is_a_text_not_an_action_and_trains_as_its_response(tmp_path: Path) -> None:
+    from pipeline.data.model import ActionStep
+    from pipeline.validation import validate_project
+
+    project = load(tmp_path, data=BOT_TEXTS)
+    bot = project.stories[0].steps[1]
+    assert isinstance(bot, ActionStep) and bot.is_text and bot.name == "hi"
+    assert not [p for p in validate_project(project) if p.severity == "error"]
+    model = train(project)
+    assert model.predict_next_action(TrackerState().with_user("greet")).action == "utter_greet"
+
+
+def test_bot_text_no_response_says_is_a_training_error_on_its_line(tmp_path: Path) -> None:
+    project = load(tmp_path, data=BOT_TEXTS.replace("bot: hi", "bot: Perfect"))
+    with pytest.raises(TrainingError, match="data/stories.yml:6.*'Perfect'"):
+        train(project)

@@ -44,6 +44,7 @@ __all__ = [
     "check_story_data",
     "text_only_turns",
     "label_text_turns",
+    "resolve_bot_texts",
     "MAX_CONVERSATIONS",
 ]
 
@@ -367,3 +368,36 @@ def label_text_turns(stories: Sequence[Story], intents: Mapping[str, str]) -> tu
         for story in stories
     ]
     return labelled, warnings
+
+
+def resolve_bot_texts(stories: Sequence[Story], domain: Domain) -> tuple[list[Story], list[str]]:
+    """Replace each ``bot: <text>`` step by the response action that says that text; warnings saying so.
+
+    Rasa trains end-to-end bot turns on their text; deltatrain's dialogue model predicts
+    actions, so a bot text is trained as the response whose variation has exactly that
+    text. Raises TrainingError (file:line) for a bot text no response says.
+    """
+    says: dict[str, str] = {}
+    for name, variations in domain.responses.items():
+        for variation in variations or ():
+            if isinstance(variation, Mapping) and isinstance(variation.get("text"), str):
+                says.setdefault(" ".join(variation["text"].split()), name)
+    warnings: list[str] = []
+
+    def resolve(step: Step, story: Story) -> Step:
+        if not (isinstance(step, ActionStep) and step.is_text):
+            return step
+        action = says.get(" ".join(step.name.split()))
+        if action is None:
+            raise TrainingError(
+                f"bot text '{step.name}' in '{story.name}' is said by no response in the domain",
+                location=step.location or story.location,
+                hint="deltatrain's dialogue model predicts actions, not texts: write '- action: utter_...' "
+                "or add a response with this text to domain.yml",
+            )
+        where = f"{step.location}: " if step.location is not None else ""
+        warnings.append(f"{where}bot text '{step.name}' is trained as the response '{action}' that says it")
+        return ActionStep(action, step.location)
+
+    resolved = [replace(story, steps=tuple(resolve(s, story) for s in story.steps)) for story in stories]
+    return resolved, warnings

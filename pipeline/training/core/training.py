@@ -32,7 +32,7 @@ from .model import CoreModel, Policy
 from .rules import RulePolicy
 from .settings import MemoSettings, RuleSettings, TedSettings, resolve_settings
 from .states import DomainSpec, replay
-from .stories import check_story_data, expand_stories, label_text_turns, text_only_turns
+from .stories import check_story_data, expand_stories, label_text_turns, resolve_bot_texts, text_only_turns
 from .ted import TEDPolicy
 
 __all__ = ["train_core", "finetune_core"]
@@ -128,6 +128,8 @@ def _train(
     spec = DomainSpec.from_domain(domain)
     training = [replace(s, kind="story") if s.kind == "test" else s for s in stories]
     training, label_warnings = _label_text_turns(training, nlu_dir)
+    training, bot_warnings = resolve_bot_texts(training, domain)
+    label_warnings += bot_warnings
     for warning in label_warnings:
         if progress is not None:
             progress({"model": "core", "phase": "warning", "message": warning})
