@@ -559,3 +559,20 @@ def test_unknown_keys_in_a_json_annotation_are_ignored_with_a_warning(tmp_path: 
     assert str(warning.location) == "data/more.yml:4" and "confidence" in warning.message
     (rome,) = [e for e in project.nlu.examples if e.text == "to Rome"]
     assert [(s.entity, s.value) for s in rome.entities] == [("city", "Rome")]
+
+
+def test_slot_written_by_name_only_takes_rasas_value_for_its_type(tmp_path: Path) -> None:
+    """Rasa 3.6 (``YAMLStoryReader._slot_default_value``, checked with Rasa itself): a text slot
+    is ``"filled"``, a list slot ``["filled"]``, any other type empty (``None``) with a warning."""
+    domain = DOMAIN.replace(
+        "slots:\n",
+        "slots:\n  name: {type: text, mappings: [{type: custom}]}\n"
+        "  items: {type: list, mappings: [{type: custom}]}\n"
+        "  confirmed: {type: bool, mappings: [{type: custom}]}\n",
+    )
+    data = stories("- intent: greet", "- slot_was_set: [name, items, confirmed, size]", "- action: utter_greet")
+    project, warnings = load(tmp_path, {"domain.yml": domain, "data/stories.yml": data})
+    slot_step = project.stories[0].steps[1]
+    assert dict(slot_step.slots) == {"name": "filled", "items": ("filled",), "confirmed": None, "size": None}
+    bare = sorted((p.message.split("'")[1], str(p.location)) for p in warnings if p.code == "slot-value")
+    assert bare == [("confirmed", "data/stories.yml:5"), ("size", "data/stories.yml:5")]

@@ -206,6 +206,9 @@ class SlotStep:
 
     slots: tuple[tuple[str, Any], ...]
     location: Location | None = _loc()
+    #: slots written by name only (``- slot_was_set: [confirmed]``); their value depends on the
+    #: slot's type and is settled by the loader (:func:`pipeline.data.loader.settle_bare_slot_names`)
+    named_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

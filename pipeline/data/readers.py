@@ -481,14 +481,16 @@ def _read_slot_step(raw: Any, step: YMap, out: Collector, what: str) -> SlotStep
         out.error(f"'slot_was_set' in {what} must be a list, got {_kind(raw)}", step.key_line("slot_was_set"))
         return None
     slots: list[tuple[str, Any]] = []
+    named_only: list[str] = []
     for entry in raw:
         if isinstance(entry, str):
             slots.append((entry, True))
+            named_only.append(entry)
         elif isinstance(entry, dict):
             slots.extend((str(k), freeze(v)) for k, v in entry.items())
         else:
             out.error(f"slot entry {entry!r} in {what} is not understood", step.key_line("slot_was_set"))
-    return SlotStep(tuple(slots), out.at(step.line))
+    return SlotStep(tuple(slots), out.at(step.line), tuple(named_only))
 
 
 # ------------------------------------------------------------------------ domain
