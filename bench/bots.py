@@ -67,12 +67,16 @@ def _reports(results: Path) -> dict[str, Any]:
     story = results / "story_report.json"
     if story.exists():
         report = json.loads(story.read_text())
-        out["action_accuracy"] = report.get("accuracy")
-        out["action_f1"] = (report.get("weighted avg") or {}).get("f1-score")
+        if "num_stories" in report:  # deltatrain: conversations, then the action report
+            out["stories_total"], out["stories_correct"] = report["num_stories"], report["num_correct"]
+            report = report.get("action_report") or {}
+        else:  # Rasa: the action report, with conversation accuracy beside it
+            conversations = report.get("conversation_accuracy") or {}
+            out["stories_total"], out["stories_correct"] = conversations.get("total"), conversations.get("correct")
+        out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
     failed = results / "failed_test_stories.yml"
     if failed.exists():
-        text = failed.read_text()
-        out["failed_stories"] = text.count("- story:")
+        out["failed_stories"] = failed.read_text().count("- story:")
     summary = results / "summary.json"
     if summary.exists():
         out["summary"] = json.loads(summary.read_text())
@@ -151,13 +155,18 @@ def _fmt(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+def _stories(row: dict[str, Any]) -> str:
+    total = row.get("stories_total")
+    return "–" if total is None else f"{row.get('stories_correct')}/{total}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table: per bot, deltatrain's result next to Rasa's."""
     by_bot: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
         by_bot.setdefault(row["bot"], {})[row["tool"]] = row
     lines = [
-        "| bot | tool | validate | train (s) | test stories | intent acc. | action acc. | failed stories | note |",
+        "| bot | tool | validate | train (s) | test stories | intent acc. | action acc. | stories correct | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for bot in sorted(by_bot):
@@ -165,14 +174,14 @@ def table(rows: list[dict[str, Any]]) -> str:
             row = by_bot[bot].get(tool)
             if row is None:
                 continue
-            train = _fmt(row.get("train_seconds")) if row.get("train_ok") else "failed"
+            train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
             note = ", ".join(row.get("flags", []))
             if row.get("left_out"):
                 note = "without " + ", ".join(row["left_out"])
             lines.append(
                 f"| {bot} | {tool} | {'ok' if row.get('validate') else 'errors'} | {train} | "
                 f"{row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
-                f"{_fmt(row.get('action_accuracy'))} | {_fmt(row.get('failed_stories'))} | {note} |"
+                f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {note} |"
             )
     return "\n".join(lines)
 

@@ -251,9 +251,11 @@ def test_states_featurize_slots_entities_and_forms_as_rasa():
         "name": (1.0,),
         "vip": (1.0, 0.0),
         "size": (0.0, 1.0, 0.0),  # small, large, __other__
-        "budget": (1.0,),  # capped at max_value
+        "budget": (1.0, 1.0),  # Rasa's FloatSlot: "is set", then the value capped at max_value
     }
     assert spec.slot("size").featurize("medium") == (0.0, 0.0, 1.0)
+    # at min_value the slot is set, not unset (Rasa 3.6 FloatSlot._as_feature)
+    assert spec.slot("budget").featurize(0) == (1.0, 0.0) and spec.slot("budget").featurize(None) == (0.0, 0.0)
 
 
 def test_entities_are_filtered_by_the_intents_use_entities(tmp_path):
