@@ -498,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, help="where wrapped fixtures are written (default: a temp folder)")
     parser.add_argument("--markdown", type=Path, help="write the table here (default: stdout)")
     parser.add_argument("--json", type=Path, help="write every verdict here")
+    parser.add_argument("--oracle-json", type=Path,
+                        help="Rasa's raw verdicts: read from here when the file exists (Rasa is not run), else written here")
     args = parser.parse_args(argv)
     rasa_python = args.rasa_venv / "bin" / "python"
     if not rasa_python.exists():
@@ -512,7 +514,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not projects:
         parser.error("no projects found: give --projects and/or --fixtures folders")
     print(f"judging {len(projects)} projects with Rasa ...", file=sys.stderr)
-    rasa = rasa_verdicts(projects, rasa_python, work)
+    if args.oracle_json is not None and args.oracle_json.exists():
+        rasa = json.loads(args.oracle_json.read_text())
+        missing = [p.name for p in projects if p.name not in rasa]
+        if missing:
+            parser.error(f"--oracle-json {args.oracle_json} has no verdict for {', '.join(missing[:5])}; delete it to rerun Rasa")
+    else:
+        rasa = rasa_verdicts(projects, rasa_python, work)
+        if args.oracle_json is not None:
+            args.oracle_json.write_text(json.dumps(rasa, indent=1))
     print("... and with deltatrain", file=sys.stderr)
     rows = compare(projects, rasa)
     command = "python bench/rasa_compat.py " + " ".join(argv if argv is not None else sys.argv[1:])
