@@ -675,7 +675,7 @@ def test_text_only_user_turn_is_trained_as_the_intent_given_for_its_text(tmp_pat
 
     project = load(tmp_path, data=TEXT_ONLY)
     assert text_only_turns(project.stories) == ["sunny in Rome?"]
-    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": "ask_weather"})
+    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": ["ask_weather"]})
     assert len(warnings) == 1
     assert "data/stories.yml:7" in warnings[0] and "'ask_weather'" in warnings[0]
     model = train_core(project.domain, labelled, project.config)
@@ -711,3 +711,24 @@ def test_bot_text_no_response_says_is_a_training_error_on_its_line(tmp_path: Pat
     project = load(tmp_path, data=BOT_TEXTS.replace("bot: hi", "bot: Perfect"))
     with pytest.raises(TrainingError, match="data/stories.yml:6.*'Perfect'"):
         train(project)
+
+
+def test_text_only_user_turn_takes_the_ranked_intent_the_other_stories_agree_with(tmp_path: Path) -> None:
+    from pipeline.training.core.stories import label_text_turns
+
+    data = TEXT_ONLY + """
+    - story: weather by intent
+      steps:
+      - intent: greet
+      - action: utter_greet
+      - intent: ask_weather
+      - action: utter_weather
+    """
+    project = load(tmp_path, data=data)
+    # NLU ranks greet first, but after utter_greet only ask_weather goes on with utter_weather
+    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": ["greet", "ask_weather"]})
+    assert labelled[0].steps[2].intent == "ask_weather"
+    assert "ranks it 2." in warnings[0]
+    # with no story to agree with, the NLU model's best intent
+    labelled, _ = label_text_turns(project.stories[:1], {"sunny in Rome?": ["greet", "ask_weather"]})
+    assert labelled[0].steps[2].intent == "greet"

@@ -340,34 +340,76 @@ def text_only_turns(stories: Sequence[Story]) -> list[str]:
     return list(texts)
 
 
-def label_text_turns(stories: Sequence[Story], intents: Mapping[str, str]) -> tuple[list[Story], list[str]]:
-    """Give every text-only user turn the intent ``intents`` has for its text; the warnings saying so.
+def _continuations(stories: Sequence[Story]) -> dict[tuple[str | None, str], set[str]]:
+    """For each (previous action, intent) in the labelled turns of ``stories``: the actions that follow."""
+    found: dict[tuple[str | None, str], set[str]] = {}
+    for story in stories:
+        previous: str | None = None
+        key_previous: str | None = None
+        pending: str | None = None
+        for step in story.steps:
+            if isinstance(step, UserStep):
+                pending = step.intent or None
+                key_previous = previous
+            elif isinstance(step, ActionStep) and not step.is_text:
+                if pending is not None:
+                    found.setdefault((key_previous, pending), set()).add(step.name)
+                    pending = None
+                previous = step.name
+            elif isinstance(step, (OrStep, CheckpointStep)):
+                pending, previous = None, None
+    return found
+
+
+def label_text_turns(
+    stories: Sequence[Story], rankings: Mapping[str, Sequence[str]]
+) -> tuple[list[Story], list[str]]:
+    """Give every text-only user turn an intent from the NLU ranking of its text; the warnings saying so.
 
     Rasa trains such end-to-end turns on the text itself; deltatrain's dialogue model is
-    trained on intents, so the caller passes the intent its freshly trained NLU model
-    predicts for each text (:func:`text_only_turns`). A text without one stays unlabelled
-    (and :func:`check_story_data` reports it).
+    trained on intents, so the caller passes, for each text (:func:`text_only_turns`), the
+    intents its freshly trained NLU model ranks for it, best first. The turn gets the best
+    ranked intent after which, following the same previous action, the other stories go on
+    with the same action as this one (so a story does not contradict the others); else the
+    NLU model's best. A text without a ranking stays unlabelled (:func:`check_story_data`
+    reports it).
     """
+    continuations = _continuations(stories)
     warnings: list[str] = []
 
-    def label(step: Step) -> Step:
-        if isinstance(step, OrStep):
-            return replace(step, alternatives=tuple(label(a) for a in step.alternatives))  # type: ignore[misc]
-        if isinstance(step, UserStep) and not step.intent and step.text and step.text.strip() in intents:
-            intent = intents[step.text.strip()]
-            where = f"{step.location}: " if step.location is not None else ""
-            warnings.append(
-                f"{where}user turn '{step.text.strip()}' has no intent: trained as intent '{intent}', "
-                "which the NLU model predicts for it (Rasa trains end-to-end on the text)"
-            )
-            return replace(step, intent=intent)
-        return step
+    def choose(text: str, previous: str | None, following: str | None) -> tuple[str, bool]:
+        ranking = list(rankings[text])
+        for intent in ranking:
+            if following is not None and following in continuations.get((previous, intent), ()):
+                return intent, intent != ranking[0]
+        return ranking[0], False
 
-    labelled = [
-        replace(story, steps=tuple(label(s) for s in story.steps), condition=tuple(label(s) for s in story.condition))
-        for story in stories
-    ]
-    return labelled, warnings
+    def label_story(story: Story) -> Story:
+        steps = list(story.steps)
+        previous: str | None = None
+        for index, step in enumerate(steps):
+            if isinstance(step, ActionStep) and not step.is_text:
+                previous = step.name
+            elif isinstance(step, (OrStep, CheckpointStep)):
+                previous = None
+            if not (isinstance(step, UserStep) and not step.intent and step.text and rankings.get(step.text.strip())):
+                continue
+            text = step.text.strip()
+            following = next((s.name for s in steps[index + 1:] if isinstance(s, ActionStep) and not s.is_text), None)
+            intent, by_story = choose(text, previous, following)
+            where = f"{step.location}: " if step.location is not None else ""
+            why = (
+                f"the NLU model ranks it {list(rankings[text]).index(intent) + 1}. and the other stories go on "
+                f"with '{following}' after it" if by_story else "which the NLU model predicts for it"
+            )
+            warnings.append(
+                f"{where}user turn '{text}' has no intent: trained as intent '{intent}', {why} "
+                "(Rasa trains end-to-end on the text)"
+            )
+            steps[index] = replace(step, intent=intent)
+        return replace(story, steps=tuple(steps))
+
+    return [label_story(story) for story in stories], warnings
 
 
 def resolve_bot_texts(stories: Sequence[Story], domain: Domain) -> tuple[list[Story], list[str]]:

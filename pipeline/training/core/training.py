@@ -108,8 +108,12 @@ def _label_text_turns(stories: list[Story], nlu_dir: Path | None) -> tuple[list[
     from pipeline.training.nlu.model import NluModel
 
     parsed = NluModel.load(Path(nlu_dir)).parse_batch(texts)
-    intents = {text: (result.get("intent") or {}).get("name") for text, result in zip(texts, parsed)}
-    return label_text_turns(stories, {text: name for text, name in intents.items() if name})
+    rankings = {
+        text: [item["name"] for item in result.get("intent_ranking") or [] if item.get("name")]
+        or [name for name in [(result.get("intent") or {}).get("name")] if name]
+        for text, result in zip(texts, parsed)
+    }
+    return label_text_turns(stories, rankings)
 
 
 def _train(
