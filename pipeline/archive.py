@@ -12,15 +12,17 @@ Layout (names are constants here and nowhere else)::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ArchiveError
+from pipeline.limits import DEFAULT_LIMITS, Limits, format_bytes
+from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
 
 METADATA_FILE = "metadata.json"
 FINGERPRINT_FILE = "fingerprint.json"
@@ -76,20 +78,57 @@ def _open(path: Path) -> tarfile.TarFile:
         raise ArchiveError("model archive not found", location=str(path), hint="check the --model path")
     try:
         return tarfile.open(path, "r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ArchiveError(f"not a readable .tar.gz model archive ({exc})", location=str(path)) from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
 
 
-def _check_members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for member in members:
-        name = member.name
-        if name.startswith("/") or os.path.isabs(name) or ".." in Path(name).parts:
-            raise ArchiveError(f"unsafe path '{name}' in model archive", location=str(path),
-                               hint="only use archives written by deltatrain")
-        if not (member.isfile() or member.isdir()):
-            raise ArchiveError(f"link or special file '{name}' in model archive", location=str(path),
-                               hint="only use archives written by deltatrain")
+#: What tarfile/gzip raise on a truncated, corrupt or non-gzip file.
+_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _unreadable(path: Path, exc: BaseException) -> ArchiveError:
+    detail = str(exc) or type(exc).__name__
+    return ArchiveError(
+        f"not a readable .tar.gz model archive: {detail}",
+        location=str(path),
+        hint="the file is truncated or damaged; train the model again (or restore the archive)",
+    )
+
+
+def _check_members(tar: tarfile.TarFile, path: Path, limits: Limits) -> list[tarfile.TarInfo]:
+    """Read the member headers one by one, refusing unsafe members and anything over the limits.
+
+    Headers are read lazily, so a bomb is refused as soon as the running total passes a
+    limit, without decompressing the rest.
+    """
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    try:
+        while (member := tar.next()) is not None:
+            members.append(member)
+            if len(members) > limits.max_members:
+                raise ArchiveError(
+                    f"model archive has more than {limits.max_members} members",
+                    location=str(path),
+                    hint="only use archives written by deltatrain (the limit guards against archive bombs)",
+                )
+            name = member.name
+            if name.startswith("/") or os.path.isabs(name) or ".." in Path(name).parts:
+                raise ArchiveError(f"unsafe path '{name}' in model archive", location=str(path),
+                                   hint="only use archives written by deltatrain")
+            if not (member.isfile() or member.isdir()) or member.issparse():
+                raise ArchiveError(f"link or special file '{name}' in model archive", location=str(path),
+                                   hint="only use archives written by deltatrain")
+            total += member.size
+            if total > limits.max_extracted_bytes:
+                raise ArchiveError(
+                    f"model archive expands to more than {format_bytes(limits.max_extracted_bytes)}"
+                    f" (member '{name}' alone is {format_bytes(member.size)})",
+                    location=str(path),
+                    hint="only use archives written by deltatrain (the limit guards against archive bombs)",
+                )
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     names = {m.name.rstrip("/") for m in members}
     missing = [m for m in REQUIRED_MEMBERS if m not in names]
     if missing:
@@ -98,33 +137,56 @@ def _check_members(tar: tarfile.TarFile, path: Path) -> list[tarfile.TarInfo]:
     return members
 
 
-def read_archive_json(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metadata and fingerprint of an archive, without extracting the model."""
+def read_archive_json(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metadata and fingerprint of an archive, checked, without extracting the model."""
     with _open(path) as tar:
-        _check_members(tar, path)
+        members = {m.name.rstrip("/"): m for m in _check_members(tar, path, limits)}
         result = []
-        for member_name in (METADATA_FILE, FINGERPRINT_FILE):
-            handle = tar.extractfile(member_name)
-            if handle is None:
-                raise ArchiveError(f"{member_name} is not a file", location=str(path))
+        for kind in (SideFile.METADATA, SideFile.FINGERPRINT):
+            member = members[kind.value]
+            if not member.isfile():
+                raise ArchiveError(f"{kind.value} is not a file", location=str(path))
+            if member.size > limits.max_json_bytes:
+                raise ArchiveError(
+                    f"{kind.value} is {format_bytes(member.size)}, more than the limit of"
+                    f" {format_bytes(limits.max_json_bytes)}",
+                    location=f"{path}:{kind.value}",
+                    hint="only use archives written by deltatrain",
+                )
             try:
-                result.append(json.load(io.TextIOWrapper(handle, encoding="utf-8")))
-            except json.JSONDecodeError as exc:
-                raise ArchiveError(f"{member_name} is not valid JSON ({exc.msg})", location=str(path)) from exc
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                result.append(decode_side_file(kind, data, max_bytes=limits.max_json_bytes))
+            except _READ_ERRORS as exc:
+                raise _unreadable(path, exc) from exc
+            except SideFileError as exc:
+                raise ArchiveError(
+                    str(exc), location=f"{path}:{kind.value}",
+                    hint="the archive's side file was edited or damaged; train the model again",
+                ) from exc
     return result[0], result[1]
 
 
-def extract_archive(path: Path, destination: Path) -> Path:
-    """Extract a validated archive into ``destination`` (refuses absolute paths, ``..`` and links)."""
+def extract_archive(path: Path, destination: Path, *, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Extract a validated archive into ``destination`` (refuses absolute paths, ``..``, links and bombs)."""
     with _open(path) as tar:
-        members = _check_members(tar, path)
-        destination.mkdir(parents=True, exist_ok=True)
-        tar.extractall(destination, members=members, filter="data")
+        members = _check_members(tar, path, limits)
+        try:
+            destination.mkdir(parents=True, exist_ok=True)
+            tar.extractall(destination, members=members, filter="data")
+        except _READ_ERRORS as exc:
+            raise _unreadable(path, exc) from exc
     return destination
 
 
-def find_latest_model(directory: Path) -> Path | None:
-    """The newest model archive in ``directory`` by the training time recorded inside it."""
+def find_latest_model(
+    directory: Path, *, skipped: list[ArchiveError] | None = None
+) -> Path | None:
+    """The newest model archive in ``directory`` by the training time recorded inside it.
+
+    Unreadable archives (truncated, unsafe, malformed side files) are passed over; their
+    errors are appended to ``skipped`` so the caller can warn about them.
+    """
     directory = Path(directory)
     if directory.is_file():
         return directory
@@ -134,7 +196,9 @@ def find_latest_model(directory: Path) -> Path | None:
     for candidate in directory.glob("*" + ARCHIVE_SUFFIX):
         try:
             metadata, _ = read_archive_json(candidate)
-        except ArchiveError:
+        except ArchiveError as exc:
+            if skipped is not None:
+                skipped.append(exc)
             continue
         key = (str(metadata.get("trained_at", "")), candidate.name, candidate)
         if best is None or key[:2] > best[:2]:

@@ -19,7 +19,7 @@ from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
 from pipeline.data.model import Project
 from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
-from pipeline.errors import FinetuneRefused, Problem, StoreError
+from pipeline.errors import ArchiveError, BrokenModelError, FinetuneRefused, Problem
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
 from pipeline.metrics import GATED_METRICS, GateResult, compare_metrics
 from pipeline.train import check_project
@@ -90,6 +90,8 @@ class CiResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     report_files: tuple[str, ...] = ()
     counts: Mapping[str, Any] = field(default_factory=dict)
+    broken_model: Mapping[str, str] | None = None  # {name, problem} of an unusable stored model
+    orphans_removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``--report-json``)."""
@@ -115,6 +117,8 @@ class CiResult:
             "timings": dict(self.timings),
             "report_files": list(self.report_files),
             "counts": dict(self.counts),
+            "broken_model": dict(self.broken_model) if self.broken_model else None,
+            "orphans_removed": list(self.orphans_removed),
         }
 
 
@@ -137,14 +141,16 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
 
     store = open_store(options.store_url, base_dir=options.project_dir, token=options.store_token,
                        s3_endpoint_url=options.s3_endpoint_url)
+    # A store that cannot be read (network, auth, corrupt manifest) fails here, before
+    # anything trains; a listed model that cannot be used only means a full retrain.
     previous = None
     previous_problem = None
+    broken: dict[str, str] | None = None
     try:
         previous = store.read_latest()
-    except StoreError as exc:
-        if type(exc).__name__ != "StoreIntegrityError":
-            raise
-        previous_problem = f"previous model unreadable ({exc.message})"
+    except BrokenModelError as exc:
+        broken = _broken_entry(exc)
+        previous_problem = _unusable_reason(exc)
     if previous is None and previous_problem is None:
         previous_problem = f"no previous model in the store {store.url}"
     timings["store_read_seconds"] = round(time.perf_counter() - started - timings["load_seconds"], 3)
@@ -160,7 +166,15 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         has_core=dialogue,
         previous_problem=previous_problem,
     )
+    if decision.kind == SKIP and previous is not None and not decision.check_only:
+        try:
+            store.check_archive(previous)  # one HEAD: the model we would keep must be there
+        except BrokenModelError as exc:
+            broken, previous = _broken_entry(exc), None
+            decision = _without_previous(_unusable_reason(exc), options, dialogue)
     log(f"decision: {decision.kind} — {decision.reason}")
+    if broken is not None:
+        notes.append(_broken_note(broken))
     change_report = None
     if repo is not None and state is not None:
         from pipeline.gitrepo import compute_change_report
@@ -170,6 +184,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
 
     base_result = CiResult(
         decision=decision,
+        broken_model=broken,
         previous_model=previous.name if previous else None,
         previous_metrics=dict(previous.metrics) if previous else {},
         warnings=warnings,
@@ -198,7 +213,16 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         reuses = decision.nlu in (KEEP, FINETUNE) or (dialogue and decision.core in (KEEP, FINETUNE))
         if previous is not None and reuses:
             log(f"downloading previous model {previous.name}")
-            previous_archive = store.download(previous.name, Path(tmp))
+            try:
+                previous_archive = _fetch_previous(store, previous.name, Path(tmp))
+            except (BrokenModelError, ArchiveError) as exc:
+                broken = _broken_entry(exc, previous.name, previous.url)
+                reason = _unusable_reason(exc, previous.name)
+                log(f"{reason}: training in full")
+                notes.append(_broken_note(broken))
+                previous = None
+                decision = _without_previous(reason, options, dialogue)
+                base_result = replace(base_result, decision=decision, previous_metrics={})
         if decision.nlu != KEEP:
             ensure_trainable(project)
         plan = BuildPlan(
@@ -246,6 +270,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             fell_back_to_full=fell_back,
             notes=tuple(notes),
             report_files=tuple(str(f) for f in files),
+            broken_model=broken,
         )
         if not gate.passed:
             log("quality gate failed: the model is not uploaded")
@@ -265,7 +290,10 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 keep=options.keep,
             )
             timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
-            result = replace(result, model_url=stored.url, uploaded=True)
+            cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
+                       for name in stored.orphans_removed]
+            result = replace(result, model_url=stored.url, uploaded=True,
+                             orphans_removed=stored.orphans_removed, notes=(*result.notes, *cleanup))
         else:
             result = replace(result, notes=(*result.notes, "upload disabled (--no-upload)"))
     return replace(result, timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
@@ -291,6 +319,46 @@ def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict
 
 def _load(source: FileSource, paths: ProjectPaths) -> tuple[Project, tuple[Problem, ...]]:
     return check_project(*load_project(source, paths))
+
+
+def _fetch_previous(store: Any, name: str, directory: Path) -> Path:
+    """Download the previous model and check it reads as an archive (limits, side files)."""
+    from pipeline.archive import read_archive_json
+
+    archive: Path = store.download(name, directory)
+    read_archive_json(archive)
+    return archive
+
+
+def _broken_entry(
+    exc: BrokenModelError | ArchiveError, name: str | None = None, url: str | None = None
+) -> dict[str, str]:
+    """The report's description of an unusable stored model: name, and where plus what."""
+    if isinstance(exc, BrokenModelError):
+        where = exc.location
+    else:  # an ArchiveError names the downloaded temp copy; the store URL is what one can act on
+        where = url
+    return {"name": exc.model_name if isinstance(exc, BrokenModelError) else name or "?",
+            "problem": f"{exc.message} ({where})" if where else exc.message}
+
+
+def _broken_note(broken: Mapping[str, str]) -> str:
+    return f"broken model in the store: {broken['name']} ({broken['problem']})"
+
+
+def _unusable_reason(exc: BrokenModelError | ArchiveError, name: str | None = None) -> str:
+    model = exc.model_name if isinstance(exc, BrokenModelError) else name
+    return f"previous model {model} cannot be used ({exc.message})"
+
+
+def _without_previous(reason: str, options: CiOptions, dialogue: bool) -> Decision:
+    """The decision when the previous model turned out unusable: full, with ``reason``."""
+    return decide(
+        None, None, None,
+        DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
+        has_core=dialogue,
+        previous_problem=reason,
+    )
 
 
 def _as_full(decision: Decision, reason: str) -> Decision:

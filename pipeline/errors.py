@@ -15,6 +15,7 @@
     │   ├── StoreAuthError          401 / 403
     │   ├── StoreNotFoundError      404 / missing key
     │   └── StoreIntegrityError     sha256 mismatch, corrupt manifest
+    │       └── BrokenModelError        one listed model is unusable (store still readable)
     └── GitError                    repository could not be read
 
 Every error carries *what* failed, *where* (file:line, URL, key), what was
@@ -170,6 +171,19 @@ class StoreNotFoundError(StoreError):
 
 class StoreIntegrityError(StoreError):
     """Downloaded bytes do not match the recorded sha256, or the manifest is corrupt."""
+
+
+class BrokenModelError(StoreIntegrityError):
+    """A model listed in a readable manifest is unusable: files missing, damaged or malformed.
+
+    The CI step answers it with a full retrain (the reason names ``model_name``);
+    elsewhere it is a store error like any other.
+    """
+
+    def __init__(self, message: str, *, model_name: str, location: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, location=location, hint=hint)
+        self.model_name = model_name
 
 
 class GitError(DeltatrainError):

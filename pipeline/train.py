@@ -25,7 +25,7 @@ from pipeline.build import BuildPlan, build_model, ensure_trainable, has_dialogu
 from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
 from pipeline.data.model import Project
 from pipeline.decision import CODE_FORCED, FINETUNE, FULL, KEEP, Decision, DecisionOptions, decide
-from pipeline.errors import DataError, FinetuneRefused, Location, ModelError, Problem, UsageError
+from pipeline.errors import ArchiveError, DataError, FinetuneRefused, Location, ModelError, Problem, UsageError
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
 from pipeline.validation import validate_project
 
@@ -118,7 +118,9 @@ def train(
     if model_to_finetune is not None and finetune_from is None:
         raise ModelError("no model to finetune found", location=str(model_to_finetune),
                          hint="train a model first, or drop --finetune")
-    previous = finetune_from or find_latest_model(output_dir)
+    skipped: list[ArchiveError] = []
+    previous = finetune_from or find_latest_model(output_dir, skipped=skipped)
+    warnings = (*warnings, *(_skipped_warning(exc) for exc in skipped))
     previous_meta, previous_fp = read_archive_json(previous) if previous else ({}, None)
     changes = summarize_changes(previous_fp, fingerprint, project) if previous_fp is not None else None
     dialogue = has_dialogue(project) and "core" in parts
@@ -161,6 +163,13 @@ def train(
     )
     result = build_model(project, fingerprint, plan, progress=progress)
     return TrainingResult(str(result.archive), code, decision, warnings, reasons)
+
+
+def _skipped_warning(exc: ArchiveError) -> Problem:
+    """A warning for an unreadable archive passed over while looking for the latest model."""
+    return Problem("warning", f"skipped an unreadable model archive: {exc.message}",
+                   Location(str(exc.location)) if exc.location else None,
+                   "delete or replace the file; it is not used as the previous model", code="model")
 
 
 def _check_compatible(previous: Path, project: Project, nlu_action: str, core_action: str) -> None:

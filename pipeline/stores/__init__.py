@@ -4,13 +4,15 @@
 
     open_store(url)                     picks a Backend by URL scheme (registry.py)
     └── ModelStore                      manifest-driven publish / read / download
-        └── Backend (Protocol)          get/put bytes and files, exists, size, delete
-            ├── LocalBackend            folder or file://   (local.py, atomic writes)
-            ├── HttpBackend             http(s)://          (http.py, requests, retries)
-            └── S3Backend               s3://bucket/prefix  (s3.py, boto3, lazy import)
+        └── Backend (Protocol)          get/put bytes and files, exists, size, delete,
+            │                           get_versioned + put_if_version (compare-and-swap)
+            ├── LocalBackend            folder or file://   (local.py, atomic writes, flock)
+            ├── HttpBackend             http(s)://          (http.py, requests, If-Match)
+            └── S3Backend               s3://bucket/prefix  (s3.py, boto3, conditional writes)
 
 The store layout is in :mod:`pipeline.stores.layout`; the manifest is written
-last, so readers only ever see complete models.
+last, so readers only ever see complete models, and every manifest change is a
+compare-and-swap, so concurrent publishers never lose one (model_store.py).
 """
 
 from pipeline.stores.backend import Backend

@@ -1,5 +1,19 @@
 """The one I/O seam of the model store: a key/value Backend per URL scheme.
 
+Besides plain reads and writes, every backend offers one compare-and-swap
+protocol, used for the manifest so that concurrent publishers never lose a
+model::
+
+    current = backend.get_versioned(key)          # bytes + opaque version, or None
+    ok = backend.put_if_version(key, data, current.version if current else None)
+    # ok is False when another writer changed (or created) the key since it was read:
+    # re-read, merge, try again (ModelStore does this, with bounded retries)
+
+The version is whatever the service can compare atomically: a content hash under
+a file lock (folders), the ETag with ``If-Match`` / ``If-None-Match: *`` (HTTP,
+S3 conditional writes). A new backend (GitHub Releases, GitLab packages, ...)
+implements these two methods and inherits safe concurrent publishing.
+
 Backends raise only :mod:`pipeline.errors` store errors: ``StoreNotFoundError``
 for a missing key, ``StoreAuthError`` for refused credentials, ``StoreError``
 for everything else, each translated from the vendor exception with
@@ -8,17 +22,39 @@ for everything else, each translated from the vendor exception with
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from pipeline.errors import StoreIntegrityError
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """The bytes of a key and the version they were read at (ETag, content hash)."""
+
+    data: bytes
+    version: str
 
 
 @runtime_checkable
 class Backend(Protocol):
     """Byte storage addressed by relative keys such as ``models/x/model.tar.gz``."""
 
-    def get_bytes(self, key: str) -> bytes:
-        """Read a whole (small) object; StoreNotFoundError when missing."""
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Read a whole (small) object; StoreNotFoundError when missing, StoreIntegrityError
+        when it is larger than ``max_bytes`` (checked before it is read in full)."""
+        ...
+
+    def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
+        """Read an object with its version token; None when it does not exist."""
+        ...
+
+    def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+        """Write ``data`` only if ``key`` is still at version ``expected`` (None: only if it
+        does not exist); False, writing nothing, when another writer got there first."""
         ...
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -51,6 +87,23 @@ class Backend(Protocol):
 
 
 @dataclass(frozen=True)
+class ListedKey:
+    """A key found by listing, with when it was last written."""
+
+    key: str
+    modified: datetime
+
+
+@runtime_checkable
+class ListingBackend(Protocol):
+    """Optional: backends that can list keys (folders, S3); plain HTTP cannot."""
+
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """Every key under ``prefix`` (a folder like ``models/``), with its modification time."""
+        ...
+
+
+@dataclass(frozen=True)
 class BackendOptions:
     """What open_store passes to every backend factory; each uses what it needs."""
 
@@ -64,3 +117,17 @@ class BackendOptions:
             f"BackendOptions(base_dir={self.base_dir!r}, token={token!r},"
             f" s3_endpoint_url={self.s3_endpoint_url!r})"
         )
+
+
+def content_version(data: bytes) -> str:
+    """A version token computed from the content, for services without ETags."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def too_large(key: str, where: str, max_bytes: int) -> StoreIntegrityError:
+    """The error for an object that exceeds its size limit."""
+    return StoreIntegrityError(
+        f"{key} in the model store is larger than the limit of {max_bytes} bytes",
+        location=where,
+        hint="the file was not written by deltatrain, or it was damaged; repair or delete it",
+    )

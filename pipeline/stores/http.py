@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions
+from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
 from pipeline.stores.layout import check_key
 
 if TYPE_CHECKING:
@@ -91,11 +91,58 @@ class HttpBackend:
         """Close pooled connections."""
         self._session.close()
 
-    def get_bytes(self, key: str) -> bytes:
-        """GET a whole object."""
-        with self._send("GET", key) as response:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """GET a whole object (at most ``max_bytes``, checked while it streams in)."""
+        return self._get(key, max_bytes)[0]
+
+    def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
+        """GET an object; its version is the ETag (the content hash if the server sends none)."""
+        try:
+            data, etag = self._get(key, max_bytes)
+        except StoreNotFoundError:
+            return None
+        return Versioned(data, etag or content_version(data))
+
+    def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+        """PUT with ``If-Match: <etag>`` (or ``If-None-Match: *`` to create); 412 means False.
+
+        A server that sends no ETag cannot compare for us: then the content is re-read
+        and compared just before the PUT, which narrows the race but cannot close it
+        (use a server with ETags, e.g. nginx, Artifactory, Nexus, for concurrent pipelines).
+        """
+        if expected is not None and expected.startswith("sha256:"):
+            current = self.get_versioned(key)
+            if current is None or current.version != expected:
+                return False
+            headers = {}
+        else:
+            headers = {"If-None-Match": "*"} if expected is None else {"If-Match": expected}
+        status = self._put(key, data=data, headers=headers, allow=(412,))
+        return status != 412
+
+    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str | None]:
+        import requests
+
+        with self._send("GET", key, stream=True) as response:
             self._check(response, "GET", key)
-            return response.content
+            length = response.headers.get("Content-Length", "")
+            if max_bytes is not None and length.isdigit() and int(length) > max_bytes:
+                raise too_large(key, self.describe(key), max_bytes)
+            chunks: list[bytes] = []
+            received = 0
+            try:
+                for chunk in response.iter_content(_CHUNK):
+                    received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise too_large(key, self.describe(key), max_bytes)
+                    chunks.append(chunk)
+            except requests.RequestException as exc:
+                raise StoreError(
+                    f"reading {self.describe(key)} was interrupted: {type(exc).__name__}",
+                    location=self.describe(key),
+                    hint="retry; if it keeps failing check the network and the store server",
+                ) from exc
+            return b"".join(chunks), response.headers.get("ETag")
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """PUT raw bytes."""
@@ -162,14 +209,24 @@ class HttpBackend:
         length = headers.get("Content-Length", "")
         return int(length) if length.isdigit() else -1
 
-    def _put(self, key: str, *, data: bytes | None = None, path: Path | None = None) -> None:
-        with self._send("PUT", key, data=data, path=path) as response:
+    def _put(
+        self,
+        key: str,
+        *,
+        data: bytes | None = None,
+        path: Path | None = None,
+        headers: dict[str, str] | None = None,
+        allow: tuple[int, ...] = (),
+    ) -> int:
+        with self._send("PUT", key, data=data, path=path, headers=headers) as response:
             pass
         if response.status_code == 409:  # WebDAV: a parent collection is missing
             self._make_collections(key)
-            with self._send("PUT", key, data=data, path=path) as response:
+            with self._send("PUT", key, data=data, path=path, headers=headers) as response:
                 pass
-        self._check(response, "PUT", key)
+        if response.status_code not in allow:
+            self._check(response, "PUT", key)
+        return response.status_code
 
     def _make_collections(self, key: str) -> None:
         parts = check_key(key).split("/")[:-1]
@@ -189,6 +246,7 @@ class HttpBackend:
         path: Path | None = None,
         stream: bool = False,
         collection: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """Send one request, retrying network errors and 429/5xx answers with backoff."""
         import requests
@@ -197,7 +255,9 @@ class HttpBackend:
         failures = 0
         while True:
             try:
-                response = self._send_once(method, url, data=data, path=path, stream=stream)
+                response = self._send_once(
+                    method, url, data=data, path=path, stream=stream, headers=headers
+                )
             except requests.RequestException as exc:
                 failures += 1
                 if failures >= self.retry.attempts or not _retryable(exc):
@@ -218,11 +278,18 @@ class HttpBackend:
             time.sleep(self.retry.delay(failures))
 
     def _send_once(
-        self, method: str, url: str, *, data: bytes | None, path: Path | None, stream: bool
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None,
+        path: Path | None,
+        stream: bool,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         if path is None:
             return self._session.request(
-                method, url, data=data, stream=stream, timeout=self.timeout
+                method, url, data=data, stream=stream, timeout=self.timeout, headers=headers
             )
         try:
             body = open(path, "rb")  # reopened per attempt so a retry resends from the start
@@ -232,7 +299,7 @@ class HttpBackend:
             ) from exc
         with body:
             return self._session.request(
-                method, url, data=body, stream=stream, timeout=self.timeout
+                method, url, data=body, stream=stream, timeout=self.timeout, headers=headers
             )
 
     def _check(self, response: requests.Response, method: str, key: str) -> None:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions
+from pipeline.stores.backend import (
+    BackendOptions,
+    ListedKey,
+    Versioned,
+    content_version,
+    too_large,
+)
 from pipeline.stores.layout import check_key
 
 _CHUNK = 1024 * 1024
@@ -27,13 +39,49 @@ class LocalBackend:
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
 
-    def get_bytes(self, key: str) -> bytes:
-        """Read a whole file."""
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Read a whole file (at most ``max_bytes``)."""
         path = self._path(key)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as handle:
+                data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise too_large(key, self.describe(key), max_bytes)
+        return data
+
+    def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
+        """Read a file; its version is the hash of its content."""
+        try:
+            data = self.get_bytes(key, max_bytes=max_bytes)
+        except StoreNotFoundError:
+            return None
+        return Versioned(data, content_version(data))
+
+    def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+        """Compare and replace under an exclusive lock on ``.<name>.lock`` beside the file.
+
+        Every writer of a versioned key takes the lock; readers need none, since the
+        replace itself is atomic.
+        """
+        target = self._path(key)
+        lock_path = target.parent / f".{target.name}.lock"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(lock_path, "a+b")
+        except OSError as exc:
+            raise self._error("write", key, exc) from exc
+        with lock:
+            _lock_exclusive(lock)
+            try:
+                current = self.get_versioned(key)
+                if (current.version if current else None) != expected:
+                    return False
+                self.put_bytes(key, data)
+                return True
+            finally:
+                _unlock(lock)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write a whole file atomically."""
@@ -90,6 +138,22 @@ class LocalBackend:
                 break  # not empty (or already gone): leave it
             parent = parent.parent
 
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """Files under ``prefix`` with their mtimes; hidden files (temp files, locks) are skipped."""
+        folder = self.root.joinpath(*check_key(prefix.rstrip("/")).split("/"))
+        found = []
+        try:
+            for path in folder.rglob("*"):
+                relative = path.relative_to(self.root)
+                if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                    found.append(ListedKey(relative.as_posix(), modified))
+        except FileNotFoundError:
+            return found  # a file deleted while listing, or no such folder
+        except OSError as exc:
+            raise self._error("list", prefix, exc) from exc
+        return found
+
     def describe(self, key: str) -> str:
         """``file://`` URL of the key (of the root for ``""``)."""
         return (self._path(key) if key else self.root).as_uri()
@@ -129,6 +193,31 @@ class LocalBackend:
             location=where,
             hint=f"check that {self.root} exists, is writable and has free space",
         )
+
+
+def _lock_exclusive(handle: BinaryIO) -> None:
+    """Block until this process holds the exclusive lock on ``handle``'s file."""
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+
+
+def _unlock(handle: BinaryIO) -> None:
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,14 +4,22 @@
 
     {"format": 1, "latest": "<name>" | null,
      "models": [{"name", "archive", "sha256", "size", "uploaded_at",
-                 "fingerprint", "metadata", "metrics"}, ...]}   # newest first
+                 "fingerprint", "metadata", "metrics"}, ...],   # newest first
+     "publishing": [{"name", "started_at"}, ...]}               # only while uploads run
+
+``publishing`` lists models whose files are being uploaded. A publisher adds its
+model there before the first upload and moves it to ``models`` with its final
+write; an announcement left behind by a run that died or could not write the
+manifest marks orphaned files, which the next publish deletes once the grace
+period has passed (never those of a run still uploading).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.errors import StoreError, StoreIntegrityError
@@ -55,23 +63,45 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True)
+class Publishing:
+    """A model whose files a run is uploading; listed until it is in ``models``."""
+
+    name: str
+    started_at: str  # ISO 8601 UTC
+
+    def started(self) -> datetime:
+        """``started_at`` as a datetime (validated by parse_manifest)."""
+        return datetime.fromisoformat(self.started_at)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The whole manifest; ``models`` is newest first."""
 
     latest: str | None
     models: tuple[ManifestEntry, ...]
+    publishing: tuple[Publishing, ...] = ()
 
     def entry(self, name: str) -> ManifestEntry | None:
         """The entry called ``name``, or None."""
         return next((m for m in self.models if m.name == name), None)
 
+    def referenced_keys(self) -> frozenset[str]:
+        """Every key a listed model uses."""
+        return frozenset(key for entry in self.models for key in entry.stored_keys())
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of this manifest."""
-        return {
+        """The JSON form of this manifest (``publishing`` only while it is not empty)."""
+        data: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "latest": self.latest,
             "models": [m.to_dict() for m in self.models],
         }
+        if self.publishing:
+            data["publishing"] = [
+                {"name": p.name, "started_at": p.started_at} for p in self.publishing
+            ]
+        return data
 
 
 def build_entry(name: str, *, sha256: str, size: int, uploaded_at: str) -> ManifestEntry:
@@ -102,6 +132,58 @@ def add_entry(
     models = (entry, *older)
     kept, pruned = models[:keep], models[keep:]
     return Manifest(latest=entry.name, models=kept), pruned
+
+
+def announce(manifest: Manifest | None, name: str, started_at: datetime, *, grace: timedelta) -> Manifest:
+    """Add ``name`` to ``publishing``; StoreError while another run publishes that name."""
+    manifest = manifest or Manifest(latest=None, models=())
+    other = next((p for p in manifest.publishing if p.name == name), None)
+    if other is not None and started_at - other.started() < grace:
+        raise StoreError(
+            f"another run is publishing a model called {name!r} right now (since {other.started_at})",
+            hint="give each run its own model name; if that run died, its announcement expires"
+            f" after {grace}",
+        )
+    publishing = tuple(p for p in manifest.publishing if p.name != name)
+    return replace(manifest, publishing=(*publishing, Publishing(name, format_time(started_at))))
+
+
+def withdraw(manifest: Manifest | None, name: str) -> Manifest:
+    """Remove ``name`` from ``publishing`` (a failed upload gives up its announcement)."""
+    manifest = manifest or Manifest(latest=None, models=())
+    return replace(manifest, publishing=tuple(p for p in manifest.publishing if p.name != name))
+
+
+def find_stale(manifest: Manifest, now: datetime, *, grace: timedelta) -> tuple[Publishing, ...]:
+    """Announcements older than ``grace``: runs that died or could not write the manifest."""
+    return tuple(p for p in manifest.publishing if now - p.started() >= grace)
+
+
+def commit_entry(
+    manifest: Manifest | None,
+    entry: ManifestEntry,
+    *,
+    keep: int,
+    protected: frozenset[str] = frozenset(),
+    stale: tuple[Publishing, ...] = (),
+) -> tuple[Manifest, tuple[ManifestEntry, ...]]:
+    """List ``entry`` first and latest, end its announcement and the ``stale`` ones, keep ``keep``.
+
+    Entries named in ``protected`` (published by another run while this one uploaded)
+    are never pruned, even when that keeps more than ``keep`` models for a while.
+    Returns (manifest, pruned entries).
+    """
+    added, pruned = add_entry(manifest, entry, keep=keep)
+    spared = tuple(m for m in pruned if m.name in protected)
+    ended = {entry.name, *(p.name for p in stale)}
+    publishing = tuple(p for p in (manifest.publishing if manifest else ()) if p.name not in ended)
+    result = Manifest(latest=added.latest, models=(*added.models, *spared), publishing=publishing)
+    return result, tuple(m for m in pruned if m.name not in protected)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 UTC with a ``Z``, to the second."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def render_manifest(manifest: Manifest) -> bytes:
@@ -139,7 +221,28 @@ def parse_manifest(data: bytes, *, where: str) -> Manifest:
     latest = raw.get("latest")
     if latest is not None and latest not in names:
         raise _corrupt(where, f"'latest' is {latest!r}, which is not listed in 'models' {names}")
-    return Manifest(latest=latest, models=models)
+    publishing = _parse_publishing(raw.get("publishing", []), where)
+    return Manifest(latest=latest, models=models, publishing=publishing)
+
+
+def _parse_publishing(value: Any, where: str) -> tuple[Publishing, ...]:
+    if not isinstance(value, list):
+        raise _corrupt(where, f"'publishing' must be a list, received {type(value).__name__}")
+    result = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(f), str) for f in ("name", "started_at")
+        ):
+            raise _corrupt(where, f"publishing[{index}] must be {{name, started_at}}, received {item!r}")
+        try:
+            check_name(item["name"])
+            started = datetime.fromisoformat(item["started_at"])
+        except (StoreError, ValueError) as exc:
+            raise _corrupt(where, f"publishing[{index}] is invalid: {item!r}") from exc
+        if started.tzinfo is None:
+            raise _corrupt(where, f"publishing[{index}].started_at has no time zone: {item!r}")
+        result.append(Publishing(item["name"], item["started_at"]))
+    return tuple(result)
 
 
 def _parse_entry(item: Any, index: int, where: str) -> ManifestEntry:

@@ -5,27 +5,41 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pipeline.errors import StoreError, StoreIntegrityError, StoreNotFoundError
-from pipeline.stores.backend import Backend
-from pipeline.stores.layout import MANIFEST_KEY, check_name, model_keys
+from pipeline.errors import BrokenModelError, StoreError, StoreIntegrityError, StoreNotFoundError
+from pipeline.limits import DEFAULT_LIMITS, Limits
+from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
+from pipeline.stores.backend import Backend, ListedKey, ListingBackend
+from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_name, model_keys
 from pipeline.stores.manifest import (
     Manifest,
     ManifestEntry,
-    add_entry,
+    announce,
     build_entry,
+    commit_entry,
+    find_stale,
+    format_time,
     parse_manifest,
     render_json,
     render_manifest,
+    withdraw,
 )
 
 _CHUNK = 1024 * 1024
+T = TypeVar("T")
+
+#: A run's announced upload older than this is taken for dead and its files deleted.
+ORPHAN_GRACE = timedelta(hours=1)
+#: How often a manifest update is retried when other runs keep changing the manifest.
+CAS_ATTEMPTS = 12
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,8 @@ class StoredModel:
     metadata: dict[str, Any]
     metrics: dict[str, Any]
     url: str
+    orphans_removed: tuple[str, ...] = ()  # publish only: models of failed runs cleaned up
+    pruned: tuple[str, ...] = ()  # publish only: models dropped by --keep
 
 
 def _utc_now() -> datetime:
@@ -50,9 +66,20 @@ def _utc_now() -> datetime:
 class ModelStore:
     """Models plus a manifest that names the latest; the manifest is always written last."""
 
-    def __init__(self, backend: Backend, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        limits: Limits = DEFAULT_LIMITS,
+        orphan_grace: timedelta = ORPHAN_GRACE,
+        cas_attempts: int = CAS_ATTEMPTS,
+    ) -> None:
         self.backend = backend
         self.url = backend.describe("")
+        self.limits = limits
+        self.orphan_grace = orphan_grace
+        self.cas_attempts = cas_attempts
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -75,6 +102,14 @@ class ModelStore:
     def download(self, name: str, dest_dir: Path) -> Path:
         """Download model ``name`` to ``dest_dir/<name>.tar.gz``; verify the manifest's sha256."""
         entry = self._require_entry(name)
+        if entry.size > self.limits.max_extracted_bytes:
+            raise BrokenModelError(
+                f"archive of {name!r} is listed with {entry.size} bytes, more than the limit of"
+                f" {self.limits.max_extracted_bytes}",
+                model_name=name,
+                location=self.backend.describe(entry.archive),
+                hint="only publish models written by deltatrain",
+            )
         dest = dest_dir / f"{name}.tar.gz"
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
@@ -86,12 +121,21 @@ class ModelStore:
             ) from exc
         temp = Path(temp_name)
         try:
-            self.backend.get_to_file(entry.archive, temp)
+            try:
+                self.backend.get_to_file(entry.archive, temp)
+            except StoreNotFoundError as exc:
+                raise BrokenModelError(
+                    f"{MANIFEST_KEY} lists {entry.archive}, but the store has no such file",
+                    model_name=name,
+                    location=self.backend.describe(entry.archive),
+                    hint="publish the model again, or repair the manifest",
+                ) from exc
             sha256, size = compute_sha256(temp)
             if sha256 != entry.sha256 or size != entry.size:
-                raise StoreIntegrityError(
+                raise BrokenModelError(
                     f"downloaded archive of {name!r} does not match the manifest: expected sha256"
                     f" {entry.sha256} ({entry.size} bytes), received {sha256} ({size} bytes)",
+                    model_name=name,
                     location=self.backend.describe(entry.archive),
                     hint="the stored archive is damaged or was replaced; publish the model again",
                 )
@@ -112,32 +156,61 @@ class ModelStore:
         metrics: dict[str, Any],
         keep: int = 10,
     ) -> StoredModel:
-        """Upload archive and side files, verify them, write the manifest last, then prune."""
+        """Announce, upload archive and side files, verify, list the model last, then clean up.
+
+        Safe when several runs publish to one store at once: every manifest change is a
+        compare-and-swap that re-reads and merges on conflict, models another run published
+        meanwhile are never pruned, and files of runs that died (announced longer than the
+        grace period ago, never listed) are deleted and named in ``orphans_removed``.
+        """
         check_name(name)
         if keep < 1:
             raise StoreError(
                 f"keep must be at least 1 (received {keep})", hint="keep at least the new model"
             )
         sha256, size = compute_sha256(archive)
-        previous = self._read_manifest()
-        entry = build_entry(name, sha256=sha256, size=size, uploaded_at=_iso(self._clock()))
+        entry = build_entry(name, sha256=sha256, size=size, uploaded_at=format_time(self._clock()))
         side_files = {
             entry.fingerprint: _render_side_file("fingerprint", fingerprint),
             entry.metadata: _render_side_file("metadata", metadata),
             entry.metrics: _render_side_file("metrics", metrics),
         }
+        started = self._clock()
+        before, _ = self._update_manifest(
+            lambda m: (announce(m, name, started, grace=self.orphan_grace), None)
+        )
+        known = frozenset(m.name for m in before.models) if before else frozenset()
         try:
             self.backend.put_file(entry.archive, archive)
             for key, data in side_files.items():
                 self.backend.put_bytes(key, data)
             self._verify_sizes({entry.archive: size, **{k: len(v) for k, v in side_files.items()}})
         except StoreError:
-            if previous is None or previous.entry(name) is None:
-                self._delete_quietly(entry.stored_keys())
+            self._give_up(name, entry, known)
             raise
-        manifest, pruned = add_entry(previous, entry, keep=keep)
-        self.backend.put_bytes(MANIFEST_KEY, render_manifest(manifest))
-        self._prune(pruned, manifest)
+
+        def commit(current: Manifest | None) -> tuple[Manifest, tuple[Any, Any]]:
+            stale = find_stale(current, self._clock(), grace=self.orphan_grace) if current else ()
+            stale = tuple(p for p in stale if p.name != name)
+            current_names = {m.name for m in current.models} if current else set()
+            protected = frozenset(current_names - known)
+            manifest, pruned = commit_entry(
+                current, entry, keep=keep, protected=protected, stale=stale
+            )
+            return manifest, (pruned, stale)
+
+        try:
+            _, (written, (pruned, stale)) = self._update_manifest(commit)
+        except StoreError:
+            self._give_up(name, entry, known, check_listed=True)
+            raise
+        in_use = written.referenced_keys()
+        self._delete_quietly(k for m in pruned for k in m.stored_keys() if k not in in_use)
+        orphans = tuple(p.name for p in stale if written.entry(p.name) is None)
+        self._delete_quietly(
+            k for n in orphans for k in model_keys(n).all() if k not in in_use
+        )
+        orphans += self._sweep_unlisted(written)
         return StoredModel(
             name=name,
             archive_key=entry.archive,
@@ -148,7 +221,71 @@ class ModelStore:
             metadata=_plain(metadata),
             metrics=_plain(metrics),
             url=self.backend.describe(entry.archive),
+            orphans_removed=orphans,
+            pruned=tuple(m.name for m in pruned),
         )
+
+    def _sweep_unlisted(self, manifest: Manifest) -> tuple[str, ...]:
+        """On backends that can list: delete model folders neither listed nor announced, whose
+        files are all older than the grace period (left by older versions or lost manifests)."""
+        if not isinstance(self.backend, ListingBackend):
+            return ()
+        try:
+            listed = self.backend.list_keys(MODELS_DIR + "/")
+        except StoreError:
+            return ()  # best effort, like every clean-up
+        busy = {m.name for m in manifest.models} | {p.name for p in manifest.publishing}
+        cutoff = self._clock() - self.orphan_grace
+        folders: dict[str, list[ListedKey]] = {}
+        for item in listed:
+            parts = item.key.split("/")
+            if len(parts) >= 3 and parts[1] not in busy:
+                folders.setdefault(parts[1], []).append(item)
+        removed = []
+        for name, items in sorted(folders.items()):
+            if all(item.modified <= cutoff for item in items):
+                self._delete_quietly(item.key for item in items)
+                removed.append(name)
+        return tuple(removed)
+
+    def _update_manifest(
+        self, change: Callable[[Manifest | None], tuple[Manifest, T]]
+    ) -> tuple[Manifest | None, tuple[Manifest, T]]:
+        """Compare-and-swap loop: read, ``change``, write if nobody wrote meanwhile, else retry.
+
+        Returns the manifest it changed and ``change``'s result for the version that was
+        written. A corrupt manifest is never overwritten (StoreIntegrityError).
+        """
+        where = self.backend.describe(MANIFEST_KEY)
+        for attempt in range(self.cas_attempts):
+            current = self.backend.get_versioned(MANIFEST_KEY, max_bytes=self.limits.max_json_bytes)
+            manifest = parse_manifest(current.data, where=where) if current else None
+            updated, extra = change(manifest)
+            if self.backend.put_if_version(
+                MANIFEST_KEY, render_manifest(updated), current.version if current else None
+            ):
+                return manifest, (updated, extra)
+            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+        raise StoreError(
+            f"{MANIFEST_KEY} changed {self.cas_attempts} times while this run tried to update it",
+            location=where,
+            hint="other pipelines are publishing to the same store right now; run the job again",
+        )
+
+    def _give_up(
+        self, name: str, entry: ManifestEntry, known: frozenset[str], *, check_listed: bool = False
+    ) -> None:
+        """After a failed publish: delete this run's files unless a listed model uses them."""
+        try:
+            if check_listed:
+                manifest = self._read_manifest()
+                if manifest is not None and manifest.entry(name) == entry:
+                    return  # the write failed only in its answer: the model is listed
+            if name not in known:
+                self._delete_quietly(entry.stored_keys())
+            self._update_manifest(lambda m: (withdraw(m, name), None))
+        except StoreError:
+            pass  # the announcement stays; the next publish removes the files after the grace period
 
     def url_for(self, name: str) -> str:
         """URL of the archive of model ``name`` (whether or not it exists)."""
@@ -156,7 +293,7 @@ class ModelStore:
 
     def _read_manifest(self) -> Manifest | None:
         try:
-            data = self.backend.get_bytes(MANIFEST_KEY)
+            data = self.backend.get_bytes(MANIFEST_KEY, max_bytes=self.limits.max_json_bytes)
         except StoreNotFoundError:
             return None
         return parse_manifest(data, where=self.backend.describe(MANIFEST_KEY))
@@ -180,29 +317,54 @@ class ModelStore:
             sha256=entry.sha256,
             size=entry.size,
             uploaded_at=entry.uploaded_at,
-            fingerprint=self._read_side_file(entry.fingerprint),
-            metadata=self._read_side_file(entry.metadata),
-            metrics=self._read_side_file(entry.metrics),
+            fingerprint=self._read_side_file(entry, entry.fingerprint, SideFile.FINGERPRINT),
+            metadata=self._read_side_file(entry, entry.metadata, SideFile.METADATA),
+            metrics=self._read_side_file(entry, entry.metrics, SideFile.METRICS),
             url=self.backend.describe(entry.archive),
         )
 
-    def _read_side_file(self, key: str) -> dict[str, Any]:
+    def _read_side_file(self, entry: ManifestEntry, key: str, kind: SideFile) -> dict[str, Any]:
         where = self.backend.describe(key)
         try:
-            raw = json.loads(self.backend.get_bytes(key).decode("utf-8"))
+            data = self.backend.get_bytes(key, max_bytes=self.limits.max_json_bytes)
         except StoreNotFoundError as exc:
-            raise StoreIntegrityError(
+            raise BrokenModelError(
                 f"{MANIFEST_KEY} lists {key}, but the store has no such file",
+                model_name=entry.name,
                 location=where,
                 hint="publish the model again, or repair the manifest",
             ) from exc
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreIntegrityError(f"{key} is not valid JSON ({exc})", location=where) from exc
-        if not isinstance(raw, dict):
-            raise StoreIntegrityError(
-                f"{key} must hold a JSON object, received {type(raw).__name__}", location=where
+        except StoreIntegrityError as exc:  # larger than the limit
+            raise BrokenModelError(exc.message, model_name=entry.name, location=where,
+                                   hint=exc.hint) from exc
+        try:
+            return decode_side_file(kind, data, max_bytes=self.limits.max_json_bytes)
+        except SideFileError as exc:
+            raise BrokenModelError(
+                str(exc),
+                model_name=entry.name,
+                location=where,
+                hint="the file was edited or damaged; publish the model again",
+            ) from exc
+
+    def check_archive(self, stored: StoredModel) -> None:
+        """Cheap check (no download) that ``stored``'s archive exists with the listed size."""
+        try:
+            size = self.backend.size(stored.archive_key)
+        except StoreNotFoundError as exc:
+            raise BrokenModelError(
+                f"{MANIFEST_KEY} lists {stored.archive_key}, but the store has no such file",
+                model_name=stored.name,
+                location=self.backend.describe(stored.archive_key),
+                hint="publish the model again, or repair the manifest",
+            ) from exc
+        if size is not None and size != stored.size:
+            raise BrokenModelError(
+                f"archive of {stored.name!r} has {size} bytes, the manifest lists {stored.size}",
+                model_name=stored.name,
+                location=self.backend.describe(stored.archive_key),
+                hint="the stored archive is damaged or was replaced; publish the model again",
             )
-        return raw
 
     def _verify_sizes(self, expected: dict[str, int]) -> None:
         for key, size in expected.items():
@@ -220,12 +382,6 @@ class ModelStore:
                     location=self.backend.describe(key),
                     hint="the upload was truncated; publish again",
                 )
-
-    def _prune(self, pruned: tuple[ManifestEntry, ...], manifest: Manifest) -> None:
-        """Delete files of models dropped from the manifest; failures are not fatal."""
-        in_use = {key for entry in manifest.models for key in entry.stored_keys()}
-        for entry in pruned:
-            self._delete_quietly(k for k in entry.stored_keys() if k not in in_use)
 
     def _delete_quietly(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -247,10 +403,6 @@ def compute_sha256(path: Path) -> tuple[str, int]:
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}", location=str(path)) from exc
     return digest.hexdigest(), size
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _render_side_file(what: str, data: dict[str, Any]) -> bytes:

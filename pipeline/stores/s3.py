@@ -7,7 +7,13 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions
+from pipeline.stores.backend import (
+    BackendOptions,
+    ListedKey,
+    Versioned,
+    content_version,
+    too_large,
+)
 from pipeline.stores.layout import check_key
 
 INSTALL_HINT = "pip install boto3  (or: pip install 'deltatrain[s3]')"
@@ -26,6 +32,16 @@ _AUTH = frozenset(
     }
 )
 
+#: Conditional-write answers: the object changed (412) or a concurrent write is in flight (409).
+_CONFLICT = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
 
 class S3Backend:
     """Keys live under ``s3://bucket/prefix/``; boto3 errors become store errors."""
@@ -38,15 +54,53 @@ class S3Backend:
     def __repr__(self) -> str:
         return f"S3Backend({self.describe('')!r})"
 
-    def get_bytes(self, key: str) -> bytes:
-        """GetObject and read the body."""
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """GetObject and read the body (at most ``max_bytes``)."""
+        return self._get(key, max_bytes)[0]
+
+    def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
+        """GetObject; the version is the object's ETag."""
         try:
-            body = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            data, etag = self._get(key, max_bytes)
+        except StoreNotFoundError:
+            return None
+        return Versioned(data, etag or content_version(data))
+
+    def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+        """PutObject with ``IfMatch`` (or ``IfNoneMatch='*'`` to create): S3 conditional writes."""
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except Exception as exc:
+            if _error_code(exc) in _CONFLICT:
+                return False
+            if _error_code(exc) in ("NotImplemented", "501"):
+                raise StoreError(
+                    f"the S3 service does not support conditional writes (PutObject with"
+                    f" If-Match / If-None-Match) for {self.describe(key)}",
+                    location=self.describe(key),
+                    hint="use AWS S3 or a recent MinIO/Ceph release; publishing needs them to keep"
+                    " concurrent pipelines from overwriting each other's manifest",
+                ) from exc
+            self._raise("write", key, exc)
+        return True
+
+    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str | None]:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            body = response["Body"]
             with body:
-                data: bytes = body.read()
-            return data
+                length = response.get("ContentLength")
+                if max_bytes is not None and length is not None and int(length) > max_bytes:
+                    raise too_large(key, self.describe(key), max_bytes)
+                data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
+        except StoreError:
+            raise
         except Exception as exc:
             self._raise("read", key, exc)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise too_large(key, self.describe(key), max_bytes)
+        return data, response.get("ETag")
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """PutObject with the bytes."""
@@ -92,6 +146,22 @@ class S3Backend:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as exc:
             self._raise("delete", key, exc)
+
+    def list_keys(self, prefix: str) -> list[ListedKey]:
+        """ListObjectsV2 under ``prefix``, with LastModified."""
+        base = self._key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(ListedKey(item["Key"][strip:], item["LastModified"]))
+        except Exception as exc:
+            self._raise("list", prefix.rstrip("/"), exc)
+        return found
 
     def describe(self, key: str) -> str:
         """``s3://bucket/prefix/key`` (the root for ``""``)."""

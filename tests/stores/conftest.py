@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.stores import ModelStore, open_store
-from pipeline.stores.backend import Backend
+from pipeline.stores.backend import Backend, Versioned
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.s3 import S3Backend
 
@@ -62,9 +62,17 @@ class RecordingBackend:
     def reads_of(self, key: str) -> list[str]:
         return [m for m, k in self.calls if k == key and m in ("get_bytes", "get_to_file")]
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         self.calls.append(("get_bytes", key))
-        return self.inner.get_bytes(key)
+        return self.inner.get_bytes(key, max_bytes=max_bytes)
+
+    def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
+        self.calls.append(("get_bytes", key))
+        return self.inner.get_versioned(key, max_bytes=max_bytes)
+
+    def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+        self.calls.append(("put_bytes", key))
+        return self.inner.put_if_version(key, data, expected)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.calls.append(("put_bytes", key))
@@ -113,10 +121,31 @@ def http_server() -> Iterator[FakeStoreServer]:
     server.stop()
 
 
+def _make_moto_conditional_writes_atomic() -> None:
+    """Serialise moto's PutObject: moto checks If-Match and then writes, so two threaded
+    requests can both pass the check; S3 itself evaluates the condition atomically."""
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    original = S3Response.put_object
+    if getattr(original, "_deltatrain_locked", False):
+        return
+    lock = threading.Lock()
+
+    def put_object(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    put_object._deltatrain_locked = True  # type: ignore[attr-defined]
+    S3Response.put_object = put_object  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    _make_moto_conditional_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

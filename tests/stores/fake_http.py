@@ -1,11 +1,16 @@
 """A real HTTP object store on 127.0.0.1 for tests: GET/PUT/HEAD/DELETE/MKCOL over a dict.
 
+Like a WebDAV or object-store server it sends an ``ETag`` with every GET/HEAD and
+honours ``If-Match`` / ``If-None-Match`` on PUT atomically, answering 412 when the
+condition fails (``etags = False`` turns both off, as on servers without them).
+
 Faults are rules matched against method and path; each answers with a status,
 drops the connection mid-upload, or stalls, for ``times`` requests (None: forever).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import threading
@@ -18,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 @dataclass
 class Fault:
     """Answer matching requests with ``status``; or ``drop`` the upload midway; or ``truncate``
-    it (store half, answer 201); and/or ``stall`` seconds first."""
+    it (store half, answer 201); and/or ``stall`` seconds first; after ``skip`` requests."""
 
     method: str
     pattern: str
@@ -27,13 +32,14 @@ class Fault:
     truncate: bool = False
     stall: float = 0.0
     times: int | None = None
+    skip: int = 0  # let this many matching requests through first
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return (
             self.method in (method, "*")
             and re.search(self.pattern, path) is not None
-            and (self.times is None or self.hits < self.times)
+            and (self.times is None or self.hits < self.times + self.skip)
         )
 
 
@@ -46,6 +52,7 @@ class FakeStoreServer:
         self.faults: list[Fault] = []
         self.token: str | None = None
         self.webdav_strict = False  # PUT/MKCOL answer 409 when the parent collection is missing
+        self.etags = True  # send ETags and honour If-Match / If-None-Match
         self.collections: set[str] = {"/"}
         self.lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
@@ -84,6 +91,8 @@ class FakeStoreServer:
             for fault in self.faults:
                 if fault.matches(method, path):
                     fault.hits += 1
+                    if fault.hits <= fault.skip:
+                        return None
                     return fault
         return None
 
@@ -93,6 +102,10 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that time out or hang up on purpose are part of the tests
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
 def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
@@ -149,20 +162,27 @@ def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
                 data = server.files.get(path)
             if data is None:
                 return self._reply(404, b"not found\n")
-            self._reply(200, data)
+            self._reply(200, data, {"ETag": _etag(data)} if server.etags else None)
 
         def _head(self, path: str, body: bytes) -> None:
             self._get(path, body)
 
         def _put(self, path: str, body: bytes) -> None:
             parent = path.rsplit("/", 1)[0] + "/"
+            if_match = self.headers.get("If-Match") if server.etags else None
+            if_none_match = self.headers.get("If-None-Match") if server.etags else None
             with server.lock:
+                current = server.files.get(path)
                 if server.webdav_strict and parent not in server.collections:
-                    conflict = True
+                    status = 409
+                elif if_match is not None and (current is None or _etag(current) != if_match):
+                    status = 412
+                elif if_none_match == "*" and current is not None:
+                    status = 412
                 else:
-                    conflict = False
+                    status = 201
                     server.files[path] = body
-            self._reply(409 if conflict else 201, b"")
+            self._reply(status, b"", {"ETag": _etag(body)} if status == 201 and server.etags else None)
 
         def _delete(self, path: str, body: bytes) -> None:
             with server.lock:

@@ -35,7 +35,10 @@ def store(tmp_path: Path) -> ModelStore:
 
 
 def stray_files(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if p.name.startswith("."))
+    """Hidden leftovers (temp files), apart from the manifest's permanent lock file."""
+    return sorted(
+        p.name for p in root.rglob("*") if p.name.startswith(".") and p.name != ".manifest.json.lock"
+    )
 
 
 def test_interrupted_archive_upload_keeps_the_manifest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +11,11 @@ from pipeline.errors import StoreError, StoreIntegrityError
 from pipeline.stores.layout import check_name, model_keys
 from pipeline.stores.manifest import (
     Manifest,
+    Publishing,
     add_entry,
+    announce,
+    commit_entry,
+    find_stale,
     build_entry,
     parse_manifest,
     render_manifest,
@@ -112,3 +117,67 @@ def test_model_keys_follow_the_layout() -> None:
         "models/20240501-abc/metadata.json",
         "models/20240501-abc/metrics.json",
     )
+
+
+# ------------------------------------------------------------------ announcements and merging
+
+NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def test_announce_then_commit_moves_the_model_from_publishing_to_models() -> None:
+    announced = announce(None, "m1", NOON, grace=HOUR)
+    assert announced.publishing == (Publishing("m1", "2024-05-01T12:00:00Z"),)
+    assert json.loads(render_manifest(announced))["publishing"] == [
+        {"name": "m1", "started_at": "2024-05-01T12:00:00Z"}
+    ]
+
+    committed, pruned = commit_entry(announced, entry("m1"), keep=10)
+
+    assert committed == Manifest(latest="m1", models=(entry("m1"),))
+    assert "publishing" not in json.loads(render_manifest(committed))
+    assert pruned == ()
+
+
+def test_a_name_announced_within_the_grace_period_is_refused_and_taken_over_after() -> None:
+    announced = announce(None, "m1", NOON, grace=HOUR)
+
+    with pytest.raises(StoreError, match="another run is publishing a model called 'm1'"):
+        announce(announced, "m1", NOON + timedelta(minutes=59), grace=HOUR)
+    later = announce(announced, "m1", NOON + HOUR, grace=HOUR)
+    assert later.publishing == (Publishing("m1", "2024-05-01T13:00:00Z"),)
+
+
+def test_commit_spares_protected_models_and_ends_stale_announcements() -> None:
+    manifest = Manifest(
+        latest="theirs",
+        models=(entry("theirs"), entry("old")),
+        publishing=(Publishing("dead", "2024-05-01T10:00:00Z"), Publishing("busy", "2024-05-01T11:59:00Z")),
+    )
+    stale = find_stale(manifest, NOON, grace=HOUR)
+    assert stale == (Publishing("dead", "2024-05-01T10:00:00Z"),)
+
+    committed, pruned = commit_entry(
+        manifest, entry("ours"), keep=1, protected=frozenset({"theirs"}), stale=stale
+    )
+
+    assert [m.name for m in committed.models] == ["ours", "theirs"]
+    assert [m.name for m in pruned] == ["old"]
+    assert committed.publishing == (Publishing("busy", "2024-05-01T11:59:00Z"),)
+
+
+@pytest.mark.parametrize(
+    "publishing, detail",
+    [
+        ({}, "'publishing' must be a list"),
+        ([{"name": "m2"}], "publishing[0] must be {name, started_at}"),
+        ([{"name": "../x", "started_at": "2024-05-01T12:00:00Z"}], "publishing[0] is invalid"),
+        ([{"name": "m2", "started_at": "yesterday"}], "publishing[0] is invalid"),
+        ([{"name": "m2", "started_at": "2024-05-01T12:00:00"}], "has no time zone"),
+    ],
+    ids=["not-a-list", "no-time", "bad-name", "bad-time", "naive-time"],
+)
+def test_a_malformed_publishing_list_is_a_corrupt_manifest(publishing: object, detail: str) -> None:
+    with pytest.raises(StoreIntegrityError) as raised:
+        parse_manifest(manifest_bytes(publishing=publishing), where="x")
+    assert detail in str(raised.value)
