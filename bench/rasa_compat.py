@@ -414,16 +414,20 @@ def render_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
         f"first failing check): {sum(r['rule_findings'] == 'same, and more' for r in rows)}; differently: "
         f"{sum(r['rule_findings'] == 'different' for r in rows)}.",
         "",
+        f"Disagreements: {sum(not r['agreement'].endswith('both') for r in rows)}, of which deliberate "
+        f"(documented differences): {sum(bool(r.get('deliberate')) for r in rows)}; unexplained: "
+        f"{sum(not r['agreement'].endswith('both') and not r.get('deliberate') for r in rows)}.",
+        "",
         "Accepted by both: " + ", ".join(r["name"] for r in groups["accepted by both"]) + ".",
         "",
-        "| project | kind | agreement | rule conflicts | Rasa's message | deltatrain's message |",
-        "|---|---|---|---|---|---|",
+        "| project | kind | agreement | rule conflicts | Rasa's message | deltatrain's message | deliberate difference |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in (r for r in rows if r["agreement"] != "accepted by both"):
         out.append(
             f"| {row['name']} | {row['kind']} | {row['agreement']} | {row['rule_findings']} | "
             f"{_short(row['rasa_messages']) if not row['rasa_ok'] else ''} | "
-            f"{_short(row['deltatrain_messages']) if not row['deltatrain_ok'] else ''} |"
+            f"{_short(row['deltatrain_messages']) if not row['deltatrain_ok'] else ''} | {row.get('deliberate', '')} |"
         )
     return "\n".join(out) + "\n"
 
@@ -459,6 +463,29 @@ def rule_findings(messages: Sequence[str], ours: bool) -> set[tuple[str, ...]]:
     return found
 
 
+#: Rasa messages of projects deltatrain accepts on purpose (README, "Compatibility with Rasa")
+DELIBERATE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Cannot find required key 'mappings'"), "Rasa 2 slot without `mappings:`, read on purpose"),
+    (re.compile(r"'unfeaturized' is neither a known type"), "Rasa 2 slot type `unfeaturized`, read on purpose"),
+    (re.compile(r"Project validation completed with errors|there is no matching response defined"),
+     "Rasa 2 `templates:`, read as `responses:` on purpose"),
+)
+
+
+def explain(row: dict[str, Any], project: Project) -> str:
+    """Why a disagreement is deliberate (a documented difference), or "" when it is not explained."""
+    if row["agreement"] != "Rasa rejects, deltatrain accepts":
+        return ""
+    domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
+    reasons = []
+    for message in row["rasa_messages"]:
+        matched = [why for pattern, why in DELIBERATE if pattern.search(message)]
+        if not matched or ("templates" in matched[0] and "templates:" not in domain):
+            return ""
+        reasons.append(matched[0])
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for project in projects:
@@ -486,6 +513,7 @@ def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str,
             "rasa_warnings": verdict["validate"]["warnings"][:20], "deltatrain_messages": ours["errors"],
             "deltatrain_warnings": ours["warnings"][:20],
         })
+        rows[-1]["deliberate"] = explain(rows[-1], project)
     return rows
 
 
