@@ -472,8 +472,19 @@ DELIBERATE: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: deltatrain errors Rasa's ``data validate`` does not report, on purpose
+DELIBERATE_OURS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"is a custom (policy|component) class"),
+     "custom classes are errors at validate time (Rasa's `data validate` does not load them; `rasa train` fails "
+     "without the module); `--ignore-unknown-components` trains without them"),
+)
+
+
 def explain(row: dict[str, Any], project: Project) -> str:
     """Why a disagreement is deliberate (a documented difference), or "" when it is not explained."""
+    if row["agreement"] == "deltatrain rejects, Rasa accepts":
+        found = [[why for pattern, why in DELIBERATE_OURS if pattern.search(m)] for m in row["deltatrain_messages"]]
+        return found[0][0] if found and all(found) else ""
     if row["agreement"] != "Rasa rejects, deltatrain accepts":
         return ""
     domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
