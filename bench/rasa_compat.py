@@ -477,14 +477,23 @@ DELIBERATE_OURS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"is a custom (policy|component) class"),
      "custom classes are errors at validate time (Rasa's `data validate` does not load them; `rasa train` fails "
      "without the module); `--ignore-unknown-components` trains without them"),
+    (re.compile(r"deltatrain cannot run (Spacy|Mitie|Jieba)|the NLU pipeline has no featurizer"),
+     "spaCy/MITIE/Jieba components are errors at validate time, by design (`--ignore-unknown-components` "
+     "trains without them; here they were also the only featurizers)"),
+    (re.compile(r"must be a mapping with 'text:', got the text"),
+     "Rasa 2 `templates:` are read as responses and checked as Rasa 3 checks responses (Rasa 3.6 ignores "
+     "`templates:`, so it never sees their bare-string variations)"),
 )
 
 
 def explain(row: dict[str, Any], project: Project) -> str:
     """Why a disagreement is deliberate (a documented difference), or "" when it is not explained."""
     if row["agreement"] == "deltatrain rejects, Rasa accepts":
+        domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
         found = [[why for pattern, why in DELIBERATE_OURS if pattern.search(m)] for m in row["deltatrain_messages"]]
-        return found[0][0] if found and all(found) else ""
+        if not found or not all(found) or any("templates" in f[0] and "templates:" not in domain for f in found):
+            return ""
+        return "; ".join(dict.fromkeys(f[0] for f in found))
     if row["agreement"] != "Rasa rejects, deltatrain accepts":
         return ""
     domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
