@@ -76,7 +76,9 @@ def _reports(results: Path) -> dict[str, Any]:
         out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
     failed = results / "failed_test_stories.yml"
     if failed.exists():
-        out["failed_stories"] = failed.read_text().count("- story:")
+        text = failed.read_text()
+        out["failed_stories"] = text.count("- story:")
+        out["no_failures"] = "None of the test stories failed" in text  # Rasa's words
     summary = results / "summary.json"
     if summary.exists():
         out["summary"] = json.loads(summary.read_text())
@@ -156,7 +158,9 @@ def _fmt(value: Any) -> str:
 
 def _stories(row: dict[str, Any]) -> str:
     total = row.get("stories_total")
-    return "–" if total is None else f"{row.get('stories_correct')}/{total}"
+    if total is None:
+        return "no failed story" if row.get("no_failures") else "–"
+    return f"{row.get('stories_correct')}/{total}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
