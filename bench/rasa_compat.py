@@ -414,16 +414,20 @@ def render_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
         f"first failing check): {sum(r['rule_findings'] == 'same, and more' for r in rows)}; differently: "
         f"{sum(r['rule_findings'] == 'different' for r in rows)}.",
         "",
+        f"Disagreements: {sum(not r['agreement'].endswith('both') for r in rows)}, of which deliberate "
+        f"(documented differences): {sum(bool(r.get('deliberate')) for r in rows)}; unexplained: "
+        f"{sum(not r['agreement'].endswith('both') and not r.get('deliberate') for r in rows)}.",
+        "",
         "Accepted by both: " + ", ".join(r["name"] for r in groups["accepted by both"]) + ".",
         "",
-        "| project | kind | agreement | rule conflicts | Rasa's message | deltatrain's message |",
-        "|---|---|---|---|---|---|",
+        "| project | kind | agreement | rule conflicts | Rasa's message | deltatrain's message | deliberate difference |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in (r for r in rows if r["agreement"] != "accepted by both"):
         out.append(
             f"| {row['name']} | {row['kind']} | {row['agreement']} | {row['rule_findings']} | "
             f"{_short(row['rasa_messages']) if not row['rasa_ok'] else ''} | "
-            f"{_short(row['deltatrain_messages']) if not row['deltatrain_ok'] else ''} |"
+            f"{_short(row['deltatrain_messages']) if not row['deltatrain_ok'] else ''} | {row.get('deliberate', '')} |"
         )
     return "\n".join(out) + "\n"
 
@@ -459,6 +463,49 @@ def rule_findings(messages: Sequence[str], ours: bool) -> set[tuple[str, ...]]:
     return found
 
 
+#: Rasa messages of projects deltatrain accepts on purpose (README, "Compatibility with Rasa")
+DELIBERATE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Cannot find required key 'mappings'"), "Rasa 2 slot without `mappings:`, read on purpose"),
+    (re.compile(r"'unfeaturized' is neither a known type"), "Rasa 2 slot type `unfeaturized`, read on purpose"),
+    (re.compile(r"Project validation completed with errors|there is no matching response defined"),
+     "Rasa 2 `templates:`, read as `responses:` on purpose"),
+)
+
+
+#: deltatrain errors Rasa's ``data validate`` does not report, on purpose
+DELIBERATE_OURS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"is a custom (policy|component) class"),
+     "custom classes are errors at validate time (Rasa's `data validate` does not load them; `rasa train` fails "
+     "without the module); `--ignore-unknown-components` trains without them"),
+    (re.compile(r"deltatrain cannot run (Spacy|Mitie|Jieba)|the NLU pipeline has no featurizer"),
+     "spaCy/MITIE/Jieba components are errors at validate time, by design (`--ignore-unknown-components` "
+     "trains without them; here they were also the only featurizers)"),
+    (re.compile(r"must be a mapping with 'text:', got the text"),
+     "Rasa 2 `templates:` are read as responses and checked as Rasa 3 checks responses (Rasa 3.6 ignores "
+     "`templates:`, so it never sees their bare-string variations)"),
+)
+
+
+def explain(row: dict[str, Any], project: Project) -> str:
+    """Why a disagreement is deliberate (a documented difference), or "" when it is not explained."""
+    if row["agreement"] == "deltatrain rejects, Rasa accepts":
+        domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
+        found = [[why for pattern, why in DELIBERATE_OURS if pattern.search(m)] for m in row["deltatrain_messages"]]
+        if not found or not all(found) or any("templates" in f[0] and "templates:" not in domain for f in found):
+            return ""
+        return "; ".join(dict.fromkeys(f[0] for f in found))
+    if row["agreement"] != "Rasa rejects, deltatrain accepts":
+        return ""
+    domain = project.domain.read_text(encoding="utf-8", errors="replace") if project.domain.is_file() else ""
+    reasons = []
+    for message in row["rasa_messages"]:
+        matched = [why for pattern, why in DELIBERATE if pattern.search(message)]
+        if not matched or ("templates" in matched[0] and "templates:" not in domain):
+            return ""
+        reasons.append(matched[0])
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for project in projects:
@@ -486,6 +533,7 @@ def compare(projects: Sequence[Project], rasa: dict[str, Any]) -> list[dict[str,
             "rasa_warnings": verdict["validate"]["warnings"][:20], "deltatrain_messages": ours["errors"],
             "deltatrain_warnings": ours["warnings"][:20],
         })
+        rows[-1]["deliberate"] = explain(rows[-1], project)
     return rows
 
 
@@ -498,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, help="where wrapped fixtures are written (default: a temp folder)")
     parser.add_argument("--markdown", type=Path, help="write the table here (default: stdout)")
     parser.add_argument("--json", type=Path, help="write every verdict here")
+    parser.add_argument("--oracle-json", type=Path,
+                        help="Rasa's raw verdicts: read from here when the file exists (Rasa is not run), else written here")
     args = parser.parse_args(argv)
     rasa_python = args.rasa_venv / "bin" / "python"
     if not rasa_python.exists():
@@ -512,7 +562,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not projects:
         parser.error("no projects found: give --projects and/or --fixtures folders")
     print(f"judging {len(projects)} projects with Rasa ...", file=sys.stderr)
-    rasa = rasa_verdicts(projects, rasa_python, work)
+    if args.oracle_json is not None and args.oracle_json.exists():
+        rasa = json.loads(args.oracle_json.read_text())
+        missing = [p.name for p in projects if p.name not in rasa]
+        if missing:
+            parser.error(f"--oracle-json {args.oracle_json} has no verdict for {', '.join(missing[:5])}; delete it to rerun Rasa")
+    else:
+        rasa = rasa_verdicts(projects, rasa_python, work)
+        if args.oracle_json is not None:
+            args.oracle_json.write_text(json.dumps(rasa, indent=1))
     print("... and with deltatrain", file=sys.stderr)
     rows = compare(projects, rasa)
     command = "python bench/rasa_compat.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -138,9 +138,13 @@ def build_model(
             core_action = plan.core if dialogue else KEEP
             parts["core"] = _build_part(
                 "core", core_action, previous_dir, staging, progress,
-                train=lambda: _core().train_core(project.domain, project.stories, config, progress=progress),
+                # text-only user turns in stories are labelled by the NLU model just built
+                train=lambda: _core().train_core(
+                    project.domain, project.stories, config, progress=progress, nlu_dir=staging / "nlu"
+                ),
                 finetune=lambda prev: _core().finetune_core(
-                    prev, project.domain, project.stories, config, epoch_fraction=plan.epoch_fraction, progress=progress
+                    prev, project.domain, project.stories, config, epoch_fraction=plan.epoch_fraction,
+                    progress=progress, nlu_dir=staging / "nlu",
                 ),
                 num_threads=plan.num_threads,
             )

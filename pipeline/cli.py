@@ -180,6 +180,9 @@ class ProgressPrinter:
             self.console.group(event["section"])
             return
         epoch, epochs = event.get("epoch"), event.get("epochs")
+        if event.get("phase") == "warning":
+            self.console.info(f"warning: {event.get('message', '')}")
+            return
         if event.get("phase") == "features":
             self.console.info(
                 f"{event.get('model', '')} pretrained features of {event.get('messages')} messages"

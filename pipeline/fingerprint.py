@@ -107,7 +107,7 @@ def _step_json(step: Any) -> Any:
         entities = sorted(canonical_json([e.entity, e.value, e.role, e.group]) for e in step.entities)
         return {"user": step.intent, "text": step.text, "entities": entities}
     if isinstance(step, ActionStep):
-        return {"action": step.name}
+        return {"bot": step.name} if step.is_text else {"action": step.name}
     if isinstance(step, SlotStep):
         return {"slots": [[k, thaw(v)] for k, v in step.slots]}
     if isinstance(step, ActiveLoopStep):

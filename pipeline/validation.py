@@ -166,10 +166,6 @@ def _leaf_steps(steps: Iterable[Step]) -> Iterator[Step]:
             yield step
 
 
-def _is_e2e_text(action: str) -> bool:
-    return " " in action.strip()
-
-
 def _normalise(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -331,7 +327,7 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
             location = step.location or story.location
             entity_uses.extend((e.entity, e.role, e.group, location) for e in step.entities)
         elif isinstance(step, ActionStep):
-            if not _is_e2e_text(step.name) and step.name not in known.actions:
+            if not step.is_text and step.name not in known.actions:
                 add(
                     "unknown-action",
                     step.name,

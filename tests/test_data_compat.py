@@ -130,6 +130,14 @@ def test_use_and_ignore_entities_are_read_and_decide_what_the_dialogue_sees(tmp_
     assert seen == {"greet": ("city",), "bye": ("name",), "thank": (), "deny": ()}
 
 
+def test_use_entities_written_as_a_string_is_a_warning_and_uses_no_entities(tmp_path: Path) -> None:
+    """Rasa 3.6 accepts ``use_entities: None`` (a string) and takes its characters as entity names."""
+    domain = DOMAIN.replace("  - bye\n", "  - bye:\n      use_entities: None\n")
+    assert problems_of(tmp_path, {"domain.yml": domain}) == [("warning", "schema", "domain.yml:4")]
+    project, _ = load(tmp_path, {"domain.yml": domain})
+    assert DomainSpec.from_domain(project.domain).intent_entities["bye"] == ()
+
+
 def test_an_entity_both_used_and_ignored_is_a_warning(tmp_path: Path) -> None:
     """Rasa: "explicitly included and excluded ... Excluding takes precedence" (a warning)."""
     domain = DOMAIN.replace("  - bye\n", "  - bye:\n      use_entities: [city]\n      ignore_entities: [city]\n")
@@ -551,3 +559,20 @@ def test_unknown_keys_in_a_json_annotation_are_ignored_with_a_warning(tmp_path: 
     assert str(warning.location) == "data/more.yml:4" and "confidence" in warning.message
     (rome,) = [e for e in project.nlu.examples if e.text == "to Rome"]
     assert [(s.entity, s.value) for s in rome.entities] == [("city", "Rome")]
+
+
+def test_slot_written_by_name_only_takes_rasas_value_for_its_type(tmp_path: Path) -> None:
+    """Rasa 3.6 (``YAMLStoryReader._slot_default_value``, checked with Rasa itself): a text slot
+    is ``"filled"``, a list slot ``["filled"]``, any other type empty (``None``) with a warning."""
+    domain = DOMAIN.replace(
+        "slots:\n",
+        "slots:\n  name: {type: text, mappings: [{type: custom}]}\n"
+        "  items: {type: list, mappings: [{type: custom}]}\n"
+        "  confirmed: {type: bool, mappings: [{type: custom}]}\n",
+    )
+    data = stories("- intent: greet", "- slot_was_set: [name, items, confirmed, size]", "- action: utter_greet")
+    project, warnings = load(tmp_path, {"domain.yml": domain, "data/stories.yml": data})
+    slot_step = project.stories[0].steps[1]
+    assert dict(slot_step.slots) == {"name": "filled", "items": ("filled",), "confirmed": None, "size": None}
+    bare = sorted((p.message.split("'")[1], str(p.location)) for p in warnings if p.code == "slot-value")
+    assert bare == [("confirmed", "data/stories.yml:5"), ("size", "data/stories.yml:5")]

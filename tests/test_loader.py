@@ -423,10 +423,10 @@ def test_story_steps_of_every_kind(tmp_path: Path) -> None:
         ),
         ActionStep("booking_form"),
         ActiveLoopStep("booking_form"),
-        SlotStep((("city", "Paris"), ("confirmed", True), ("seats", 2))),
+        SlotStep((("city", "Paris"), ("confirmed", True), ("seats", 2)), named_only=("confirmed",)),
         ActiveLoopStep(None),
         OrStep((UserStep("affirm"), UserStep("thanks"))),
-        ActionStep("Have a nice trip!"),
+        ActionStep("Have a nice trip!", is_text=True),
         CheckpointStep("booked"),
     )
     assert [step.location.line for step in story.steps if step.location] == [

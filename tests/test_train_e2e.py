@@ -155,3 +155,19 @@ def test_cli_cross_validation_writes_fold_reports(trained: tuple[Path, str], tmp
     for fold in ("fold_1", "fold_2"):
         assert (work / "cv" / fold / "intent_report.json").is_file()
     assert (work / "cv" / "cross_validation.json").is_file()
+
+
+def test_text_only_user_turn_is_trained_as_the_intent_the_fresh_nlu_model_gives_it(tmp_path: Path) -> None:
+    """Rasa trains end-to-end stories; deltatrain labels the text with the NLU model trained in the same run."""
+    work = tmp_path / "assistant"
+    shutil.copytree(EXAMPLE, work)
+    stories = work / "data" / "stories.yml"
+    stories.write_text(
+        stories.read_text()
+        + "\n- story: greeted by text\n  steps:\n  - user: \"hello\"\n  - action: utter_greet\n"
+    )
+    result = train(work / "domain.yml", work / "config.yml", [work / "data"], output=work / "models",
+                   fixed_model_name="e2e", nlu_additional_arguments=TINY, core_additional_arguments=TINY)
+    warnings = _metadata(str(result.model))["parts"]["core"]["summary"]["warnings"]
+    labelled = [w for w in warnings if "user turn 'hello' has no intent: trained as intent" in w]
+    assert len(labelled) == 1 and "data/stories.yml:" in labelled[0]

@@ -9,13 +9,13 @@ searched recursively, ``tests/`` for test stories and held-out NLU data.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, Sequence
 
 from pipeline.data.config import read_config
-from pipeline.data.model import Config, Domain, NluData, Project, Story, freeze
+from pipeline.data.model import Config, Domain, NluData, OrStep, Project, SlotStep, Step, Story, freeze
 from pipeline.data.readers import (
     Collector,
     check_training_keys,
@@ -123,6 +123,46 @@ class ProjectPaths:
     ignore_unknown_components: bool = False
 
 
+#: the value Rasa 3.6 gives a slot written by name only in ``slot_was_set``, by slot type
+#: (``YAMLStoryReader._slot_default_value``); every other type gets ``None``, with a warning
+BARE_SLOT_VALUES: dict[str, Any] = {"text": "filled", "list": ("filled",)}
+
+
+def settle_bare_slot_names(stories: Sequence[Story], domain: Domain, problems: list[Problem]) -> list[Story]:
+    """Give slots written by name only the value Rasa gives them: ``"filled"`` (text),
+    ``["filled"]`` (list), else ``None`` ("not set"; in a rule: "must not be set") with
+    Rasa's warning. A slot the domain does not define keeps ``True`` (validation reports it)."""
+    types = {slot.name: slot.type for slot in domain.slots}
+
+    def settle(step: Step) -> Step:
+        if isinstance(step, OrStep):
+            return replace(step, alternatives=tuple(settle(a) for a in step.alternatives))  # type: ignore[misc]
+        if not isinstance(step, SlotStep) or not step.named_only:
+            return step
+        slots = []
+        for name, value in step.slots:
+            if name in step.named_only and name in types:
+                value = BARE_SLOT_VALUES.get(types[name])
+                if value is None:
+                    problems.append(
+                        Problem(
+                            "warning",
+                            f"slot '{name}' in 'slot_was_set' is written by its name only; as a "
+                            f"{types[name]} slot it needs a value, so it is read as empty (not set), as in Rasa",
+                            step.location,
+                            f"write '- {name}: <value>'",
+                            code="slot-value",
+                        )
+                    )
+            slots.append((name, value))
+        return replace(step, slots=tuple(slots))
+
+    return [
+        replace(story, steps=tuple(settle(s) for s in story.steps), condition=tuple(settle(s) for s in story.condition))
+        for story in stories
+    ]
+
+
 def load_project(source: FileSource, paths: ProjectPaths = ProjectPaths()) -> tuple[Project, tuple[Problem, ...]]:
     """Read every part of a project; raise DataError listing all errors, else return warnings too."""
     problems: list[Problem] = []
@@ -146,6 +186,8 @@ def load_project(source: FileSource, paths: ProjectPaths = ProjectPaths()) -> tu
         )
     if any(p.is_error for p in problems):
         raise DataError(problems)
+    stories = settle_bare_slot_names(stories, domain, problems)
+    test_stories = settle_bare_slot_names(test_stories, domain, problems)
     project = Project(
         config=config,
         domain=domain,

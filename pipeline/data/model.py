@@ -192,10 +192,12 @@ class UserStep:
 
 @dataclass(frozen=True)
 class ActionStep:
-    """The bot runs an action (or utters a response, or a form, or a bot text)."""
+    """The bot runs an action (or utters a response, or a form), or says a text (``bot:``, ``is_text``)."""
 
     name: str
     location: Location | None = _loc()
+    #: ``bot: <text>`` (an end-to-end bot turn): ``name`` is what the bot says, not an action name
+    is_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,9 @@ class SlotStep:
 
     slots: tuple[tuple[str, Any], ...]
     location: Location | None = _loc()
+    #: slots written by name only (``- slot_was_set: [confirmed]``); their value depends on the
+    #: slot's type and is settled by the loader (:func:`pipeline.data.loader.settle_bare_slot_names`)
+    named_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

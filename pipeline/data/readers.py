@@ -401,7 +401,7 @@ def _read_step(step: YMap, out: Collector, what: str) -> Step | None:
         return ActionStep(name, loc) if name else None
     if "bot" in step:
         name = _text(step["bot"], "bot text", step.key_line("bot"), out)
-        return ActionStep(name, loc) if name else None
+        return ActionStep(name, loc, is_text=True) if name else None
     if "slot_was_set" in step:
         return _read_slot_step(step["slot_was_set"], step, out, what)
     if "active_loop" in step:
@@ -481,14 +481,16 @@ def _read_slot_step(raw: Any, step: YMap, out: Collector, what: str) -> SlotStep
         out.error(f"'slot_was_set' in {what} must be a list, got {_kind(raw)}", step.key_line("slot_was_set"))
         return None
     slots: list[tuple[str, Any]] = []
+    named_only: list[str] = []
     for entry in raw:
         if isinstance(entry, str):
             slots.append((entry, True))
+            named_only.append(entry)
         elif isinstance(entry, dict):
             slots.extend((str(k), freeze(v)) for k, v in entry.items())
         else:
             out.error(f"slot entry {entry!r} in {what} is not understood", step.key_line("slot_was_set"))
-    return SlotStep(tuple(slots), out.at(step.line))
+    return SlotStep(tuple(slots), out.at(step.line), tuple(named_only))
 
 
 # ------------------------------------------------------------------------ domain
@@ -645,6 +647,13 @@ def _read_intent_properties(entry: dict[Any, Any], line: int, out: Collector) ->
         use_entities = ()
     elif isinstance(use, list):
         use_entities = tuple(str(u) for u in use)
+    elif isinstance(use, str):
+        # Rasa 3.6 accepts any string here and takes it as the list of its characters (so
+        # 'None' uses the entities N, o, n and e: in practice none)
+        out.warning(f"'use_entities' of intent '{name}' is the string '{use}': read as Rasa reads it, "
+                    "as the list of its characters (in practice: no entities)", line,
+                    "write use_entities: true, use_entities: false or use_entities: [entity, ...]")
+        use_entities = tuple(e for e in dict.fromkeys(use) if e.strip())
     else:
         out.error(f"'use_entities' of intent '{name}' must be true, false or a list, got {_kind(use)}", line,
                   "write use_entities: true, use_entities: false or use_entities: [entity, ...]")

@@ -251,9 +251,11 @@ def test_states_featurize_slots_entities_and_forms_as_rasa():
         "name": (1.0,),
         "vip": (1.0, 0.0),
         "size": (0.0, 1.0, 0.0),  # small, large, __other__
-        "budget": (1.0,),  # capped at max_value
+        "budget": (1.0, 1.0),  # Rasa's FloatSlot: "is set", then the value capped at max_value
     }
     assert spec.slot("size").featurize("medium") == (0.0, 0.0, 1.0)
+    # at min_value the slot is set, not unset (Rasa 3.6 FloatSlot._as_feature)
+    assert spec.slot("budget").featurize(0) == (1.0, 0.0) and spec.slot("budget").featurize(None) == (0.0, 0.0)
 
 
 def test_entities_are_filtered_by_the_intents_use_entities(tmp_path):
@@ -645,3 +647,87 @@ def test_form_rejection_is_emulated_in_evaluation(tmp_path):
         ("utter_iamabot", "RulePolicy"),
         ("trip_form", "RulePolicy"),
     ]
+
+
+# ------------------------------------------------------------ text-only user turns
+
+TEXT_ONLY = """
+    version: "3.1"
+    stories:
+    - story: indirect
+      steps:
+      - intent: greet
+      - action: utter_greet
+      - user: "sunny in Rome?"
+      - action: utter_weather
+"""
+
+
+def test_text_only_user_turn_without_an_nlu_model_is_a_training_error(tmp_path: Path) -> None:
+    project = load(tmp_path, data=TEXT_ONLY)
+    with pytest.raises(TrainingError, match="data/stories.yml:7(.|\\n)*user turn without an intent"):
+        train(project)
+
+
+def test_text_only_user_turn_is_trained_as_the_intent_given_for_its_text(tmp_path: Path) -> None:
+    from pipeline.training.core.stories import label_text_turns, text_only_turns
+
+    project = load(tmp_path, data=TEXT_ONLY)
+    assert text_only_turns(project.stories) == ["sunny in Rome?"]
+    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": ["ask_weather"]})
+    assert len(warnings) == 1
+    assert "data/stories.yml:7" in warnings[0] and "'ask_weather'" in warnings[0]
+    model = train_core(project.domain, labelled, project.config)
+    tracker = TrackerState().with_user("greet").with_action("utter_greet").with_user("ask_weather")
+    assert model.predict_next_action(tracker).action == "utter_weather"
+
+
+BOT_TEXTS = """
+    version: "3.1"
+    stories:
+    - story: greet by text
+      steps:
+      - intent: greet
+      - bot: hi
+      - intent: ask_weather
+      - action: utter_weather
+"""
+
+
+def test_single_word_bot_text_is_a_text_not_an_action_and_trains_as_its_response(tmp_path: Path) -> None:
+    from pipeline.data.model import ActionStep
+    from pipeline.validation import validate_project
+
+    project = load(tmp_path, data=BOT_TEXTS)
+    bot = project.stories[0].steps[1]
+    assert isinstance(bot, ActionStep) and bot.is_text and bot.name == "hi"
+    assert not [p for p in validate_project(project) if p.severity == "error"]
+    model = train(project)
+    assert model.predict_next_action(TrackerState().with_user("greet")).action == "utter_greet"
+
+
+def test_bot_text_no_response_says_is_a_training_error_on_its_line(tmp_path: Path) -> None:
+    project = load(tmp_path, data=BOT_TEXTS.replace("bot: hi", "bot: Perfect"))
+    with pytest.raises(TrainingError, match="data/stories.yml:6.*'Perfect'"):
+        train(project)
+
+
+def test_text_only_user_turn_takes_the_ranked_intent_the_other_stories_agree_with(tmp_path: Path) -> None:
+    from pipeline.training.core.stories import label_text_turns
+
+    data = TEXT_ONLY + """
+    - story: weather by intent
+      steps:
+      - intent: greet
+      - action: utter_greet
+      - intent: ask_weather
+      - action: utter_weather
+    """
+    project = load(tmp_path, data=data)
+    # NLU ranks greet first, but after utter_greet only ask_weather goes on with utter_weather
+    labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": ["greet", "ask_weather"]})
+    assert labelled[0].steps[2].intent == "ask_weather"
+    assert "ranks it 2." in warnings[0]
+    # with no story to agree with, the NLU model's best intent
+    labelled, _ = label_text_turns(project.stories[:1], {"sunny in Rome?": ["greet", "ask_weather"]})
+    assert labelled[0].steps[2].intent == "greet"

@@ -97,7 +97,7 @@ class SlotFeature:
 
     @property
     def dim(self) -> int:
-        return len(self.values) if self.type == "categorical" else 2 if self.type == "bool" else 1
+        return len(self.values) if self.type == "categorical" else 2 if self.type in ("bool", "float") else 1
 
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` cannot be this slot's value, or ``None`` when it can."""
@@ -132,7 +132,8 @@ class SlotFeature:
                 return tuple(features)
             capped = max(self.min_value, min(self.max_value, number))
             span = abs(self.max_value - self.min_value) or 1.0
-            features[0] = (capped - self.min_value) / span
+            # Rasa's FloatSlot: "is set" first, so a value at min_value differs from no value
+            features = [1.0, (capped - self.min_value) / span]
         elif self.type == "categorical":
             lowered = str(value).lower()
             index = self.values.index(lowered) if lowered in self.values else self.values.index(OTHER_CATEGORY)

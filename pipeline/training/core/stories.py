@@ -16,8 +16,8 @@ errors can point at the step that caused them.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping, Sequence
 
 from pipeline.data.model import (
     ActionStep,
@@ -36,7 +36,17 @@ from pipeline.errors import TrainingError
 from .states import DEFAULT_INTENTS, REQUESTED_SLOT, DomainSpec, base_intent
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
-__all__ = ["Origin", "Trajectory", "StoryGraph", "expand_stories", "check_story_data", "MAX_CONVERSATIONS"]
+__all__ = [
+    "Origin",
+    "Trajectory",
+    "StoryGraph",
+    "expand_stories",
+    "check_story_data",
+    "text_only_turns",
+    "label_text_turns",
+    "resolve_bot_texts",
+    "MAX_CONVERSATIONS",
+]
 
 #: Refuse story graphs that expand to more conversations than this.
 MAX_CONVERSATIONS = 100_000
@@ -288,7 +298,7 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
         for event, origin in pairs:
             if isinstance(event, UserUttered):
                 if not event.intent:
-                    report(origin, "user turn without an intent (text-only training stories are not supported)")
+                    report(origin, "user turn without an intent (a text-only turn is labelled by the NLU model only when it is trained together with the dialogue model; or add 'intent:')")
                 elif base_intent(event.intent) not in intents:
                     report(origin, f"intent '{event.intent}' is not in the domain")
                 for entity in event.entities:
@@ -317,3 +327,119 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
             hint="add the missing names to domain.yml or fix their spelling; "
             f"'{REQUESTED_SLOT}' and Rasa's default intents and actions are always defined",
         )
+
+
+def text_only_turns(stories: Sequence[Story]) -> list[str]:
+    """The texts of user turns written without an intent (``- user: ...`` alone), in order, once each."""
+    texts: dict[str, None] = {}
+    for story in stories:
+        for step in (*story.condition, *story.steps):
+            for user in step.alternatives if isinstance(step, OrStep) else (step,):
+                if isinstance(user, UserStep) and not user.intent and user.text:
+                    texts.setdefault(user.text.strip(), None)
+    return list(texts)
+
+
+def _continuations(stories: Sequence[Story]) -> dict[tuple[str | None, str], set[str]]:
+    """For each (previous action, intent) in the labelled turns of ``stories``: the actions that follow."""
+    found: dict[tuple[str | None, str], set[str]] = {}
+    for story in stories:
+        previous: str | None = None
+        key_previous: str | None = None
+        pending: str | None = None
+        for step in story.steps:
+            if isinstance(step, UserStep):
+                pending = step.intent or None
+                key_previous = previous
+            elif isinstance(step, ActionStep) and not step.is_text:
+                if pending is not None:
+                    found.setdefault((key_previous, pending), set()).add(step.name)
+                    pending = None
+                previous = step.name
+            elif isinstance(step, (OrStep, CheckpointStep)):
+                pending, previous = None, None
+    return found
+
+
+def label_text_turns(
+    stories: Sequence[Story], rankings: Mapping[str, Sequence[str]]
+) -> tuple[list[Story], list[str]]:
+    """Give every text-only user turn an intent from the NLU ranking of its text; the warnings saying so.
+
+    Rasa trains such end-to-end turns on the text itself; deltatrain's dialogue model is
+    trained on intents, so the caller passes, for each text (:func:`text_only_turns`), the
+    intents its freshly trained NLU model ranks for it, best first. The turn gets the best
+    ranked intent after which, following the same previous action, the other stories go on
+    with the same action as this one (so a story does not contradict the others); else the
+    NLU model's best. A text without a ranking stays unlabelled (:func:`check_story_data`
+    reports it).
+    """
+    continuations = _continuations(stories)
+    warnings: list[str] = []
+
+    def choose(text: str, previous: str | None, following: str | None) -> tuple[str, bool]:
+        ranking = list(rankings[text])
+        for intent in ranking:
+            if following is not None and following in continuations.get((previous, intent), ()):
+                return intent, intent != ranking[0]
+        return ranking[0], False
+
+    def label_story(story: Story) -> Story:
+        steps = list(story.steps)
+        previous: str | None = None
+        for index, step in enumerate(steps):
+            if isinstance(step, ActionStep) and not step.is_text:
+                previous = step.name
+            elif isinstance(step, (OrStep, CheckpointStep)):
+                previous = None
+            if not (isinstance(step, UserStep) and not step.intent and step.text and rankings.get(step.text.strip())):
+                continue
+            text = step.text.strip()
+            following = next((s.name for s in steps[index + 1:] if isinstance(s, ActionStep) and not s.is_text), None)
+            intent, by_story = choose(text, previous, following)
+            where = f"{step.location}: " if step.location is not None else ""
+            why = (
+                f"the NLU model ranks it {list(rankings[text]).index(intent) + 1}. and the other stories go on "
+                f"with '{following}' after it" if by_story else "which the NLU model predicts for it"
+            )
+            warnings.append(
+                f"{where}user turn '{text}' has no intent: trained as intent '{intent}', {why} "
+                "(Rasa trains end-to-end on the text)"
+            )
+            steps[index] = replace(step, intent=intent)
+        return replace(story, steps=tuple(steps))
+
+    return [label_story(story) for story in stories], warnings
+
+
+def resolve_bot_texts(stories: Sequence[Story], domain: Domain) -> tuple[list[Story], list[str]]:
+    """Replace each ``bot: <text>`` step by the response action that says that text; warnings saying so.
+
+    Rasa trains end-to-end bot turns on their text; deltatrain's dialogue model predicts
+    actions, so a bot text is trained as the response whose variation has exactly that
+    text. Raises TrainingError (file:line) for a bot text no response says.
+    """
+    says: dict[str, str] = {}
+    for name, variations in domain.responses.items():
+        for variation in variations or ():
+            if isinstance(variation, Mapping) and isinstance(variation.get("text"), str):
+                says.setdefault(" ".join(variation["text"].split()), name)
+    warnings: list[str] = []
+
+    def resolve(step: Step, story: Story) -> Step:
+        if not (isinstance(step, ActionStep) and step.is_text):
+            return step
+        action = says.get(" ".join(step.name.split()))
+        if action is None:
+            raise TrainingError(
+                f"bot text '{step.name}' in '{story.name}' is said by no response in the domain",
+                location=step.location or story.location,
+                hint="deltatrain's dialogue model predicts actions, not texts: write '- action: utter_...' "
+                "or add a response with this text to domain.yml",
+            )
+        where = f"{step.location}: " if step.location is not None else ""
+        warnings.append(f"{where}bot text '{step.name}' is trained as the response '{action}' that says it")
+        return ActionStep(action, step.location)
+
+    resolved = [replace(story, steps=tuple(resolve(s, story) for s in story.steps)) for story in stories]
+    return resolved, warnings

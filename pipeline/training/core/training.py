@@ -33,7 +33,7 @@ from .model import CoreModel, Policy
 from .rules import RulePolicy
 from .settings import MemoSettings, RuleSettings, TedSettings, resolve_settings
 from .states import DomainSpec, replay
-from .stories import check_story_data, expand_stories
+from .stories import check_story_data, expand_stories, label_text_turns, resolve_bot_texts, text_only_turns
 from .ted import TEDPolicy
 
 __all__ = ["train_core", "finetune_core"]
@@ -46,13 +46,15 @@ def train_core(
     *,
     progress: Progress | None = None,
     seed: int = 42,
+    nlu_dir: Path | None = None,
 ) -> CoreModel:
     """Train every configured policy on ``stories`` (stories and rules, by ``Story.kind``).
 
-    Raises TrainingError naming the story and step for contradicting rules or
-    names missing from the domain, ConfigError for invalid policy options.
+    A user turn written as text only gets the intent the NLU model saved in ``nlu_dir``
+    predicts for it, with a warning. Raises TrainingError naming the story and step for
+    contradicting rules or names missing from the domain, ConfigError for invalid policy options.
     """
-    return _train(domain, stories, config, progress=progress, seed=seed)
+    return _train(domain, stories, config, progress=progress, seed=seed, nlu_dir=nlu_dir)
 
 
 def finetune_core(
@@ -64,6 +66,7 @@ def finetune_core(
     epoch_fraction: float,
     progress: Progress | None = None,
     seed: int = 42,
+    nlu_dir: Path | None = None,
 ) -> CoreModel:
     """Continue training the saved model's TEDPolicy on ``stories``; rebuild rules and memoization.
 
@@ -81,7 +84,14 @@ def finetune_core(
     check_finetune_compatible(previous_dir, domain, config)
     previous = CoreModel.load(previous_dir)
     return _train(
-        domain, stories, config, progress=progress, seed=seed, previous=previous, epoch_fraction=float(epoch_fraction)
+        domain,
+        stories,
+        config,
+        progress=progress,
+        seed=seed,
+        previous=previous,
+        epoch_fraction=float(epoch_fraction),
+        nlu_dir=nlu_dir,
     )
 
 
@@ -90,6 +100,22 @@ def _explicit_ted_epochs(config: Config) -> int | None:
         if component.name == "TEDPolicy" and "epochs" in component.options and not config.policies_is_default:
             return int(component.options["epochs"])
     return None
+
+
+def _label_text_turns(stories: list[Story], nlu_dir: Path | None) -> tuple[list[Story], list[str]]:
+    """Label text-only user turns with the intents the NLU model in ``nlu_dir`` predicts."""
+    texts = text_only_turns(stories)
+    if not texts or nlu_dir is None or not Path(nlu_dir).is_dir():
+        return stories, []
+    from pipeline.training.nlu.model import NluModel
+
+    parsed = NluModel.load(Path(nlu_dir)).parse_batch(texts)
+    rankings = {
+        text: [item["name"] for item in result.get("intent_ranking") or [] if item.get("name")]
+        or [name for name in [(result.get("intent") or {}).get("name")] if name]
+        for text, result in zip(texts, parsed)
+    }
+    return label_text_turns(stories, rankings)
 
 
 def _train(
@@ -101,11 +127,18 @@ def _train(
     seed: int,
     previous: CoreModel | None = None,
     epoch_fraction: float | None = None,
+    nlu_dir: Path | None = None,
 ) -> CoreModel:
     started = time.perf_counter()
     settings = resolve_settings(config)
     spec = DomainSpec.from_domain(domain)
     training = [replace(s, kind="story") if s.kind == "test" else s for s in stories]
+    training, label_warnings = _label_text_turns(training, nlu_dir)
+    training, bot_warnings = resolve_bot_texts(training, domain)
+    label_warnings += bot_warnings
+    for warning in label_warnings:
+        if progress is not None:
+            progress({"model": "core", "phase": "warning", "message": warning})
     graph = expand_stories(training)
     check_story_data(graph.trajectories, domain, spec)
     rules = [t for t in graph.trajectories if t.is_rule]
@@ -157,7 +190,7 @@ def _train(
                 final_accuracy=history[-1]["accuracy"] if history else None,
             )
 
-    warnings = list(graph.warnings)
+    warnings = label_warnings + list(graph.warnings)
     ted_settings = settings.ted
     if ted_settings is not None and not plain:
         warnings.append("TEDPolicy was not trained: there are no stories (rules alone do not train it)")
