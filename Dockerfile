@@ -1,5 +1,8 @@
 # deltatrain GitHub Action (and GitLab CI image): `deltatrain ci` in a container.
-FROM python:3.11-slim
+# The tag names the image; the digest (the multi-arch index of python:3.11-slim,
+# Python 3.11.16 on Debian trixie) makes the build reproducible. To update it,
+# `docker buildx imagetools inspect python:3.11-slim` and replace the digest.
+FROM python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -7,11 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
 # gitpython shells out to git. The workspace GitHub mounts into the container
-# belongs to another user, so git must be told to trust it.
+# (always /github/workspace) belongs to another user, so git must be told to
+# trust it: that one directory, not every repository on the machine.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
     && rm -rf /var/lib/apt/lists/* \
-    && git config --system --add safe.directory '*'
+    && git config --system --add safe.directory /github/workspace
 
 WORKDIR /app
 

@@ -5,7 +5,9 @@ name upper-cased and hyphens kept (``INPUT_EPOCH-FRACTION``); underscores are
 accepted too. One option has one name in three spellings: input
 ``epoch-fraction``, flag ``--epoch-fraction``, field ``epoch_fraction``.
 Secrets never reach argv: they are masked and handed to the CLI through the
-environment. Everything the Action does, ``deltatrain ci`` does on a laptop.
+environment; credentials inside the store URL are masked too, and every line
+printed here passes :mod:`pipeline.safe_output`. Everything the Action does,
+``deltatrain ci`` does on a laptop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from typing import Mapping, MutableMapping, TextIO
 
 from pipeline import github
 from pipeline.errors import DeltatrainError, UsageError
+from pipeline.safe_output import (
+    CommandName,
+    escape_controls,
+    find_secrets,
+    find_url_secrets,
+    render_command,
+    render_log_text,
+    render_mask_commands,
+)
 
 #: Outputs written to ``$GITHUB_OUTPUT``; ``action.yml`` documents exactly these.
 OUTPUT_NAMES: tuple[str, ...] = (
@@ -57,13 +68,16 @@ VALUE_INPUTS: tuple[str, ...] = (
 MULTILINE_INPUTS: tuple[str, ...] = ("data",)
 
 #: Inputs ``true``/``false`` (any case), passed as ``--<name>`` / ``--no-<name>``.
-BOOLEAN_INPUTS: tuple[str, ...] = ("fallback-full", "upload", "pr-comment")
+BOOLEAN_INPUTS: tuple[str, ...] = ("fallback-full", "upload", "pr-comment", "ignore-unknown-components")
 
 #: Secret inputs and the environment variable the CLI reads each from.
 SECRET_INPUTS: Mapping[str, str] = {
     "store-token": "DELTATRAIN_STORE_TOKEN",
     "github-token": "GITHUB_TOKEN",
 }
+
+#: Inputs that may hold a URL with credentials (``https://user:password@host/``): masked.
+URL_INPUTS: tuple[str, ...] = ("store", "store_url")
 
 #: Deprecated input name -> current name (kept working, with a ``::warning::``).
 DEPRECATED_INPUTS: Mapping[str, str] = {
@@ -144,7 +158,11 @@ def resolve_deprecated_inputs(raw: Mapping[str, str]) -> tuple[dict[str, str], l
 def read_inputs(
     environ: MutableMapping[str, str], stream: TextIO | None = None
 ) -> dict[str, str]:
-    """Read ``INPUT_*`` variables; mask secrets and move them to their env vars; return the rest."""
+    """Read ``INPUT_*`` variables; mask secrets and move them to their env vars; return the rest.
+
+    Masks come first, before anything else is printed: the secret inputs, and
+    the user info and token-like query values of a store URL.
+    """
     out = sys.stdout if stream is None else stream
     for name, env_var in SECRET_INPUTS.items():
         secret = _read_input(environ, name)
@@ -152,14 +170,23 @@ def read_inputs(
             environ.pop(key, None)
         if not secret:
             continue
-        for line in github.render_mask_commands(secret):
+        for line in render_mask_commands(secret):
             print(line, file=out)
         environ[env_var] = secret
+    for name in URL_INPUTS:
+        for secret in find_url_secrets(_read_input(environ, name)):
+            for line in render_mask_commands(secret):
+                print(line, file=out)
     raw = {name: _read_input(environ, name) for name in ARGV_INPUTS + tuple(DEPRECATED_INPUTS)}
     inputs, warnings = resolve_deprecated_inputs(raw)
     for warning in warnings:
-        print(github.render_error_command(warning, title="deltatrain", level="warning"), file=out)
+        print(render_command(CommandName.WARNING, warning, {"title": "deltatrain"}), file=out)
     return inputs
+
+
+def find_action_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Secret values to keep out of the log: secret env vars and credentials in URL inputs."""
+    return find_secrets(environ, [_read_input(environ, name) for name in URL_INPUTS])
 
 
 def _input_keys(name: str) -> list[str]:
@@ -175,18 +202,6 @@ def _read_input(environ: Mapping[str, str], name: str) -> str:
         if value.strip():
             return value.strip()
     return ""
-
-
-def render_error_summary(error: DeltatrainError, docs_url: str | None) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY`` explaining an error: cause, fix, link."""
-    lines = ["### :x: deltatrain failed", "", f"**{error.message}**", ""]
-    if error.location:
-        lines += [f"- where: `{error.location}`"]
-    if error.hint:
-        lines += [f"- fix: {error.hint}"]
-    if docs_url:
-        lines += [f"- inputs: {docs_url}"]
-    return "\n".join(lines) + "\n"
 
 
 def build_docs_url(environ: Mapping[str, str]) -> str | None:
@@ -208,15 +223,16 @@ def report_error(
     """Show an error in the log, as an ``::error::`` annotation and in the step summary."""
     out = sys.stdout if stream is None else stream
     err = sys.stderr if log is None else log
+    secrets = find_action_secrets(environ)
     docs_url = build_docs_url(environ)
-    print(f"deltatrain: error: {error.render()}", file=err)
+    print(render_log_text(f"deltatrain: error: {error.render()}", secrets), file=err, flush=True)
     annotation = error.message + (f" Fix: {error.hint}" if error.hint else "")
     if docs_url:
         annotation += f" See {docs_url}"
-    print(github.render_error_command(annotation, title="deltatrain"), file=out)
+    print(render_command(CommandName.ERROR, annotation, {"title": "deltatrain"}, secrets), file=out, flush=True)
     summary_path = environ.get("GITHUB_STEP_SUMMARY")
     if summary_path:
-        github.append_to_file(summary_path, render_error_summary(error, docs_url))
+        github.append_to_file(summary_path, escape_controls(github.render_error_summary(error, docs_url, secrets)))
 
 
 def main(environ: MutableMapping[str, str] | None = None) -> int:
@@ -232,7 +248,7 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code
-    print(f"deltatrain {shlex.join(argv)}", flush=True)
+    print(render_log_text(f"deltatrain {shlex.join(argv)}", find_action_secrets(env)), flush=True)
     cli = importlib.import_module("pipeline.cli")
     try:
         return int(cli.main(argv))

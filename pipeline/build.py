@@ -124,9 +124,10 @@ def build_model(
         if project.nlu.examples:
             parts["nlu"] = _build_part(
                 "nlu", plan.nlu, previous_dir, staging, progress,
-                train=lambda: _nlu().train_nlu(project.nlu, config, progress=progress),
+                train=lambda: _nlu().train_nlu(project.nlu, config, progress=progress, responses=project.domain.responses),
                 finetune=lambda prev: _nlu().finetune_nlu(
-                    prev, project.nlu, config, epoch_fraction=plan.epoch_fraction, progress=progress
+                    prev, project.nlu, config, epoch_fraction=plan.epoch_fraction, progress=progress,
+                    responses=project.domain.responses,
                 ),
                 num_threads=plan.num_threads,
             )

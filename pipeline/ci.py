@@ -21,7 +21,7 @@ from pipeline.data.model import Project
 from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
 from pipeline.errors import ArchiveError, BrokenModelError, FinetuneRefused, Problem
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
-from pipeline.metrics import GateResult, compare_metrics
+from pipeline.metrics import GATED_METRICS, GateResult, compare_metrics
 from pipeline.train import check_project
 
 Log = Callable[[str], None]
@@ -29,6 +29,15 @@ Progress = Callable[[Mapping[str, Any]], None]
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 METRIC_KEYS = ("intent_f1", "intent_accuracy", "entity_f1", "story_accuracy")
+#: Metrics reported only when measured (models with a ResponseSelector).
+OPTIONAL_METRIC_KEYS = ("response_selection_f1",)
+
+
+def _pick_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """The metrics a CI result carries: METRIC_KEYS, and the optional ones when measured."""
+    picked = {k: metrics.get(k) for k in METRIC_KEYS}
+    picked.update({k: metrics[k] for k in OPTIONAL_METRIC_KEYS if metrics.get(k) is not None})
+    return picked
 
 
 @dataclass(frozen=True)
@@ -191,7 +200,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             base_result,
             model_name=previous.name if previous else None,
             model_url=previous.url if previous else None,
-            metrics={k: previous.metrics.get(k) for k in METRIC_KEYS} if previous else {},
+            metrics=_pick_metrics(previous.metrics) if previous else {},
             notes=tuple(notes),
             timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)},
         )
@@ -384,7 +393,7 @@ def _test(
     trained = any(p.get("action") in (FULL, FINETUNE) for p in parts.values())
     if not trained and previous is not None:
         log("weights unchanged (repackage): metrics carried over from the previous model")
-        return {k: previous.metrics.get(k) for k in METRIC_KEYS}, ()
+        return _pick_metrics(previous.metrics), ()
     if not project.test_nlu.examples and not project.test_stories:
         log("no test data in tests/: the model is not tested")
         return {k: None for k in METRIC_KEYS}, ()
@@ -394,13 +403,15 @@ def _test(
         shutil.rmtree(results_dir)
     tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
     log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
-    return {k: tested.metrics.get(k) for k in METRIC_KEYS}, tested.files
+    return _pick_metrics(tested.metrics), tested.files
 
 
 def _gate(metrics: Mapping[str, float | None], previous: Any, options: CiOptions) -> GateResult:
+    # response selection is gated (drop vs the previous model) only for models with a ResponseSelector
+    gated = [k for k in GATED_METRICS if k != "response_selection_f1" or metrics.get(k) is not None]
     return compare_metrics(
-        {k: metrics.get(k) for k in ("intent_f1", "entity_f1", "story_accuracy")},
-        {k: previous.metrics.get(k) for k in ("intent_f1", "entity_f1", "story_accuracy")} if previous else None,
+        {k: metrics.get(k) for k in gated},
+        {k: previous.metrics.get(k) for k in gated} if previous else None,
         max_drop=options.max_drop,
         floors={
             "intent_f1": options.min_intent_f1,

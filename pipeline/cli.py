@@ -8,17 +8,26 @@ environment, prints, and picks exit codes. TensorFlow is never imported for
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn, Sequence, TextIO
+from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import __version__
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
+from pipeline.safe_output import (
+    CommandName,
+    escape_controls,
+    find_secrets,
+    find_url_secrets,
+    new_stop_token,
+    redact,
+    render_command,
+    render_json,
+    render_log_text,
+)
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 
@@ -27,7 +36,12 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 
 
 class Console:
-    """Where the CLI writes: human lines to stderr/stdout, GitHub commands when in Actions."""
+    """Where the CLI writes: human lines to stderr, results to stdout, GitHub commands in Actions.
+
+    The one output boundary of the CLI: every line goes through
+    :mod:`pipeline.safe_output`, so text from data or from a store can neither
+    run as a workflow command nor show a credential.
+    """
 
     def __init__(self, environ: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.environ = environ
@@ -36,31 +50,99 @@ class Console:
         self.in_actions = environ.get("GITHUB_ACTIONS") == "true"
         self.in_ci = self.in_actions or bool(environ.get("CI"))
         self.tty = self.err.isatty() and not self.in_ci
+        self.secrets: tuple[str, ...] = find_secrets(environ)
+
+    def add_secret_urls(self, urls: Iterable[str | None]) -> None:
+        """Also hide the credentials inside these URLs (a store URL with user:password@)."""
+        found = [s for url in urls if url for s in find_url_secrets(url)]
+        self.secrets = tuple(dict.fromkeys(self.secrets + tuple(found)))
+
+    def redact(self, text: str) -> str:
+        """``text`` without credentials (for files and API calls; the log gets :meth:`info`)."""
+        return redact(text, self.secrets)
 
     def info(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        """A line (or lines) for the reader, on stderr."""
+        self._write(self.err, text)
 
-    def problems(self, problems: Sequence[Problem]) -> None:
-        from pipeline.validation import render_annotation
+    def result(self, text: str) -> None:
+        """The command's result on stdout (a path, JSON, the summary)."""
+        self._write(self.out, text)
 
-        for problem in problems:
-            print(problem.render(), file=self.err)
-            if self.in_actions:
-                print(render_annotation(problem), file=self.out)
-        self.err.flush()
+    def json(self, value: Any, indent: int | None = 2) -> None:
+        """A JSON result on stdout, inert in a CI log and with the same meaning."""
+        self.out.write(render_json(value, self.secrets, indent=indent) + "\n")
         self.out.flush()
 
+    def untrusted_block(self, text: str) -> None:
+        """A block of data-laden text on stdout; in Actions between ``::stop-commands::`` lines."""
+        if not self.in_actions:
+            self.result(text)
+            return
+        token = new_stop_token()
+        self.command(render_command(CommandName.STOP_COMMANDS, token))
+        try:
+            self.result(text)
+        finally:
+            self.command(f"::{token}::")
+
+    def progress(self, text: str, *, end: str) -> None:
+        """Rewrite the live progress line of a terminal."""
+        print("\r" + render_log_text(text, self.secrets), end=end, file=self.err, flush=True)
+
+    def command(self, line: str) -> None:
+        """A workflow command deltatrain emits on purpose (built by ``render_command``)."""
+        if "\n" in line or "\r" in line or not line.startswith("::"):
+            raise ValueError(f"not a single workflow command line: {line!r}")
+        print(line, file=self.out, flush=True)
+
+    def annotate(
+        self,
+        level: CommandName,
+        message: str,
+        *,
+        title: str = "deltatrain",
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        """An ``::error``/``::warning``/``::notice`` annotation (only inside GitHub Actions)."""
+        if self.in_actions:
+            properties = {"file": file, "line": line if file else None, "col": col if file and line else None,
+                          "title": title}
+            self.command(render_command(level, message, properties, self.secrets))
+
+    def problems(self, problems: Sequence[Problem]) -> None:
+        """Data errors and warnings: ``file:line: ...`` in the log, one annotation each in Actions."""
+        for problem in problems:
+            self.info(problem.render())
+            level = {"error": CommandName.ERROR, "warning": CommandName.WARNING}.get(problem.severity, CommandName.NOTICE)
+            where = problem.location
+            self.annotate(
+                level,
+                problem.message + (f"\nfix: {problem.hint}" if problem.hint else ""),
+                file=where.file if where else None,
+                line=where.line if where else None,
+                col=where.column if where else None,
+            )
+
     def error(self, error: DeltatrainError) -> None:
+        """An error in the log, as an annotation and (in Actions) in the step summary."""
         if isinstance(error, DataError):
             self.problems(error.problems)
-            print(f"error: {error.message}", file=self.err)
+            self.info(f"error: {error.message}")
         else:
-            print(f"error: {error.render()}", file=self.err)
-            if self.in_actions:
-                from pipeline.github import render_error_command
+            self.info(f"error: {error.render()}")
+            self.annotate(CommandName.ERROR, error.message + (f"\nfix: {error.hint}" if error.hint else ""))
+        summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
+        if summary_path:
+            from pipeline.github import append_to_file, render_error_summary
 
-                print(render_error_command(error.message, title="deltatrain"), file=self.out)
-        self.err.flush()
+            append_to_file(summary_path, escape_controls(render_error_summary(error, None, self.secrets)))
+
+    def _write(self, stream: IO[str], text: str) -> None:
+        stream.write(render_log_text(text, self.secrets) + "\n")
+        stream.flush()
 
 
 class ProgressPrinter:
@@ -86,8 +168,7 @@ class ProgressPrinter:
         )
         text = f"{event.get('model', '')} {event.get('phase', 'train')} epoch {epoch}/{epochs} {metrics} [{time.perf_counter() - self.started:.0f}s]"
         if self.console.tty:
-            end = "\n" if epoch == epochs else ""
-            print("\r" + text.ljust(self._last_line), end=end, file=self.console.err, flush=True)
+            self.console.progress(text.ljust(self._last_line), end="\n" if epoch == epochs else "")
             self._last_line = len(text)
         elif epoch == epochs or epoch == 1 or epoch % max(1, epochs // 5) == 0:
             self.console.info(text)
@@ -102,11 +183,26 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, nlu_alias: bool = False)
                         help="training data file or folder (repeatable; default: data)")
     parser.add_argument("--domain", default="domain.yml", help="domain file or folder (default: domain.yml)")
     parser.add_argument("--config", default="config.yml", help="config file (default: config.yml)")
+    _add_ignore_flag(parser)
+
+
+def _add_ignore_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ignore-unknown-components", action=argparse.BooleanOptionalAction, default=False,
+                        help="leave out custom components (my_package.MyComponent) and those deltatrain cannot run "
+                        "(spaCy, MITIE, Jieba) with a warning, instead of an error")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose help and error messages (which quote argv) pass the output boundary."""
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(render_log_text(message))
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deltatrain",
         description="Keep a Rasa-format assistant's models current: validate, diff, decide, train, test, gate, upload.",
         epilog="Run 'deltatrain COMMAND --help' for a command's options. Docs: README.md",
@@ -143,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--nlu", "-u", action="append", help="held-out NLU data file/folder (default: tests)")
     test.add_argument("--stories", "-s", action="append", help="test stories file/folder (default: tests)")
     test.add_argument("--config", default="config.yml", help="config for --cross-validation")
+    _add_ignore_flag(test)
     test.add_argument("--out", default="results", help="report folder (default: results)")
     test.add_argument("--cross-validation", action="store_true", help="k-fold cross-validation of the NLU pipeline")
     test.add_argument("--folds", "-f", type=int, default=5, help="folds for --cross-validation (default 5)")
@@ -151,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse = sub.add_parser("parse", help="parse messages with a model; prints Rasa's parse JSON")
     parse.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
     parse.add_argument("text", nargs="?", help="message (default: one per line from stdin)")
+
+    _add_serve_parser(sub)
 
     ci = sub.add_parser("ci", help="the CI step: decide skip/repackage/finetune/full, train, test, gate, upload",
                         description="Run in the assistant's repository. Reads the committed data, compares its "
@@ -184,6 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_serve_parser(sub: Any) -> None:
+    from pipeline.serve import settings as defaults
+
+    serve = sub.add_parser("serve", help="serve Rasa's HTTP API (/model/parse, /conversations/...) over a model",
+                           description="Rasa-compatible HTTP server; follows the model store and swaps in every "
+                           "new model without a restart. Without --model/--store: the local store.")
+    serve.add_argument("--model", "-m", help="model archive, folder of archives (latest), or a store URL")
+    serve.add_argument("--store", help="model store to follow (same URLs as 'deltatrain ci'; token from "
+                       "DELTATRAIN_STORE_TOKEN); default: .deltatrain/store")
+    serve.add_argument("--host", default=defaults.DEFAULT_HOST, help=f"address to bind ({defaults.DEFAULT_HOST})")
+    serve.add_argument("--port", "-p", type=int, default=defaults.DEFAULT_PORT, help=f"port ({defaults.DEFAULT_PORT}; 0: any free)")
+    serve.add_argument("--auth-token", "-t", help=f"require this token (?token=... or Bearer); or env {defaults.TOKEN_ENV}")
+    serve.add_argument("--token-name", default=defaults.DEFAULT_TOKEN_NAME, help="query parameter of the token (token)")
+    serve.add_argument("--jwt-secret", help=f"also accept HS256 JWTs signed with this secret; or env {defaults.JWT_SECRET_ENV}")
+    serve.add_argument("--poll-seconds", type=float, default=defaults.DEFAULT_POLL_SECONDS,
+                       help=f"check for a new model this often ({defaults.DEFAULT_POLL_SECONDS:g}; 0: never)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (1)")
+    serve.add_argument("--max-batch", type=int, default=defaults.DEFAULT_MAX_BATCH, help="messages per parse batch")
+    serve.add_argument("--max-wait-ms", type=float, default=defaults.DEFAULT_MAX_WAIT_MS,
+                       help="how long a message waits for others to batch with")
+    serve.add_argument("--request-timeout", type=float, default=defaults.DEFAULT_REQUEST_TIMEOUT, help="seconds per request")
+
+
 # ------------------------------------------------------------------ commands
 
 
@@ -191,7 +313,8 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from pipeline.train import load_training_project
 
     try:
-        project, warnings = load_training_project(args.domain, args.config, args.data or ["data"])
+        project, warnings = load_training_project(args.domain, args.config, args.data or ["data"],
+                                                  ignore_unknown_components=args.ignore_unknown_components)
     except DataError as exc:
         console.problems(exc.problems)
         errors = sum(p.is_error for p in exc.problems)
@@ -212,9 +335,10 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
     from pipeline.fingerprint import compute_fingerprint
     from pipeline.train import load_training_project
 
-    project, _ = load_training_project(args.domain, args.config, args.data or ["data"])
+    project, _ = load_training_project(args.domain, args.config, args.data or ["data"],
+                                       ignore_unknown_components=args.ignore_unknown_components)
     fp = compute_fingerprint(project)
-    print(json.dumps({"sections": fp["sections"], "counts": fp["counts"]}, indent=2), file=console.out)
+    console.json({"sections": fp["sections"], "counts": fp["counts"]})
     return EXIT_OK
 
 
@@ -228,6 +352,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         args.persist_nlu_data, extra, extra, args.finetune, args.epoch_fraction,
         progress=ProgressPrinter(console), num_threads=args.num_threads,
         parts=(args.part,) if args.part else ("nlu", "core"),
+        ignore_unknown_components=args.ignore_unknown_components,
     )
     console.problems(result.warnings)
     for reason in result.dry_run_results:
@@ -239,7 +364,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         console.info(f"nothing changed: the latest model {result.model} is up to date")
     else:
         console.info(f"model written: {result.model}")
-    print(result.model or "", file=console.out)
+    console.result(str(result.model or ""))
     return EXIT_OK
 
 
@@ -250,16 +375,19 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
 
     out = Path(args.out)
     tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
-    project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(data=tests, config=args.config, tests=()))
+    ignore = args.ignore_unknown_components
+    project, _ = load_project(DirectorySource(Path.cwd()),
+                              ProjectPaths(data=tests, config=args.config, tests=(), ignore_unknown_components=ignore))
     nlu_data = project.nlu if args.part != "core" else NluData()
     stories = tuple(s for s in project.stories) if args.part != "nlu" else ()
     if args.cross_validation:
         from pipeline.crossval import run_cross_validation
 
-        train_project, _ = load_project(DirectorySource(Path.cwd()), ProjectPaths(config=args.config, tests=()))
+        train_project, _ = load_project(DirectorySource(Path.cwd()),
+                                        ProjectPaths(config=args.config, tests=(), ignore_unknown_components=ignore))
         metrics = run_cross_validation(train_project.nlu, train_project.config, args.folds, out,
                                        epochs=args.epochs, progress=ProgressPrinter(console))
-        print(json.dumps(metrics, indent=2), file=console.out)
+        console.json(metrics)
         return EXIT_OK
     model = resolve_model_path(args.model)
     if model is None:
@@ -269,7 +397,7 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     result = test_model(model, nlu_data, stories, out)
     for path in result.files:
         console.info(f"wrote {path}")
-    print(json.dumps(result.metrics, indent=2), file=console.out)
+    console.json(result.metrics)
     return EXIT_OK
 
 
@@ -290,7 +418,36 @@ def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int
         texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in stdin)
         for text in texts:
             if text.strip():
-                print(json.dumps(nlu.parse(text), ensure_ascii=False), file=console.out, flush=True)
+                console.json(nlu.parse(text), indent=None)
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.serve.settings import default_to_one_blas_thread
+
+    default_to_one_blas_thread(os.environ)  # before NumPy loads: parsing is fastest with one BLAS thread
+    try:
+        from pipeline.serve.server import configure_logging, run_server
+    except ImportError as exc:
+        raise UsageError(f"'deltatrain serve' needs aiohttp, which is not installed ({exc.name})",
+                         hint="pip install 'deltatrain[serve]'") from exc
+    from pipeline.serve.settings import JWT_SECRET_ENV, TOKEN_ENV, ServeSettings
+    from pipeline.serve.sources import open_source
+
+    settings = ServeSettings(
+        host=args.host, port=args.port, auth_token=args.auth_token or environ.get(TOKEN_ENV) or None,
+        token_name=args.token_name, jwt_secret=args.jwt_secret or environ.get(JWT_SECRET_ENV) or None,
+        poll_seconds=args.poll_seconds, workers=args.workers, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, request_timeout=args.request_timeout,
+    )
+    if problems := settings.problems():
+        raise UsageError("; ".join(problems))
+    store_token = environ.get("DELTATRAIN_STORE_TOKEN") or None
+    s3_endpoint = environ.get("DELTATRAIN_S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None
+    source = open_source(model=args.model, store=args.store, base_dir=Path.cwd(), store_token=store_token,
+                         s3_endpoint_url=s3_endpoint)  # checked now: a bad URL fails before anything loads
+    configure_logging(console.err)
+    run_server(settings, lambda: source, require_model=args.model is not None)
     return EXIT_OK
 
 
@@ -299,6 +456,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
     from pipeline.data.loader import ProjectPaths
     from pipeline.report import build_outputs, render_summary
 
+    console.add_secret_urls([args.store])
     project_dir = Path(args.working_directory).resolve()
     if not project_dir.is_dir():
         raise UsageError("working directory not found", location=args.working_directory)
@@ -324,6 +482,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
             domain=None if args.domain == "domain.yml" else args.domain,
             config=args.config,
             tests=tuple(args.tests or ["tests"]),
+            ignore_unknown_components=args.ignore_unknown_components,
         ),
         out_dir=Path(args.out).resolve() if args.out else None,
         num_threads=args.num_threads,
@@ -341,27 +500,27 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
     except DataError as exc:
         console.error(exc)
-        _write_failure_outputs(environ, "data-error", exc.message)
+        _write_failure_outputs(environ, console, "data-error", exc.message)
         return EXIT_DATA
     console.problems(result.warnings)
     summary = render_summary(result)
-    print(summary, file=console.out)
-    outputs = build_outputs(result)
+    console.untrusted_block(summary)
     if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file, render_outputs
+        from pipeline.github import append_to_file
+        from pipeline.safe_output import render_outputs
 
-        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(outputs, f"deltatrain_{uuid.uuid4().hex}"))
+        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(build_outputs(result), console.secrets))
     if environ.get("GITHUB_STEP_SUMMARY"):
         from pipeline.github import append_to_file
 
-        append_to_file(environ["GITHUB_STEP_SUMMARY"], summary + "\n")
+        append_to_file(environ["GITHUB_STEP_SUMMARY"], escape_controls(console.redact(summary)) + "\n")
     if args.report_json:
         path = Path(args.report_json)
         path = path if path.is_absolute() else project_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        path.write_text(render_json(result.to_dict(), console.secrets) + "\n", encoding="utf-8")
     if args.pr_comment:
-        _comment_on_pr(environ, summary, console)
+        _comment_on_pr(environ, console.redact(summary), console)
     return result.exit_code
 
 
@@ -383,20 +542,18 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
         url = upsert_pr_comment(context.api_url, context.repository, context.pr_number, summary, token)
     except DeltatrainError as exc:  # the model is trained and stored; a missing comment is not a failure
         console.info(f"deltatrain: warning: PR comment not written: {exc.render()}")
-        if console.in_actions:
-            from pipeline.github import render_error_command
-
-            print(render_error_command(exc.message, title="deltatrain PR comment", level="warning"), file=console.out)
+        console.annotate(CommandName.WARNING, exc.message, title="deltatrain PR comment")
         return
     console.info(f"deltatrain: PR comment updated: {url}")
 
 
-def _write_failure_outputs(environ: Mapping[str, str], decision: str, reason: str) -> None:
+def _write_failure_outputs(environ: Mapping[str, str], console: Console, decision: str, reason: str) -> None:
     if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file, render_outputs
+        from pipeline.github import append_to_file
+        from pipeline.safe_output import render_outputs
 
         append_to_file(environ["GITHUB_OUTPUT"],
-                       render_outputs({"decision": decision, "reason": reason}, f"deltatrain_{uuid.uuid4().hex}"))
+                       render_outputs({"decision": decision, "reason": reason}, console.secrets))
 
 
 # ------------------------------------------------------------------ entry
@@ -417,6 +574,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         "test": lambda: _cmd_test(args, console),
         "parse": lambda: _cmd_parse(args, console, stdin or sys.stdin),
         "ci": lambda: _cmd_ci(args, console, environ),
+        "serve": lambda: _cmd_serve(args, console, environ),
     }
     try:
         if args.command == "data":

@@ -24,7 +24,7 @@ MODES = ("auto", "full", "finetune", "skip-check")
 #: Rasa's dry-run result bitmask.
 CODE_CORE, CODE_NLU, CODE_RESPONSES, CODE_FORCED = 1, 2, 4, 8
 
-_NLU_SECTIONS = ("config_nlu", "nlu_examples", "nlu_labels", "nlu_features")
+_NLU_SECTIONS = ("config_nlu", "nlu_examples", "nlu_labels", "nlu_features", "retrieval_responses")
 _CORE_SECTIONS = ("config_core", "stories")
 _DOMAIN_SECTIONS = ("domain_without_responses",)
 
@@ -209,6 +209,9 @@ def _decide_nlu(changes: ChangeSummary, options: DecisionOptions) -> tuple[str, 
         reasons.append("NLU epochs changed in config")
     if changes.changed("nlu_features"):
         reasons.append("regexes, lookup tables or synonyms changed")
+    if changes.changed("retrieval_responses"):
+        # the NLU model's ResponseSelector answers with them; Rasa retrains it too
+        reasons.append("retrieval responses (`utter_<intent>/<key>`) changed: the ResponseSelector stores them")
     if reasons:
         if options.mode == "finetune" and not _blocks_finetune(changes, nlu=True):
             return FINETUNE, [*reasons, "finetune requested (--mode finetune)"]

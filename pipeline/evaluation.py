@@ -10,6 +10,12 @@ calling the ``parse_batch`` function they are given); the ``write_`` and
     intent_confusion_matrix.png   row-normalised heatmap with counts on errors
     intent_histogram.png          confidence of correct vs wrong predictions
 
+and, when the model has a ResponseSelector and the test data retrieval intents
+(``faq/ask_price``), the same four for the selected responses::
+
+    response_selection_report.json, response_selection_errors.json,
+    response_selection_confusion_matrix.png, response_selection_histogram.png
+
 ``render_*`` functions return PNG bytes and touch nothing; matplotlib is
 imported lazily inside them and drawn on the Agg canvas without pyplot.
 """
@@ -36,6 +42,8 @@ __all__ = [
     "CONFUSION_MATRIX_FILE",
     "HISTOGRAM_FILE",
     "NO_INTENT",
+    "NO_RESPONSE",
+    "RESPONSE_REPORT_FILE",
     "ParseBatch",
     "NluEvaluation",
     "evaluate_nlu",
@@ -52,9 +60,17 @@ ENTITY_REPORT_FILE = "entity_report.json"
 INTENT_ERRORS_FILE = "intent_errors.json"
 CONFUSION_MATRIX_FILE = "intent_confusion_matrix.png"
 HISTOGRAM_FILE = "intent_histogram.png"
+RESPONSE_REPORT_FILE = "response_selection_report.json"
+RESPONSE_ERRORS_FILE = "response_selection_errors.json"
+RESPONSE_CONFUSION_MATRIX_FILE = "response_selection_confusion_matrix.png"
+RESPONSE_HISTOGRAM_FILE = "response_selection_histogram.png"
 
 #: Label used when a parse result has no intent (counts as a wrong prediction).
 NO_INTENT = "<no intent>"
+#: Label used when no ResponseSelector answered for a retrieval example (a wrong prediction).
+NO_RESPONSE = "<no response>"
+#: Key of the selector trained on every retrieval intent in a parse result, as in Rasa.
+DEFAULT_SELECTOR = "default"
 
 #: Parses a batch of texts into Rasa-shaped results, one per text, in order.
 ParseBatch = Callable[[list[str]], list[dict[str, Any]]]
@@ -73,6 +89,22 @@ class NluEvaluation:
     predictions: tuple[dict[str, Any], ...]
     #: :func:`pipeline.metrics.headline_metrics` without stories.
     headline: dict[str, float | None]
+    #: Rasa's ``response_selection_report.json`` over the full retrieval intents; ``None`` when
+    #: the model has no ResponseSelector or the test data no retrieval intent.
+    response_report: dict[str, Any] | None = None
+    #: One per retrieval test example, Rasa's shape: ``{"text", "intent_response_key_target",
+    #: "intent_response_key_prediction": {"name", "confidence"}}``.
+    response_predictions: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def response_errors(self) -> list[dict[str, Any]]:
+        """Rasa's ``response_selection_errors.json``: wrong selections, most confident first."""
+        wrong = [
+            p
+            for p in self.response_predictions
+            if p["intent_response_key_target"] != p["intent_response_key_prediction"]["name"]
+        ]
+        return sorted(wrong, key=lambda p: -p["intent_response_key_prediction"]["confidence"])
 
 
 # ---------------------------------------------------------------------- evaluate
@@ -156,13 +188,51 @@ def evaluate_nlu(parse_batch: ParseBatch, test: NluData) -> NluEvaluation:
         ),
         key=lambda e: -e["intent_prediction"]["confidence"],
     )
+    selections = _response_predictions(examples, results)
+    response_report = None
+    if selections:
+        response_report = classification_report(
+            [p["intent_response_key_target"] for p in selections],
+            [p["intent_response_key_prediction"]["name"] for p in selections],
+        )
     return NluEvaluation(
         intent_report=intents,
         entity_report=entities_report,
         errors=tuple(errors),
         predictions=tuple(predictions),
-        headline=headline_metrics(intents, entities_report, None),
+        headline=headline_metrics(intents, entities_report, None, response_report=response_report),
+        response_report=response_report,
+        response_predictions=tuple(selections),
     )
+
+
+def _response_predictions(examples: Sequence[NluExample], results: Sequence[Any]) -> list[dict[str, Any]]:
+    """The selected response of every retrieval example, as Rasa's ``get_eval_data`` picks it:
+    the selector of the example's retrieval intent when there is one, else ``default``.
+    Empty when no result has a ``response_selector`` (the model has no selector)."""
+    if not any(isinstance(r.get("response_selector"), Mapping) for r in results):
+        return []
+    rows = []
+    for example, result in zip(examples, results):
+        if not example.response_key:
+            continue
+        selection = result.get("response_selector")
+        selection = selection if isinstance(selection, Mapping) else {}
+        key = example.intent if isinstance(selection.get(example.intent), Mapping) else DEFAULT_SELECTOR
+        chosen = selection.get(key)
+        response = chosen.get("response") if isinstance(chosen, Mapping) else None
+        response = response if isinstance(response, Mapping) else {}
+        rows.append(
+            {
+                "text": example.text,
+                "intent_response_key_target": example.full_intent,
+                "intent_response_key_prediction": {
+                    "name": str(response.get("intent_response_key") or NO_RESPONSE),
+                    "confidence": float(response.get("confidence") or 0.0),
+                },
+            }
+        )
+    return rows
 
 
 # ------------------------------------------------------------------------ folds
@@ -276,12 +346,16 @@ def render_confusion_matrix(
     return _png(fig)
 
 
-def render_confidence_histogram(predictions: Sequence[Mapping[str, Any]]) -> bytes:
-    """PNG histogram of intent confidence, correct vs wrong predictions, like Rasa's."""
+def render_confidence_histogram(
+    predictions: Sequence[Mapping[str, Any]], *, target: str = "intent", title: str = "Intent prediction confidence"
+) -> bytes:
+    """PNG histogram of intent confidence, correct vs wrong predictions, like Rasa's
+    (``target="intent_response_key_target"``: of response selection predictions)."""
     correct, wrong = [], []
+    prediction = "intent_response_key_prediction" if target == "intent_response_key_target" else "intent_prediction"
     for p in predictions:
-        hit = p["intent"] == p["intent_prediction"]["name"]
-        (correct if hit else wrong).append(float(p["intent_prediction"]["confidence"]))
+        hit = p[target] == p[prediction]["name"]
+        (correct if hit else wrong).append(float(p[prediction]["confidence"]))
     fig = _figure(8.0, 5.0)
     ax = fig.subplots()
     ax.hist(
@@ -293,7 +367,7 @@ def render_confidence_histogram(predictions: Sequence[Mapping[str, Any]]) -> byt
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("confidence")
     ax.set_ylabel("number of examples")
-    ax.set_title("Intent prediction confidence")
+    ax.set_title(title)
     ax.legend(loc="upper left")
     return _png(fig)
 
@@ -333,10 +407,25 @@ def write_nlu_reports(evaluation: NluEvaluation, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     y_true = [p["intent"] for p in evaluation.predictions]
     y_pred = [p["intent_prediction"]["name"] for p in evaluation.predictions]
-    return [
+    written = [
         _write_json(out_dir / INTENT_REPORT_FILE, evaluation.intent_report),
         _write_json(out_dir / ENTITY_REPORT_FILE, evaluation.entity_report),
         _write_json(out_dir / INTENT_ERRORS_FILE, list(evaluation.errors)),
         _write_bytes(out_dir / CONFUSION_MATRIX_FILE, render_confusion_matrix(y_true, y_pred)),
         _write_bytes(out_dir / HISTOGRAM_FILE, render_confidence_histogram(evaluation.predictions)),
     ]
+    if evaluation.response_report is not None:
+        rows = evaluation.response_predictions
+        keys_true = [p["intent_response_key_target"] for p in rows]
+        keys_pred = [p["intent_response_key_prediction"]["name"] for p in rows]
+        matrix = render_confusion_matrix(keys_true, keys_pred, title="Response selection confusion matrix")
+        histogram = render_confidence_histogram(
+            rows, target="intent_response_key_target", title="Response selection prediction confidence"
+        )
+        written += [
+            _write_json(out_dir / RESPONSE_REPORT_FILE, evaluation.response_report),
+            _write_json(out_dir / RESPONSE_ERRORS_FILE, evaluation.response_errors),
+            _write_bytes(out_dir / RESPONSE_CONFUSION_MATRIX_FILE, matrix),
+            _write_bytes(out_dir / RESPONSE_HISTOGRAM_FILE, histogram),
+        ]
+    return written

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from pipeline import MODEL_FORMAT_VERSION
+from pipeline.data.config import default_pipeline
 from pipeline.data.model import (
     ActionStep,
     ActiveLoopStep,
@@ -29,6 +30,7 @@ from pipeline.data.model import (
     SlotStep,
     Story,
     UserStep,
+    retrieval_action,
     thaw,
 )
 from pipeline.errors import Location
@@ -44,6 +46,7 @@ SECTIONS = (
     "config_core_without_epochs",
     "domain_without_responses",
     "responses",
+    "retrieval_responses",
     "nlu_examples",
     "nlu_labels",
     "nlu_features",
@@ -60,6 +63,7 @@ SECTION_TITLES = {
     "config_core_without_epochs": "policy config (ignoring epochs)",
     "domain_without_responses": "domain (intents, entities, slots, actions, forms)",
     "responses": "responses",
+    "retrieval_responses": "retrieval responses (answers of the ResponseSelector)",
     "nlu_examples": "NLU examples",
     "nlu_labels": "NLU labels (intents, entities, roles, groups, retrieval keys)",
     "nlu_features": "regexes, lookup tables and synonyms",
@@ -128,6 +132,19 @@ def story_digest(story: Story) -> str:
     )[:16]
 
 
+def retrieval_responses_section(project: Project) -> Any | None:
+    """What the NLU model's ResponseSelector stores besides its weights: the retrieval responses
+    (``utter_faq/ask_price``); ``None`` (no section) without a selector or retrieval intents,
+    so that fingerprints of assistants without them stay as they were."""
+    pipeline = project.config.pipeline or default_pipeline(project.config.language)
+    if not any(c.name == "ResponseSelector" for c in pipeline):
+        return None
+    if not any(e.response_key for e in project.nlu.examples):
+        return None
+    responses = {k: thaw(v) for k, v in project.domain.responses.items() if retrieval_action(k) != k}
+    return responses or None
+
+
 def compute_fingerprint(project: Project) -> dict[str, Any]:
     """The JSON-serialisable fingerprint of a project, stored beside each model."""
     config, domain, nlu = project.config, project.domain, project.nlu
@@ -181,6 +198,9 @@ def compute_fingerprint(project: Project) -> dict[str, Any]:
         "test_data": digest(test_data),
         "model_format": digest(MODEL_FORMAT_VERSION),
     }
+    retrieval = retrieval_responses_section(project)
+    if retrieval is not None:
+        sections["retrieval_responses"] = digest(retrieval)
     return {
         "fingerprint_format": FINGERPRINT_FORMAT,
         "model_format": MODEL_FORMAT_VERSION,

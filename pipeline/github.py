@@ -1,7 +1,8 @@
 """GitHub: the Actions run context, workflow commands, and one PR comment kept up to date.
 
-Pure helpers (``find_pr_number``, ``render_marker``, ``render_error_command``,
-``render_outputs``) build values; the I/O functions (``read_github_context``,
+Pure helpers (``find_pr_number``, ``render_marker``, ``render_error_command``)
+build values; escaping and redaction live in :mod:`pipeline.safe_output`, the
+output boundary. The I/O functions (``read_github_context``,
 ``upsert_pr_comment``, ``append_to_file``) touch files or the network and are
 called only from the adapters (CLI, Action). HTTP failures are translated here
 into :class:`~pipeline.errors.DeltatrainError`; the token never appears in a
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import requests
 
 from pipeline.errors import DeltatrainError
+from pipeline.safe_output import CommandName, redact, render_command, render_markdown_code, render_markdown_text
 
 #: Hidden HTML comment that identifies deltatrain's report among PR comments.
 COMMENT_MARKER = "<!-- deltatrain-report -->"
@@ -130,16 +132,6 @@ def render_comment_body(body: str) -> str:
     return body if COMMENT_MARKER in body else f"{COMMENT_MARKER}\n{body}"
 
 
-def escape_command_data(text: str) -> str:
-    """Escape the message part of a workflow command (``::cmd::message``)."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_command_property(text: str) -> str:
-    """Escape a property value of a workflow command (``::cmd key=value::``)."""
-    return escape_command_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def render_error_command(
     message: str,
     *,
@@ -147,38 +139,33 @@ def render_error_command(
     file: str | None = None,
     line: int | None = None,
     level: str = "error",
+    secrets: tuple[str, ...] = (),
 ) -> str:
-    """One ``::error::`` (or ``::warning::``/``::notice::``) annotation line."""
+    """One ``::error::`` (or ``::warning::``/``::notice::``) annotation line, escaped and redacted."""
     if level not in ("error", "warning", "notice"):
         raise ValueError(f"level must be one of error, warning, notice; received {level!r}")
-    props = []
-    if title:
-        props.append(f"title={escape_command_property(title)}")
-    if file:
-        props.append(f"file={escape_command_property(file)}")
-        if line is not None:
-            props.append(f"line={line}")
-    head = f"::{level} {','.join(props)}" if props else f"::{level}"
-    return f"{head}::{escape_command_data(message)}"
+    properties = {"title": title, "file": file, "line": line if file else None}
+    return render_command(CommandName(level), message, properties, secrets)
 
 
-def render_mask_commands(secret: str) -> list[str]:
-    """``::add-mask::`` lines for a secret (one per line: masks work line by line)."""
-    return [f"::add-mask::{part}" for part in secret.splitlines() if part.strip()]
+def render_error_summary(error: DeltatrainError, docs_url: str | None, secrets: tuple[str, ...] = ()) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY`` explaining an error: cause, fix, link (redacted)."""
 
+    def text(value: object) -> str:
+        return render_markdown_text(redact(str(value), secrets))
 
-def render_outputs(outputs: Mapping[str, str], delimiter: str) -> str:
-    """Text to append to ``$GITHUB_OUTPUT``; multi-line values use a heredoc delimiter."""
-    lines = []
-    for name, value in outputs.items():
-        text = str(value)
-        if "\n" in text or "\r" in text:
-            if delimiter in text:
-                raise ValueError(f"output {name!r} contains the heredoc delimiter")
-            lines.append(f"{name}<<{delimiter}\n{text}\n{delimiter}")
-        else:
-            lines.append(f"{name}={text}")
-    return "".join(line + "\n" for line in lines)
+    lines = ["### :x: deltatrain failed", "", f"**{text(error.message)}**", ""]
+    problems = getattr(error, "problems", ())
+    if problems:
+        lines += [f"- {text(p.location) + ': ' if p.location else ''}{p.severity}: {text(p.message)}"
+                  for p in problems[:50]] + [""]
+    if error.location:
+        lines += [f"- where: {render_markdown_code(redact(str(error.location), secrets))}"]
+    if error.hint:
+        lines += [f"- fix: {text(error.hint)}"]
+    if docs_url:
+        lines += [f"- inputs: {text(docs_url)}"]
+    return "\n".join(lines) + "\n"
 
 
 def append_to_file(path: str | os.PathLike[str], text: str) -> None:

@@ -7,6 +7,7 @@ says which project files differ in the work tree.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
@@ -23,6 +24,9 @@ class GitState:
     commit: str
     branch: str | None
     dirty_files: tuple[str, ...] = ()
+
+
+_SYMLINK_MODE = 0o120000
 
 
 class GitCommitSource:
@@ -65,6 +69,23 @@ class GitCommitSource:
         if item is None or item.type != "blob":
             raise FileNotFoundError(path)
         return item.data_stream.read()
+
+    #: a link committed to the repository is a blob holding its target; it is never followed
+    follows_links = False
+
+    def link_target(self, path: str) -> str | None:
+        """The target of the first committed symbolic link on ``path``, relative to the project root."""
+        parts = PurePosixPath(path).parts
+        for depth in range(1, len(parts) + 1):
+            item = self._get(PurePosixPath(*parts[:depth]).as_posix())
+            if item is None or item.type != "blob" or item.mode != _SYMLINK_MODE:
+                continue
+            target = item.data_stream.read().decode("utf-8", "replace")
+            if target.startswith("/"):
+                return target
+            joined = posixpath.normpath(posixpath.join(*parts[: depth - 1], target) if depth > 1 else target)
+            return joined
+        return None
 
 
 def open_repository(path: Path) -> Any | None:

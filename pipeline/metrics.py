@@ -34,6 +34,7 @@ __all__ = [
     "REPORT_KEYS",
     "HEADLINE_KEYS",
     "METRIC_NAMES",
+    "GATED_METRICS",
     "Span",
     "GateCheck",
     "GateResult",
@@ -50,7 +51,8 @@ AVERAGE_KEYS = ("macro avg", "weighted avg", "micro avg")
 #: Keys of a report that are not labels.
 REPORT_KEYS = ("accuracy", *AVERAGE_KEYS)
 #: Keys of :func:`headline_metrics`, in display order.
-HEADLINE_KEYS = ("intent_f1", "intent_accuracy", "intent_macro_f1", "entity_f1", "story_accuracy")
+#: ``response_selection_f1`` is there only for models with a ResponseSelector (see :func:`headline_metrics`).
+HEADLINE_KEYS = ("intent_f1", "intent_accuracy", "intent_macro_f1", "entity_f1", "story_accuracy", "response_selection_f1")
 #: Human names of the headline metrics, used in gate reasons.
 METRIC_NAMES = {
     "intent_f1": "intent F1",
@@ -58,7 +60,10 @@ METRIC_NAMES = {
     "intent_macro_f1": "intent macro F1",
     "entity_f1": "entity F1",
     "story_accuracy": "story accuracy",
+    "response_selection_f1": "response selection F1",
 }
+#: The headline metrics the quality gate checks (floors and drops), in check order.
+GATED_METRICS = ("intent_f1", "entity_f1", "story_accuracy", "response_selection_f1")
 
 #: How many confusions ``confused_with`` lists per label (Rasa lists two).
 _CONFUSED_WITH_TOP = 2
@@ -273,6 +278,8 @@ def headline_metrics(
     intent_report: Mapping[str, Any] | None,
     entity_report: Mapping[str, Any] | None,
     story_report: Mapping[str, Any] | None,
+    *,
+    response_report: Mapping[str, Any] | None = None,
 ) -> dict[str, float | None]:
     """The few numbers the gate looks at; ``None`` where nothing was measured.
 
@@ -280,6 +287,9 @@ def headline_metrics(
     the micro-average F1. A report without labels (no test data) measures
     nothing. ``story_accuracy`` is ``conversation_accuracy.accuracy`` of a
     Rasa ``story_report.json`` when present, else its top-level ``accuracy``.
+    ``response_selection_f1`` (weighted-average F1 of Rasa's
+    ``response_selection_report.json``) is a key only when a response report
+    is given, i.e. for models with a ResponseSelector.
     """
 
     def measured(report: Mapping[str, Any] | None) -> bool:
@@ -294,13 +304,17 @@ def headline_metrics(
             story = float(conversation["accuracy"])
         elif isinstance(story_report.get("accuracy"), (int, float)):
             story = float(story_report["accuracy"])
-    return {
+    result: dict[str, float | None] = {
         "intent_f1": float(intents["weighted avg"]["f1-score"]) if intents else None,
         "intent_accuracy": float(intents["accuracy"]) if intents else None,
         "intent_macro_f1": float(intents["macro avg"]["f1-score"]) if intents else None,
         "entity_f1": float(entities["micro avg"]["f1-score"]) if entities else None,
         "story_accuracy": story,
     }
+    if response_report is not None:
+        responses = response_report if measured(response_report) else None
+        result["response_selection_f1"] = float(responses["weighted avg"]["f1-score"]) if responses else None
+    return result
 
 
 # ------------------------------------------------------------------------- gate

@@ -1,4 +1,10 @@
-"""Render the CI step's result: Markdown summary, step outputs. Pure (no I/O)."""
+"""Render the CI step's result: Markdown summary, step outputs. Pure (no I/O).
+
+Names, file names, reasons and notes come from training data and the store:
+each is rendered as one Markdown line (code span or escaped text), so it can
+neither break the layout nor add HTML. Redaction and log safety happen where
+the text is written (:mod:`pipeline.safe_output`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from typing import Any, Mapping
 
 from pipeline.ci import CiResult
 from pipeline.fingerprint import SECTION_TITLES
+from pipeline.safe_output import render_markdown_code as _code
+from pipeline.safe_output import render_markdown_text as _text
 
 DECISION_ICONS = {"skip": "⏭️", "repackage": "📦", "finetune": "🔁", "full": "🏗️"}
 METRIC_TITLES = {
@@ -13,6 +21,7 @@ METRIC_TITLES = {
     "intent_accuracy": "Intent accuracy",
     "entity_f1": "Entity F1 (exact span, micro)",
     "story_accuracy": "Story accuracy",
+    "response_selection_f1": "Response selection F1 (weighted)",
 }
 
 
@@ -33,13 +42,13 @@ def render_summary(result: CiResult) -> str:
     lines = [f"## deltatrain: {DECISION_ICONS.get(d.kind, '')} `{d.kind}`", ""]
     if d.check_only:
         lines += ["_check only: nothing was trained_", ""]
-    lines += ["**Why**", ""] + [f"- {r}" for r in d.reasons] + [""]
+    lines += ["**Why**", ""] + [f"- {_text(r)}" for r in d.reasons] + [""]
     if d.trains or d.kind == "repackage":
-        lines += [f"NLU model: **{d.nlu}**, dialogue model: **{d.core}**", ""]
+        lines += [f"NLU model: **{_text(str(d.nlu))}**, dialogue model: **{_text(str(d.core))}**", ""]
     if result.fell_back_to_full:
         lines += ["> ⚠️ The finetuned model failed the quality gate and was retrained in full in this run.", ""]
     for note in (*d.notes, *result.notes):
-        lines.append(f"> {note}")
+        lines.append(f"> {_text(note)}")
     if d.notes or result.notes:
         lines.append("")
     lines += _changes_section(result)
@@ -47,22 +56,23 @@ def render_summary(result: CiResult) -> str:
     if result.gate is not None:
         verdict = "passed ✅" if result.gate.passed else "failed ❌"
         lines += [f"**Quality gate {verdict}**", ""] + [
-            f"- {'✅' if c.passed else '❌'} {c.reason}" for c in result.gate.checks
+            f"- {'✅' if c.passed else '❌'} {_text(c.reason)}" for c in result.gate.checks
         ] + [""]
     lines += ["| | |", "|---|---|"]
-    lines.append(f"| Model | `{result.model_name or '–'}` |")
+    lines.append(f"| Model | {_code(result.model_name or '–', in_table=True)} |")
     if result.model_url:
-        lines.append(f"| Stored at | {result.model_url} |")
-    lines.append(f"| Previous model | `{result.previous_model or '–'}` |")
+        lines.append(f"| Stored at | {_text(result.model_url, in_table=True)} |")
+    lines.append(f"| Previous model | {_code(result.previous_model or '–', in_table=True)} |")
     lines.append(f"| Uploaded | {'yes' if result.uploaded else 'no'} |")
     if result.git.get("commit"):
-        lines.append(f"| Commit | `{str(result.git['commit'])[:10]}` |")
+        lines.append(f"| Commit | {_code(str(result.git['commit'])[:10], in_table=True)} |")
     for key, value in result.timings.items():
         lines.append(f"| {key.replace('_seconds', '').replace('_', ' ')} time | {value:.1f} s |")
     lines.append("")
     if result.warnings:
         lines += [f"<details><summary>{len(result.warnings)} data warning(s)</summary>", ""]
-        lines += [f"- {p.render().splitlines()[0]}" for p in result.warnings[:50]]
+        lines += [f"- {_text(f'{p.location}: ' if p.location else '')}{p.severity}: {_text(p.message)}"
+                  for p in result.warnings[:50]]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 
@@ -72,16 +82,16 @@ def _changes_section(result: CiResult) -> list[str]:
     lines: list[str] = []
     report = result.change_report or {}
     if report.get("base"):
-        lines.append(f"**Changes** `{str(report['base'])[:10]}..{str(report['head'])[:10]}` "
-                     f"({report.get('commits', 0)} commit(s))")
+        lines.append(f"**Changes** {_code(str(report['base'])[:10] + '..' + str(report['head'])[:10])} "
+                     f"({_text(str(report.get('commits', 0)))} commit(s))")
         lines.append("")
         for file in report.get("files", [])[:20]:
-            lines.append(f"- `{file}`")
+            lines.append(f"- {_code(str(file))}")
         if report.get("note"):
-            lines.append(f"- {report['note']}")
+            lines.append(f"- {_text(str(report['note']))}")
         lines.append("")
     elif report.get("note"):
-        lines += [f"_{report['note']}_", ""]
+        lines += [f"_{_text(str(report['note']))}_", ""]
     if changes is None:
         return lines
     if changes.changed_sections:
@@ -90,7 +100,8 @@ def _changes_section(result: CiResult) -> list[str]:
     if changes.examples_added or changes.examples_removed:
         lines += ["| Intent | Examples added | Examples removed |", "|---|---:|---:|"]
         for intent in sorted(set(changes.examples_added) | set(changes.examples_removed)):
-            lines.append(f"| `{intent}` | {changes.examples_added.get(intent, 0)} | {changes.examples_removed.get(intent, 0)} |")
+            lines.append(f"| {_code(intent, in_table=True)} | {changes.examples_added.get(intent, 0)} "
+                         f"| {changes.examples_removed.get(intent, 0)} |")
         lines.append("")
     return lines
 

@@ -88,5 +88,6 @@ def test_model_dir(
         evaluation.intent_report if evaluation else None,
         evaluation.entity_report if evaluation else None,
         {"accuracy": story_eval.accuracy} if story_eval is not None else None,
+        response_report=evaluation.response_report if evaluation else None,
     )
     return ModelTestResult(evaluation, story_eval, metrics, tuple(files))

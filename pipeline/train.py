@@ -45,21 +45,22 @@ class TrainingResult:
 
 def load_training_project(
     domain: str | Path | None, config: str | Path, training_files: str | Path | Sequence[str | Path] | None,
-    *, root: Path | None = None,
+    *, root: Path | None = None, ignore_unknown_components: bool = False,
 ) -> tuple[Project, tuple[Problem, ...]]:
-    """Load and validate the project; raise DataError on errors, return warnings."""
+    """Load and validate the project (config.yml included); raise DataError on errors, return warnings."""
     files = [training_files] if isinstance(training_files, (str, Path)) else list(training_files or ["data"])
     paths = ProjectPaths(
         data=tuple(str(f) for f in files),
         domain=None if domain is None else str(domain),
         config=str(config),
         tests=(),
+        ignore_unknown_components=ignore_unknown_components,
     )
     source = DirectorySource(root or Path.cwd())
     no_domain: tuple[Problem, ...] = ()
     if domain is not None and not (source.is_file(str(domain)) or source.is_dir(str(domain))):
         # Rasa's handle_domain_if_not_exists: without a domain only the NLU model is trained.
-        paths = ProjectPaths(data=paths.data, domain="", config=paths.config, tests=())
+        paths = replace(paths, domain="")
         no_domain = (Problem("warning", "no domain found: training the NLU model only", Location(str(domain)),
                              "pass --domain to train the dialogue model too", code="missing"),)
     project, problems = load_project(source, paths)
@@ -103,12 +104,14 @@ def train(
     progress: Progress | None = None,
     num_threads: int | None = None,
     parts: tuple[str, ...] = ("nlu", "core"),
+    ignore_unknown_components: bool = False,
 ) -> TrainingResult:
     """Train a model (NLU and dialogue) like ``rasa.train``; see the module docstring."""
     if not 0 < finetuning_epoch_fraction <= 1:
         raise UsageError(f"epoch fraction must be in (0, 1], got {finetuning_epoch_fraction}",
                          hint="use e.g. --epoch-fraction 0.2")
-    project, warnings = load_training_project(domain, config, training_files)
+    project, warnings = load_training_project(domain, config, training_files,
+                                              ignore_unknown_components=ignore_unknown_components)
     fingerprint = compute_fingerprint(project)
     output_dir = Path(output)
     finetune_from = resolve_model_path(model_to_finetune)

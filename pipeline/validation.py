@@ -19,22 +19,26 @@ Problem codes (``Problem.code``), stable for callers and tests::
     few-examples       intent with fewer than MIN_EXAMPLES_PER_INTENT examples
     unknown-action     dialogue step runs an action the domain does not know
     unknown-slot       slot_was_set / form names a slot the domain does not know
-    unknown-form       active_loop names a form the domain does not know
-    slot-value         slot_was_set value does not fit the slot's type
-    rule-contradiction two rules predict different actions in the same state
-    rule-story-contradiction  a rule and a story disagree after the same first turn
+    unknown-form       active_loop names no form or action of the domain
+    slot-value         slot_was_set value Rasa featurises as "not set" (a warning: a
+                       categorical slot takes any value, unlisted ones count as ``__other__``)
+    slot-mapping       a slot mapping names an entity, intent or form the domain lacks
+    checkpoint         a story checkpoint that no other story block continues or starts
+    rule-contradiction, rule-story-contradiction, incomplete-rule, rule-too-long:
+                       Rasa's RulePolicy checks, see :mod:`pipeline.rule_check`
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 from pipeline.data.model import (
     DEFAULT_ACTIONS,
     ActionStep,
     ActiveLoopStep,
+    CheckpointStep,
     EntityDef,
     NluData,
     OrStep,
@@ -46,6 +50,7 @@ from pipeline.data.model import (
     UserStep,
 )
 from pipeline.errors import Location, Problem
+from pipeline.rule_check import check_rules, rule_check_options
 
 __all__ = [
     "DEFAULT_INTENTS",
@@ -63,7 +68,6 @@ REQUESTED_SLOT = "requested_slot"
 #: Fewer NLU examples than this for an intent is a warning.
 MIN_EXAMPLES_PER_INTENT = 2
 ANNOTATION_TITLE = "deltatrain"
-_LISTEN = "action_listen"
 
 
 def validate_project(project: Project) -> tuple[Problem, ...]:
@@ -77,8 +81,9 @@ def validate_project(project: Project) -> tuple[Problem, ...]:
         for story in (*project.stories, *project.test_stories):
             problems.extend(_check_story(story, known, dialogue_severity))
         problems.extend(_check_forms(project, known))
-    problems.extend(_check_rule_contradictions(project.rules))
-    problems.extend(_check_rule_story_contradictions(project.rules, project.plain_stories))
+        problems.extend(_check_slot_mappings(project, known))
+        problems.extend(check_rules(project.domain, project.stories, rule_check_options(project.config)))
+    problems.extend(_check_checkpoints(project.plain_stories))
     return tuple(sorted(problems, key=lambda p: not p.is_error))
 
 
@@ -130,14 +135,13 @@ class _Known:
     @classmethod
     def of(cls, project: Project) -> _Known:
         domain = project.domain
-        actions = set(domain.action_names) | set(DEFAULT_ACTIONS)
-        # Retrieval responses ``utter_faq/ask_name`` make ``utter_faq`` an action.
-        actions |= {name.split("/", 1)[0] for name in domain.responses if "/" in name}
+        actions = set(domain.action_names) | set(DEFAULT_ACTIONS)  # retrieval actions (utter_faq) included
         return cls(
             intents=frozenset((*domain.intent_names, *DEFAULT_INTENTS)),
             actions=frozenset(actions),
             slots={s.name: s for s in domain.slots},
-            loops=frozenset((*domain.form_names, *domain.actions)),
+            # Rasa accepts any action as an active loop (action_two_stage_fallback is a default loop)
+            loops=frozenset(actions),
             forms=frozenset(domain.form_names),
             entities={e.name: e for e in domain.entities},
             domain_file=domain.location.file if domain.location else "the domain",
@@ -304,6 +308,7 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
     problems: list[Problem] = []
     label = _story_label(story)
     reported: set[tuple[str, str]] = set()
+    reported_values: set[tuple[str, str]] = set()
 
     def add(code: str, name: str, message: str, location: Location | None, hint: str) -> None:
         if (code, name) in reported:
@@ -350,22 +355,26 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
                     )
                     continue
                 wrong = _slot_value_problem(slot, value)
-                if wrong:
-                    add(
-                        "slot-value",
-                        f"{name}={value!r}",
-                        f"slot '{name}' in {label} is set to {value!r}, but {wrong}",
-                        step.location,
-                        _slot_value_hint(slot),
+                if wrong and (name, str(value)) not in reported_values:  # Rasa trains; the value reads as unset
+                    reported_values.add((name, str(value)))
+                    problems.append(
+                        Problem(
+                            "warning",
+                            f"slot '{name}' in {label} is set to {value!r}, but {wrong}; "
+                            "it counts as not set",
+                            step.location or story.location,
+                            _slot_value_hint(slot),
+                            code="slot-value",
+                        )
                     )
         elif isinstance(step, ActiveLoopStep):
             if step.name is not None and step.name not in known.loops:
                 add(
                     "unknown-form",
                     step.name,
-                    f"active_loop '{step.name}' in {label} is not a form in the domain",
+                    f"active_loop '{step.name}' in {label} is not a form or action in the domain",
                     step.location,
-                    f"{_did_you_mean(step.name, known.forms)}add form '{step.name}' with its required_slots "
+                    f"{_did_you_mean(step.name, known.loops)}add form '{step.name}' with its required_slots "
                     f"under 'forms:' in {known.domain_file}",
                 )
     problems.extend(_check_entities(entity_uses, known, label))
@@ -380,157 +389,174 @@ def _action_hint(name: str, known: _Known) -> str:
 
 
 def _slot_value_problem(slot: SlotDef, value: Any) -> str | None:
-    """Why ``value`` does not fit ``slot`` (None: it fits).
+    """Why ``value`` does not fit ``slot`` (None: it fits), judged as Rasa featurises it.
 
-    ``None`` always fits (the slot is reset). A bare slot name in
-    ``slot_was_set`` reads as ``true`` and cannot be told apart from an explicit
-    ``true``, so ``true`` is accepted for float and categorical slots too.
+    ``None`` always fits (the slot is reset). A bool slot takes booleans,
+    numbers and the texts ``true``/``false`` (Rasa's ``bool_from_any``), a
+    float slot anything ``float()`` reads; other values are featurised as if
+    the slot were unset. A categorical slot takes any value: values not in
+    ``values:`` are featurised as ``__other__``.
     """
-    if value is None or value is True:
+    if value is None:
         return None
-    if slot.type == "bool" and not isinstance(value, bool):
+    if slot.type == "bool" and not _rasa_bool(value):
         return "it is a bool slot (true or false)"
-    if slot.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        return "it is a float slot (a number)"
-    if slot.type == "categorical" and str(value).lower() not in slot.values:
-        return f"it is a categorical slot with values {', '.join(slot.values)}"
+    if slot.type == "float":
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return "it is a float slot (a number)"
     return None
 
 
+def _rasa_bool(value: Any) -> bool:
+    """Whether Rasa's ``bool_from_any`` reads ``value``."""
+    if isinstance(value, (bool, int, float)):
+        return True
+    return isinstance(value, str) and (value.isnumeric() or value.strip().lower() in ("true", "false"))
+
+
 def _slot_value_hint(slot: SlotDef) -> str:
-    if slot.type == "categorical":
-        return f"use one of {', '.join(slot.values)} (or null), or add the value to 'values:' of slot '{slot.name}'"
     if slot.type == "bool":
-        return "use true or false (unquoted) or null"
-    return "use a number (unquoted) or null"
+        return "use true or false (unquoted) or null; Rasa reads other values as if the slot were not set"
+    return "use a number (unquoted) or null; Rasa reads other values as if the slot were not set"
 
 
 def _check_forms(project: Project, known: _Known) -> list[Problem]:
+    """Every slot a form requires is a domain slot (Rasa's validator fails otherwise)."""
     problems = []
     for form in project.domain.forms:
-        for slot in form.required_slots:
+        for index, slot in enumerate(form.required_slots):
             if slot not in known.slots:
                 problems.append(
                     Problem(
-                        "warning",
+                        "error",
                         f"form '{form.name}' requires slot '{slot}', which is not in the domain",
-                        form.location,
-                        f"add slot '{slot}' with its type and mappings under 'slots:' in {known.domain_file}",
+                        form.slot_location(index),
+                        f"{_did_you_mean(slot, known.slots)}add slot '{slot}' with its type and mappings under "
+                        f"'slots:' in {known.domain_file}",
                         code="unknown-slot",
                     )
                 )
     return problems
 
 
-# ------------------------------------------------------------ contradictions
+def _check_slot_mappings(project: Project, known: _Known) -> list[Problem]:
+    """Slot mappings against the domain, with Rasa's severities.
 
-
-def _predictions(story: Story) -> list[tuple[int, str, Location | None]]:
-    """(index into steps, action, location) for each action the rule predicts.
-
-    A rule that waits for user input after its last step predicts
-    ``action_listen`` there (index ``len(steps)``).
+    A ``from_entity`` mapping of an undeclared entity and a ``from_intent``
+    mapping of an undeclared intent are skipped with a warning when Rasa runs
+    the assistant; a mapping condition naming a form that does not exist, or
+    a form that does not require the slot, fails Rasa's validator.
     """
-    result = [
-        (index, step.name, step.location)
-        for index, step in enumerate(story.steps)
-        if isinstance(step, ActionStep) and not _is_e2e_text(step.name)
-    ]
-    if story.is_rule and story.wait_for_user_input and story.steps and isinstance(story.steps[-1], ActionStep):
-        result.append((len(story.steps), _LISTEN, story.location))
-    return result
-
-
-def _check_rule_contradictions(rules: Sequence[Story]) -> list[Problem]:
-    """Rules with the same condition and steps up to a user turn and beyond that predict differently."""
     problems: list[Problem] = []
-    for i, first in enumerate(rules):
-        for second in rules[i + 1 :]:
-            if (first.condition, first.conversation_start) != (second.condition, second.conversation_start):
-                continue
-            problem = _first_divergence(first, second)
-            if problem is not None:
-                problems.append(problem)
-    return problems
-
-
-def _first_divergence(first: Story, second: Story) -> Problem | None:
-    shared = 0
-    for a, b in zip(first.steps, second.steps):
-        if a != b:
-            break
-        shared += 1
-    if not any(isinstance(step, UserStep) for step in first.steps[:shared]):
-        return None
-    predicted_a = {index: (name, loc) for index, name, loc in _predictions(first)}
-    predicted_b = {index: (name, loc) for index, name, loc in _predictions(second)}
-    if shared not in predicted_a or shared not in predicted_b:
-        return None
-    (action_a, loc_a), (action_b, loc_b) = predicted_a[shared], predicted_b[shared]
-    if action_a == action_b:
-        return None
-    return Problem(
-        "warning",
-        f"rules '{first.name}'{_where(first.location)} and '{second.name}'{_where(second.location)} "
-        f"start the same way but then predict '{action_a}'{_where(loc_a)} and '{action_b}'{_where(loc_b)}",
-        loc_b or second.location,
-        "rules must be deterministic: make the two rules differ before this step (condition, intent, "
-        "slots), or merge them; a rule that should not wait for the user needs 'wait_for_user_input: false'",
-        code="rule-contradiction",
-    )
-
-
-_TurnKey = tuple[str, frozenset[tuple[str, str | None, str | None]]]
-
-
-def _turn_key(step: UserStep) -> _TurnKey:
-    """What the dialogue model sees of a user turn: intent and entity types (not values)."""
-    return (step.intent or "", frozenset((e.entity, e.role, e.group) for e in step.entities))
-
-
-def _first_turn(story: Story) -> tuple[set[_TurnKey], ActionStep] | None:
-    """The user turn(s) a story or rule starts with and the action that follows it."""
-    if len(story.steps) < 2:
-        return None
-    head, action = story.steps[0], story.steps[1]
-    if not isinstance(action, ActionStep) or _is_e2e_text(action.name):
-        return None
-    alternatives: tuple[Step, ...] = head.alternatives if isinstance(head, OrStep) else (head,)
-    users = [a for a in alternatives if isinstance(a, UserStep) and a.intent]
-    if not users or len(users) != len(alternatives):
-        return None
-    return {_turn_key(u) for u in users}, action
-
-
-def _check_rule_story_contradictions(rules: Sequence[Story], stories: Sequence[Story]) -> list[Problem]:
-    """A rule that applies at conversation start vs a story starting with the same user turn."""
-    problems: list[Problem] = []
-    story_starts = [(story, _first_turn(story)) for story in stories]
-    for rule in rules:
-        if rule.condition:
-            continue
-        rule_start = _first_turn(rule)
-        if rule_start is None:
-            continue
-        rule_turns, rule_action = rule_start
-        for story, start in story_starts:
-            if start is None:
-                continue
-            story_turns, story_action = start
-            shared = rule_turns & story_turns
-            if not shared or story_action.name == rule_action.name:
-                continue
-            intent = min(key[0] for key in shared)
-            problems.append(
-                Problem(
-                    "warning",
-                    f"rule '{rule.name}'{_where(rule.location)} answers intent '{intent}' with "
-                    f"'{rule_action.name}'{_where(rule_action.location)}, but story '{story.name}'"
-                    f"{_where(story.location)} starts with the same turn and answers '{story_action.name}'",
-                    story_action.location or story.location,
-                    "rules win over stories: change the story to follow the rule, or give the rule a "
-                    "condition that tells the two situations apart",
-                    code="rule-story-contradiction",
+    forms = {form.name: form for form in project.domain.forms}
+    for slot in project.domain.slots:
+        for index, mapping in enumerate(slot.mappings):
+            location = slot.mapping_location(index)
+            kind = mapping.get("type")
+            entity = mapping.get("entity")
+            if kind == "from_entity" and entity is not None and str(entity) not in known.entities:
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"slot '{slot.name}' is mapped from entity '{entity}', which is not in the domain; "
+                        "the mapping never fills the slot",
+                        location,
+                        f"{_did_you_mean(str(entity), known.entities)}add '- {entity}' under 'entities:' in "
+                        f"{known.domain_file}",
+                        code="slot-mapping",
+                    )
                 )
-            )
+            intents = mapping.get("intent")
+            if kind == "from_intent" and intents is not None:
+                for intent in intents if isinstance(intents, tuple) else (intents,):
+                    if intent and str(intent) not in known.intents:
+                        problems.append(
+                            Problem(
+                                "warning",
+                                f"slot '{slot.name}' is mapped from intent '{intent}', which is not in the domain; "
+                                "the mapping never fills the slot",
+                                location,
+                                f"{_did_you_mean(str(intent), known.intents)}add '- {intent}' under 'intents:' in "
+                                f"{known.domain_file}",
+                                code="slot-mapping",
+                            )
+                        )
+            conditions = mapping.get("conditions")
+            for condition in conditions if isinstance(conditions, tuple) else ():
+                loop = condition.get("active_loop") if isinstance(condition, Mapping) else None
+                if not loop:
+                    continue
+                if loop not in forms:
+                    problems.append(
+                        Problem(
+                            "error",
+                            f"slot '{slot.name}' has a mapping condition for form '{loop}', which is not in the domain",
+                            location,
+                            f"{_did_you_mean(str(loop), forms)}add form '{loop}' under 'forms:' in "
+                            f"{known.domain_file}, or fix the condition's active_loop",
+                            code="slot-mapping",
+                        )
+                    )
+                elif (
+                    forms[loop].required_slots
+                    and slot.name not in forms[loop].required_slots
+                    and kind != "from_trigger_intent"
+                ):
+                    problems.append(
+                        Problem(
+                            "error",
+                            f"slot '{slot.name}' has a mapping condition for form '{loop}', but the form does not "
+                            "require it",
+                            location,
+                            f"add '{slot.name}' to 'required_slots' of form '{loop}' in {known.domain_file}",
+                            code="slot-mapping",
+                        )
+                    )
     return problems
+
+
+def _check_checkpoints(stories: Sequence[Story]) -> list[Problem]:
+    """Checkpoints that no other block continues (end) or leads to (start), warned as Rasa does."""
+    starts: dict[str, list[tuple[Story, CheckpointStep]]] = {}
+    ends: dict[str, list[tuple[Story, CheckpointStep]]] = {}
+    for story in stories:
+        leading = True
+        for index, step in enumerate(story.steps):
+            if isinstance(step, CheckpointStep):
+                (starts if leading else ends).setdefault(step.name, []).append((story, step))
+                if not leading and any(not isinstance(s, CheckpointStep) for s in story.steps[index + 1 :]):
+                    # in the middle of a story: Rasa ends one block there and starts the next with it
+                    starts.setdefault(step.name, []).append((story, step))
+            else:
+                leading = False
+    problems: list[Problem] = []
+    for name, uses in ends.items():
+        if name not in starts:
+            for story, step in uses:
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"checkpoint '{name}' ends {_story_label(story)} but no story starts with it; "
+                        "the conversation is not continued there",
+                        step.location or story.location,
+                        f"add a story that starts with '- checkpoint: {name}', or remove the checkpoint",
+                        code="checkpoint",
+                    )
+                )
+    for name, uses in starts.items():
+        if name not in ends:
+            for story, step in uses:
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"checkpoint '{name}' starts {_story_label(story)} but no story ends with it; "
+                        "this story is never reached",
+                        step.location or story.location,
+                        f"end another story with '- checkpoint: {name}', or remove the checkpoint",
+                        code="checkpoint",
+                    )
+                )
+    return problems
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import types
@@ -377,7 +378,8 @@ def test_gitlab_template_matches_the_gitlab_schema() -> None:
 
 def test_dockerfile_copies_what_exists_and_is_not_ignored() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
-    assert lines[[i for i, line in enumerate(lines) if line.startswith("FROM")][0]] == "FROM python:3.11-slim"
+    base = lines[[i for i, line in enumerate(lines) if line.startswith("FROM")][0]]
+    assert re.fullmatch(r"FROM python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
     assert 'ENTRYPOINT ["python", "/app/entrypoint.py"]' in lines
     sources = [src for line in lines if line.startswith("COPY ") for src in line.split()[1:-1]]
     assert "requirements/runtime.lock" in sources and "entrypoint.py" in sources

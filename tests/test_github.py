@@ -214,15 +214,6 @@ def test_render_error_command(kwargs: dict[str, Any], expected: str) -> None:
     assert github.render_error_command(**kwargs) == expected
 
 
-def test_render_outputs_uses_a_heredoc_for_multiline_values() -> None:
-    text = github.render_outputs({"decision": "full", "reason": "a\nb"}, delimiter="EOF_x")
-    assert text == "decision=full\nreason<<EOF_x\na\nb\nEOF_x\n"
-
-
-def test_render_mask_commands_masks_every_line() -> None:
-    assert github.render_mask_commands("one\ntwo\n") == ["::add-mask::one", "::add-mask::two"]
-
-
 def test_pr_comment_without_repository_is_skipped_with_a_note(tmp_path: Path) -> None:
     import io
 

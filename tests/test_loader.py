@@ -29,6 +29,7 @@ CONFIG = """
     language: en
     pipeline:
       - name: WhitespaceTokenizer
+      - name: CountVectorsFeaturizer
       - name: DIETClassifier
     policies:
       - name: RulePolicy
@@ -612,6 +613,7 @@ def test_unknown_component_is_an_error_listing_supported_names(tmp_path: Path) -
         pipeline:
           - name: WhitespaceTokenizer
           - name: DIETClasifier
+          - name: CountVectorsFeaturizer
     """
     (error,) = errors_of(load_problems(tmp_path, {"config.yml": config, "data/nlu.yml": NLU}))
     assert error.location == Location("config.yml", 3)
@@ -623,8 +625,8 @@ def test_unknown_component_is_an_error_listing_supported_names(tmp_path: Path) -
 def test_substituted_components_are_warnings_and_never_doubled(tmp_path: Path) -> None:
     config = """
         pipeline:
-          - name: SpacyNLP
-          - name: SpacyTokenizer
+          - name: HFTransformersNLP
+          - name: LanguageModelTokenizer
           - name: CountVectorsFeaturizer
           - name: WhitespaceTokenizer
             intent_tokenization_flag: true
@@ -637,9 +639,10 @@ def test_substituted_components_are_warnings_and_never_doubled(tmp_path: Path) -
     assert [(w.location, w.code) for w in warnings] == [
         (Location("config.yml", 2), "config"),
         (Location("config.yml", 3), "config"),
+        (Location("config.yml", 5), "config"),  # intent_tokenization_flag: accepted, not used
         (Location("config.yml", 9), "config"),
     ]
-    assert "SpacyNLP" in warnings[0].message and "ignored" in warnings[0].message
+    assert "HFTransformersNLP" in warnings[0].message and "left out" in warnings[0].message
     assert "WhitespaceTokenizer is used instead" in warnings[1].message
     assert all(w.hint for w in warnings)
     # The explicit WhitespaceTokenizer takes the stand-in's place (first), with its own options.
@@ -657,6 +660,7 @@ def test_invalid_numeric_options_are_errors_with_line(tmp_path: Path) -> None:
             learning_rate: "fast"
           - name: FallbackClassifier
             threshold: 2
+          - name: CountVectorsFeaturizer
         policies:
           - name: TEDPolicy
             epochs: 0
@@ -666,7 +670,7 @@ def test_invalid_numeric_options_are_errors_with_line(tmp_path: Path) -> None:
     assert sorted(by_line) == [4, 5, 7]  # epochs: 0 is allowed (disables training)
     assert "epochs" in by_line[4].message and "-1" in by_line[4].message
     assert "learning_rate" in by_line[5].message and "fast" in by_line[5].message
-    assert "threshold" in by_line[7].message and "between 0.0 and 1.0" in by_line[7].message
+    assert "threshold" in by_line[7].message and ">= 0.0 and <= 1.0" in by_line[7].message
     assert all(e.hint and e.location and e.location.file == "config.yml" for e in errors)
 
 
@@ -696,9 +700,9 @@ ERROR_TABLE = [
         id="examples-is-a-number",
     ),
     pytest.param(
-        {"data/nlu.yml": "nlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: bye\n"},
-        "data/nlu.yml", 5, "intent 'bye' has no 'examples'",
-        id="missing-examples",
+        {"data/rules.yml": "rules:\n- rule: r\n  steps:\n  - intent: greet\n  - bot: hello\n", "data/nlu.yml": NLU_OK},
+        "data/rules.yml", 5, "a 'bot' step is not allowed in rule 'r'",
+        id="bot-text-in-a-rule",
     ),
     pytest.param(
         {"data/nlu.yml": "nlu:\n- intent: go\n  examples: |\n    - hi\n    - to [Rome]{entity: 'city'}\n"},
@@ -706,9 +710,9 @@ ERROR_TABLE = [
         id="bad-json-annotation",
     ),
     pytest.param(
-        {"data/nlu.yml": 'version: "4.0"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n'},
-        "data/nlu.yml", 1, "unsupported training data format version '4.0'",
-        id="unsupported-version",
+        {"domain.yml": "slots:\n  f:\n    type: float\n    min_value: 1\n    max_value: 1\n", "data/nlu.yml": NLU_OK},
+        "domain.yml", 2, "min_value 1.0 must be smaller than max_value 1.0",
+        id="float-slot-empty-range",
     ),
     pytest.param(
         {"data/nlu.yml": b"nlu:\n- intent: greet\n  examples: |\n    - hi\n    - caf\xe9\n"},
@@ -766,12 +770,12 @@ def test_every_error_of_every_file_is_reported_at_once(tmp_path: Path) -> None:
         {
             "config.yml": "pipeline:\n  - name: Nope\n",
             "domain.yml": "slots:\n  s:\n    type: nope\n",
-            "data/nlu.yml": "nlu:\n- intent: greet\n",
-            "data/stories.yml": "stories:\n- story: s\n",
+            "data/nlu.yml": "nlu:\n- intent: [greet]\n",
+            "data/stories.yml": "stories:\n- story: s\n  steps: 5\n",
         },
     )
     assert sorted(str(e.location) for e in errors_of(problems)) == [
-        "config.yml:2", "data/nlu.yml:2", "data/stories.yml:2", "domain.yml:3",
+        "config.yml:2", "data/nlu.yml:2", "data/stories.yml:3", "domain.yml:3",
     ]
 
 
@@ -798,10 +802,10 @@ def test_batch_size_ramp_is_accepted(tmp_path):
     from tests.helpers import write_project
 
     nlu = 'version: "3.1"\nnlu:\n- intent: a\n  examples: |\n    - x\n- intent: b\n  examples: |\n    - y\n'
-    root = write_project(tmp_path / "ok", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, 256]\n", "data/nlu.yml": nlu})
+    root = write_project(tmp_path / "ok", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, 256]\n- name: CountVectorsFeaturizer\n", "data/nlu.yml": nlu})
     project, _ = load_project(DirectorySource(root))
     assert project.config.component("DIETClassifier").option("batch_size") == (64, 256)
-    root = write_project(tmp_path / "bad", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, -1]\n", "data/nlu.yml": nlu})
+    root = write_project(tmp_path / "bad", {"config.yml": "pipeline:\n- name: DIETClassifier\n  batch_size: [64, -1]\n- name: CountVectorsFeaturizer\n", "data/nlu.yml": nlu})
     try:
         load_project(DirectorySource(root))
     except DataError as exc:

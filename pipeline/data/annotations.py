@@ -23,6 +23,8 @@ ENTITY_PATTERN = re.compile(
     r"|\[(?P<list>\{.*?\})\])"
 )
 _ALLOWED_KEYS = {"entity", "value", "role", "group"}
+#: ``[text]`` directly followed by ``(``, ``{`` or ``[`` that did not form an annotation, e.g. ``[Paris](city``
+_BROKEN_PATTERN = re.compile(r"\[[^\[\]\n]+\][(\[{]")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,37 @@ def parse_annotated_text(annotated: str) -> tuple[str, tuple[EntitySpan, ...]]:
     return "".join(plain), tuple(spans)
 
 
+def find_unclosed_annotation(annotated: str) -> str | None:
+    """The first ``[text](...``-like fragment left after parsing that is not a complete annotation, if any.
+
+    Rasa reads such a fragment as plain text (the example loses its entity),
+    which is almost always a missing ``)``, ``}`` or ``]``.
+    """
+    plain, _ = parse_annotated_text(annotated)
+    match = _BROKEN_PATTERN.search(plain)
+    if match is None:
+        return None
+    return plain[match.start() : match.start() + 40]
+
+
+def find_ignored_keys(annotated: str) -> tuple[str, ...]:
+    """Keys of JSON annotations that are not entity, value, role or group (Rasa ignores them too)."""
+    ignored: set[str] = set()
+    for match in ENTITY_PATTERN.finditer(annotated):
+        raw = match.group("dict")
+        source = "{" + raw + "}" if raw is not None else "[" + (match.group("list") or "") + "]"
+        if match.group("entity") is not None:
+            continue
+        try:
+            loaded = json.loads(source)
+        except json.JSONDecodeError:
+            continue
+        for payload in loaded if isinstance(loaded, list) else [loaded]:
+            if isinstance(payload, dict):
+                ignored.update(str(key) for key in payload if key not in _ALLOWED_KEYS)
+    return tuple(sorted(ignored))
+
+
 def _entities_of(match: re.Match[str]) -> list[tuple[str, object, object, object]]:
     column = match.start() + 1
     if match.group("entity") is not None:
@@ -86,13 +119,6 @@ def _entities_of(match: re.Match[str]) -> list[tuple[str, object, object, object
                 f"entity annotation {source} has no \"entity\" name",
                 column,
                 'write it as [text]{"entity": "type"} (optionally with "value", "role", "group")',
-            )
-        unknown = sorted(set(payload) - _ALLOWED_KEYS)
-        if unknown:
-            raise AnnotationError(
-                f"entity annotation has unknown key(s) {', '.join(unknown)}",
-                column,
-                "allowed keys are entity, value, role, group",
             )
         result.append((payload["entity"], payload.get("value"), payload.get("role"), payload.get("group")))
     return result

@@ -1,18 +1,32 @@
-"""config.yml: Rasa component and policy names mapped to deltatrain's own.
+"""config.yml: Rasa component and policy names mapped to deltatrain's own, checked at load time.
 
-deltatrain implements a fixed set of components. Rasa names we implement are
-kept; Rasa names we know but do not implement are either replaced by our
-equivalent or ignored, with a note that becomes a validation warning; any
-other name is an error listing the supported names (it is usually a typo).
+deltatrain implements a fixed set of components (:data:`NLU_COMPONENTS`,
+:data:`POLICIES`). Rasa names it does not implement are looked up in
+:data:`NLU_STAND_INS` / :data:`POLICY_STAND_INS`: a faithful equivalent is used
+in their place with a warning; components deltatrain cannot run (spaCy, MITIE,
+Jieba) and custom component classes (``my_package.MyComponent``) are errors
+naming the line, unless ``--ignore-unknown-components`` leaves them out (then a
+warning). Any other name is an error listing the supported names (usually a
+typo).
+
+Options are checked by the same resolvers the trainers use
+(:func:`pipeline.training.nlu.settings.resolve_settings`,
+:func:`pipeline.training.core.settings.resolve_settings`, no TensorFlow), so
+every config error is reported here with config.yml:line before anything trains.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, freeze
 from pipeline.data.readers import Collector, _kind
 from pipeline.data.yamlio import YMap, YSeq
+from pipeline.errors import Problem
+
+if TYPE_CHECKING:
+    from pipeline.training.options import Resolution
 
 NLU_COMPONENTS = (
     "WhitespaceTokenizer",
@@ -24,44 +38,83 @@ NLU_COMPONENTS = (
     "EntitySynonymMapper",
     "ResponseSelector",
     "FallbackClassifier",
+    "DucklingEntityExtractor",
 )
 POLICIES = ("RulePolicy", "MemoizationPolicy", "TEDPolicy")
 
-#: Rasa names we know but do not implement -> our replacement (None: ignored).
-NLU_SUBSTITUTES: Mapping[str, str | None] = {
-    "SpacyNLP": None,
-    "MitieNLP": None,
-    "HFTransformersNLP": None,
-    "SpacyTokenizer": "WhitespaceTokenizer",
-    "MitieTokenizer": "WhitespaceTokenizer",
-    "JiebaTokenizer": "WhitespaceTokenizer",
-    "LanguageModelTokenizer": "WhitespaceTokenizer",
-    "ConveRTTokenizer": "WhitespaceTokenizer",
-    "SpacyFeaturizer": None,
-    "MitieFeaturizer": None,
-    "ConveRTFeaturizer": "LanguageModelFeaturizer",
-    "CRFEntityExtractor": "DIETClassifier",
-    "SklearnIntentClassifier": "DIETClassifier",
-    "MitieIntentClassifier": "DIETClassifier",
-    "EmbeddingIntentClassifier": "DIETClassifier",
-    "KeywordIntentClassifier": "DIETClassifier",
-    "LogisticRegressionClassifier": "DIETClassifier",
-    "MitieEntityExtractor": "DIETClassifier",
-    "SpacyEntityExtractor": None,
-    "DucklingEntityExtractor": None,
-    "DucklingHTTPExtractor": None,
-    "RegexEntityExtractor": None,
+
+@dataclass(frozen=True)
+class StandIn:
+    """What deltatrain does with a Rasa component it does not implement."""
+
+    #: our component used in its place (None: left out)
+    replacement: str | None
+    #: True: an equivalent, a warning; False: deltatrain cannot run it, an error unless
+    #: --ignore-unknown-components
+    faithful: bool
+    #: the replacement takes the component's options (same options under the same names)
+    keep_options: bool = False
+    #: else these options are carried over under the replacement's name for them
+    renamed_options: Mapping[str, str] = field(default_factory=dict)
+
+
+_SPACY = StandIn(None, faithful=False)
+_MITIE = StandIn(None, faithful=False)
+NLU_STAND_INS: Mapping[str, StandIn] = {
+    "SpacyNLP": _SPACY,
+    "SpacyTokenizer": StandIn("WhitespaceTokenizer", faithful=False),
+    "SpacyFeaturizer": _SPACY,
+    "SpacyEntityExtractor": _SPACY,
+    "MitieNLP": _MITIE,
+    "MitieTokenizer": StandIn("WhitespaceTokenizer", faithful=False),
+    "MitieFeaturizer": _MITIE,
+    "MitieIntentClassifier": StandIn("DIETClassifier", faithful=False),
+    "MitieEntityExtractor": StandIn("DIETClassifier", faithful=False),
+    "JiebaTokenizer": StandIn("WhitespaceTokenizer", faithful=False),  # Chinese has no spaces between words
+    # Rasa 2's HFTransformersNLP / LanguageModelTokenizer / ConveRTTokenizer: loaders and whitespace
+    # tokenizers for a language model featurizer, which LanguageModelFeaturizer covers on its own.
+    "HFTransformersNLP": StandIn(None, faithful=True),
+    "LanguageModelTokenizer": StandIn("WhitespaceTokenizer", faithful=True),
+    "ConveRTTokenizer": StandIn("WhitespaceTokenizer", faithful=True),
+    "ConveRTFeaturizer": StandIn("LanguageModelFeaturizer", faithful=True),
+    "CRFEntityExtractor": StandIn("DIETClassifier", faithful=True),
+    "SklearnIntentClassifier": StandIn("DIETClassifier", faithful=True),
+    "EmbeddingIntentClassifier": StandIn("DIETClassifier", faithful=True),
+    "KeywordIntentClassifier": StandIn("DIETClassifier", faithful=True),
+    "LogisticRegressionClassifier": StandIn("DIETClassifier", faithful=True),
+    "RegexEntityExtractor": StandIn(None, faithful=True),
+    "DucklingHTTPExtractor": StandIn("DucklingEntityExtractor", faithful=True, keep_options=True),  # Rasa 1 name
 }
-POLICY_SUBSTITUTES: Mapping[str, str | None] = {
-    "AugmentedMemoizationPolicy": "MemoizationPolicy",
-    "UnexpecTEDIntentPolicy": None,
-    "KerasPolicy": "TEDPolicy",
-    "FormPolicy": "RulePolicy",
-    "MappingPolicy": "RulePolicy",
-    "FallbackPolicy": "RulePolicy",
-    "TwoStageFallbackPolicy": "RulePolicy",
-    "SklearnPolicy": "TEDPolicy",
+POLICY_STAND_INS: Mapping[str, StandIn] = {
+    "AugmentedMemoizationPolicy": StandIn("MemoizationPolicy", faithful=True, keep_options=True),
+    "UnexpecTEDIntentPolicy": StandIn(None, faithful=True),  # only ever predicts action_unlikely_intent
+    "KerasPolicy": StandIn("TEDPolicy", faithful=True),
+    "EmbeddingPolicy": StandIn("TEDPolicy", faithful=True),  # TEDPolicy's name in Rasa 1
+    "SklearnPolicy": StandIn("TEDPolicy", faithful=True),
+    # Rasa 2 replaced these four by RulePolicy (its migration guide)
+    "FormPolicy": StandIn("RulePolicy", faithful=True),
+    "MappingPolicy": StandIn("RulePolicy", faithful=True),
+    "FallbackPolicy": StandIn(
+        "RulePolicy",
+        faithful=True,
+        renamed_options={"core_threshold": "core_fallback_threshold", "fallback_action_name": "core_fallback_action_name"},
+    ),
+    "TwoStageFallbackPolicy": StandIn(
+        "RulePolicy",
+        faithful=True,
+        renamed_options={
+            "core_threshold": "core_fallback_threshold",
+            "fallback_core_action_name": "core_fallback_action_name",
+        },
+    ),
 }
+#: ``Problem.code`` of every config.yml finding.
+PROBLEM_CODE = "config"
+#: Hint on components deltatrain cannot run.
+IGNORE_HINT = (
+    "remove it from config.yml, or pass --ignore-unknown-components"
+    " (Action input 'ignore-unknown-components: true') to train without it"
+)
 
 #: Rasa 3.x's default pipeline (used when config leaves it empty) ...
 DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -72,6 +125,7 @@ DEFAULT_PIPELINE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("CountVectorsFeaturizer", {"analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4}),
     ("DIETClassifier", {}),
     ("EntitySynonymMapper", {}),
+    ("ResponseSelector", {}),  # trains only when the data has retrieval intents (faq/ask_price)
     ("FallbackClassifier", {"threshold": 0.3, "ambiguity_threshold": 0.1}),
 )
 #: ... plus, for English, pretrained dense features from all-MiniLM-L6-v2 (bench/RESULTS.md).
@@ -102,63 +156,40 @@ DEFAULT_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("TEDPolicy", {"max_history": 5, "epochs": 100}),
 )
 
-# option -> (kind, minimum, maximum); kind "int" or "float"; bounds inclusive, None = open
-NUMERIC_OPTIONS: Mapping[str, tuple[str, float | None, float | None]] = {
-    "epochs": ("int", 1, None),
-    "batch_size": ("int", 1, None),
-    "learning_rate": ("float", 0.0, None),
-    "threshold": ("float", 0.0, 1.0),
-    "ambiguity_threshold": ("float", 0.0, 1.0),
-    "core_fallback_threshold": ("float", 0.0, 1.0),
-    "max_history": ("int", 1, None),
-    "min_ngram": ("int", 1, None),
-    "max_ngram": ("int", 1, None),
-    "number_of_transformer_layers": ("int", 0, None),
-    "transformer_size": ("int", 1, None),
-    "embedding_dimension": ("int", 1, None),
-    "drop_rate": ("float", 0.0, 1.0),
-    "random_seed": ("int", 0, None),
-    "layers": ("int", 1, 6),
-}
 
-#: A sensible value per option, shown in fix hints.
-_OPTION_EXAMPLES: Mapping[str, float] = {
-    "epochs": 100,
-    "batch_size": 64,
-    "learning_rate": 0.001,
-    "threshold": 0.3,
-    "ambiguity_threshold": 0.1,
-    "core_fallback_threshold": 0.3,
-    "max_history": 5,
-    "drop_rate": 0.2,
-    "layers": 2,
-}
+def default_policies() -> tuple[Component, ...]:
+    """Rasa 3's default policies, used when config.yml lists none."""
+    return _components(DEFAULT_POLICIES)
 
 
-def read_config(doc: Any, out: Collector) -> Config:
-    """Read config.yml (already parsed); problems go to ``out``."""
+def read_config(doc: Any, out: Collector, *, ignore_unknown_components: bool = False) -> Config:
+    """Read config.yml (already parsed) and check every option; problems go to ``out``.
+
+    ``ignore_unknown_components``: custom components and components deltatrain cannot
+    run are left out with a warning instead of being errors.
+    """
     if doc is None:
         doc = YMap()
     if not isinstance(doc, dict):
-        out.error(f"config must be a mapping with 'pipeline' and 'policies', got {_kind(doc)}", 1)
+        _error(out, f"config must be a mapping with 'pipeline' and 'policies', got {_kind(doc)}", 1)
         doc = YMap()
     language = doc.get("language") or "en"
-    notes: list[str] = []
-    pipeline, pipeline_default = _read_components(
-        doc, "pipeline", NLU_COMPONENTS, NLU_SUBSTITUTES, default_pipeline(str(language)), out, notes
+    entries: dict[int, Any] = {}
+    reader = _ComponentReader(out, entries, ignore_unknown_components)
+    pipeline, pipeline_default = reader.read(
+        doc, "pipeline", NLU_COMPONENTS, NLU_STAND_INS, default_pipeline(str(language))
     )
     if not _is_english(str(language)):
         for component in pipeline:
             if component.name == "LanguageModelFeaturizer":
-                out.warning(
+                _warning(
+                    out,
                     f"LanguageModelFeaturizer uses an English model (all-MiniLM-L6-v2); the language is '{language}'",
                     component.location.line if component.location else None,
                     "remove LanguageModelFeaturizer for a non-English assistant, or set 'language: en'",
                 )
-    policies, policies_default = _read_components(
-        doc, "policies", POLICIES, POLICY_SUBSTITUTES, _components(DEFAULT_POLICIES), out, notes
-    )
-    return Config(
+    policies, policies_default = reader.read(doc, "policies", POLICIES, POLICY_STAND_INS, default_policies())
+    config = Config(
         language=str(language),
         pipeline=pipeline,
         policies=policies,
@@ -166,104 +197,174 @@ def read_config(doc: Any, out: Collector) -> Config:
         assistant_id=None if doc.get("assistant_id") is None else str(doc.get("assistant_id")),
         pipeline_is_default=pipeline_default,
         policies_is_default=policies_default,
-        notes=tuple(notes),
     )
+    _check_options(config, doc, entries, out)
+    out.problems.sort(key=lambda p: (p.location.line or 0) if p.location else 0)  # in file order
+    return config
 
 
-def _read_components(
-    doc: Any,
-    key: str,
-    supported: tuple[str, ...],
-    substitutes: Mapping[str, str | None],
-    defaults: tuple[Component, ...],
-    out: Collector,
-    notes: list[str],
-) -> tuple[tuple[Component, ...], bool]:
-    raw = doc.get(key)
-    if not raw:
-        return defaults, True
-    if not isinstance(raw, list):
-        out.error(f"'{key}' must be a list of components, got {_kind(raw)}", _key_line(doc, key))
-        return (), False
-    result: list[Component] = []
-    stand_ins: list[Component] = []  # replacements for unimplemented components, in ``result`` too
-    for index, entry in enumerate(raw):
-        line = raw.item_line(index) if isinstance(raw, YSeq) else _key_line(doc, key)
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            out.error(f"each entry of '{key}' needs a 'name', got {_kind(entry)}", line, "write '- name: ComponentName'")
-            continue
-        name = entry["name"].rsplit(".", 1)[-1] if "." in entry["name"] else entry["name"]
-        options = {k: v for k, v in entry.items() if k != "name"}
-        if name in substitutes:
-            replacement = substitutes[name]
-            if replacement is None:
-                notes.append(f"{out.file}:{line}: {name} is not implemented by deltatrain and is ignored")
+@dataclass
+class _ComponentReader:
+    out: Collector
+    entries: dict[int, Any]  # line of '- name:' -> its YAML mapping (for option lines)
+    ignore_unknown: bool
+
+    def read(
+        self,
+        doc: Any,
+        key: str,
+        supported: tuple[str, ...],
+        stand_ins: Mapping[str, StandIn],
+        defaults: tuple[Component, ...],
+    ) -> tuple[tuple[Component, ...], bool]:
+        out = self.out
+        raw = doc.get(key)
+        if not raw:
+            return defaults, True
+        if not isinstance(raw, list):
+            _error(out, f"'{key}' must be a list of components, got {_kind(raw)}", _key_line(doc, key))
+            return (), False
+        kind = "policy" if key == "policies" else "component"
+        result: list[Component] = []
+        placeholders: list[Component] = []  # replacements for unimplemented components, in ``result`` too
+        for index, entry in enumerate(raw):
+            line = raw.item_line(index) if isinstance(raw, YSeq) else _key_line(doc, key)
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                _error(out, f"each entry of '{key}' needs a 'name', got {_kind(entry)}", line, "write '- name: ComponentName'")
                 continue
-            notes.append(f"{out.file}:{line}: {name} is not implemented by deltatrain; {replacement} is used instead")
-            if any(c.name == replacement for c in result):
+            written = entry["name"]
+            name = _builtin_name(written, (*supported, *stand_ins))
+            options = {k: v for k, v in entry.items() if k != "name"}
+            if name is None:  # a module path outside Rasa: a custom component class
+                self._cannot_run(
+                    f"'{written}' is a custom {kind} class; deltatrain trains its own models and cannot run"
+                    " Python components",
+                    line,
+                    "",
+                )
                 continue
-            substitute = Component(replacement, freeze({}), out.at(line))
-            stand_ins.append(substitute)
-            result.append(substitute)
-            continue
-        elif name not in supported:
-            out.error(
-                f"unknown {'policy' if key == 'policies' else 'component'} '{entry['name']}' in '{key}'",
+            if name in stand_ins:
+                stand_in = stand_ins[name]
+                replacement = stand_in.replacement
+                if not stand_in.faithful:
+                    instead = f"; {replacement} is used in its place" if replacement else ""
+                    if not self._cannot_run(f"deltatrain cannot run {name}", line, instead):
+                        continue
+                elif replacement is None:
+                    _warning(out, f"{name} is not implemented by deltatrain and is left out", line, _WARNING_HINT)
+                    continue
+                else:
+                    message = f"{name} is not implemented by deltatrain; {replacement} is used instead"
+                    carried = [f"{k} as {v}" for k, v in stand_in.renamed_options.items() if k in options]
+                    dropped = [k for k in options if k not in stand_in.renamed_options]
+                    if carried:
+                        message += f" with {', '.join(carried)}"
+                    if dropped and not stand_in.keep_options:
+                        message += f" (its options {', '.join(dropped)} are not carried over)"
+                    _warning(out, message, line, _WARNING_HINT)
+                if replacement is None:
+                    continue
+                if stand_in.keep_options:
+                    self.entries[line] = entry
+                    result.append(Component(replacement, freeze(options), out.at(line)))
+                    continue
+                renamed = {new: options[old] for old, new in stand_in.renamed_options.items() if old in options}
+                existing = next((i for i, c in enumerate(result) if c.name == replacement), None)
+                if existing is not None:  # named already: add what it does not set itself
+                    before = result[existing]
+                    result[existing] = replace(before, options=freeze({**renamed, **before.options}))
+                    placeholders[:] = [result[existing] if c is before else c for c in placeholders]
+                    continue
+                placeholder = Component(replacement, freeze(renamed), out.at(line))
+                placeholders.append(placeholder)
+                result.append(placeholder)
+                continue
+            if name not in supported:
+                _error(
+                    out,
+                    f"unknown {kind} '{written}' in '{key}'",
+                    line,
+                    f"supported names are {', '.join(supported)}; for a custom {kind} write its module path"
+                    f" (my_package.My{kind.title()}); received '{written}'",
+                )
+                continue
+            self.entries[line] = entry
+            component = Component(name, freeze(options), out.at(line))
+            # Named explicitly after a stand-in for it: take the stand-in's place instead of doubling it.
+            placeholder = next((c for c in placeholders if c.name == name), None)
+            if placeholder is not None:
+                placeholders.remove(placeholder)
+                component = replace(component, options=freeze({**placeholder.options, **options}))
+                result[next(i for i, c in enumerate(result) if c is placeholder)] = component
+            else:
+                result.append(component)
+        return tuple(result), False
+
+    def _cannot_run(self, message: str, line: int, instead: str) -> bool:
+        """Report a component deltatrain cannot run: an error, or with the flag a warning (True)."""
+        if self.ignore_unknown:
+            _warning(self.out, f"{message}: left out (--ignore-unknown-components){instead}", line)
+            return True
+        _error(self.out, message, line, IGNORE_HINT)
+        return False
+
+
+_WARNING_HINT = "use a component deltatrain implements in its place to silence this warning"
+
+
+def _builtin_name(written: str, known: Sequence[str]) -> str | None:
+    """The Rasa name of ``written``: ``rasa.nlu.….WhitespaceTokenizer`` -> ``WhitespaceTokenizer``;
+    None for a module path outside Rasa (a custom class)."""
+    if "." not in written:
+        return written
+    module, _, name = written.rpartition(".")
+    if module.split(".")[0] == "rasa" and name in known:
+        return name
+    return None
+
+
+def _check_options(config: Config, doc: Any, entries: Mapping[int, Any], out: Collector) -> None:
+    """Run the trainers' own resolvers (TensorFlow-free) and report with config.yml:line."""
+    # Imported here: the settings modules import this one (and live with the trainers).
+    from pipeline.training.core.settings import resolve_settings as resolve_core  # noqa: PLC0415
+    from pipeline.training.nlu.settings import resolve_settings as resolve_nlu  # noqa: PLC0415
+    from pipeline.training.options import Resolution  # noqa: PLC0415
+
+    resolvers: tuple[tuple[str, Callable[[Config, Resolution], object]], ...] = (
+        ("pipeline", resolve_nlu),
+        ("policies", resolve_core),
+    )
+    for key, resolve in resolvers:
+        resolution = Resolution(strict=False)
+        resolve(config, resolution)
+        for finding in resolution.errors:
+            line = _key_line(doc, key)
+            location = finding.component.location if finding.component is not None else None
+            if location is not None and location.line is not None:
+                line = location.line
+                entry = entries.get(line)
+                if finding.option is not None and isinstance(entry, YMap) and finding.option in entry:
+                    line = entry.key_line(finding.option)
+            _error(out, finding.error.message, line, finding.error.hint)
+        grouped: dict[int, tuple[Component, list[str]]] = {}
+        for component, note in resolution.ignored:
+            grouped.setdefault(id(component), (component, []))[1].append(note)
+        for component, notes in grouped.values():
+            line = component.location.line if component.location else _key_line(doc, key)
+            _warning(
+                out,
+                f"{component.name}: accepted but not used by deltatrain: {', '.join(notes)}",
                 line,
-                f"supported names are {', '.join(supported)}; received '{entry['name']}'",
+                "these options change nothing here; remove them to silence this warning",
             )
-            continue
-        for option, value in options.items():
-            _check_numeric(name, option, value, entry, line, out)
-        _check_ngrams(name, options, line, out)
-        component = Component(name, freeze(options), out.at(line))
-        # Named explicitly after a stand-in for it: take the stand-in's place instead of doubling it.
-        stand_in = next((c for c in stand_ins if c.name == name), None)
-        if stand_in is not None:
-            stand_ins.remove(stand_in)
-            result[next(i for i, c in enumerate(result) if c is stand_in)] = component
-        else:
-            result.append(component)
-    return tuple(result), False
 
 
-def _check_numeric(component: str, option: str, value: Any, entry: Any, line: int, out: Collector) -> None:
-    spec = NUMERIC_OPTIONS.get(option)
-    if spec is None or value is None:
-        return
-    if option == "batch_size" and isinstance(value, list) and len(value) == 2:
-        for item in value:  # Rasa's linear batch-size ramp: [64, 256]
-            _check_numeric(component, option, item, entry, line, out)
-        return
-    kind, low, high = spec
-    option_line = entry.key_line(option) if isinstance(entry, YMap) else line
-    if option == "epochs" and isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return  # Rasa allows 0 epochs to disable a component's training
-    ok_type = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
-    example = _OPTION_EXAMPLES.get(option, int(low or 1))
-    if isinstance(value, bool) or not ok_type:
-        out.error(
-            f"option '{option}' of {component} must be {'an integer' if kind == 'int' else 'a number'}, got {_kind(value)}",
-            option_line,
-            f"set {option} to a number such as {example}",
-        )
-        return
-    if (low is not None and value < low) or (high is not None and value > high) or (kind == "float" and low == 0.0 and option == "learning_rate" and value <= 0):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}" if option != "learning_rate" else "greater than 0"
-        out.error(
-            f"option '{option}' of {component} must be {bounds}, got {value}",
-            option_line,
-            f"set {option} to a value {bounds}, such as {example}",
-        )
+def _error(out: Collector, message: str, line: int | None, hint: str | None = None) -> None:
+    out.problems.append(Problem("error", message, out.at(line), hint, code=PROBLEM_CODE))
 
 
-def _check_ngrams(component: str, options: Mapping[str, Any], line: int, out: Collector) -> None:
-    low, high = options.get("min_ngram"), options.get("max_ngram")
-    if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) and low > high:
-        out.error(f"{component}: min_ngram {low} is greater than max_ngram {high}", line, "make min_ngram <= max_ngram")
-    analyzer = options.get("analyzer")
-    if analyzer is not None and analyzer not in ("word", "char", "char_wb"):
-        out.error(f"{component}: analyzer must be word, char or char_wb, got '{analyzer}'", line)
+def _warning(out: Collector, message: str, line: int | None, hint: str | None = None) -> None:
+    out.problems.append(Problem("warning", message, out.at(line), hint, code=PROBLEM_CODE))
 
 
 def _key_line(doc: Any, key: str) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "Component",
     "Config",
     "Project",
+    "retrieval_action",
     "freeze",
     "thaw",
 ]
@@ -289,6 +290,12 @@ class SlotDef:
     initial_value: Any = None
     mappings: tuple[Mapping[str, Any], ...] = ()
     location: Location | None = _loc()
+    #: where each of ``mappings`` starts (same order; empty when built from literals)
+    mapping_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def mapping_location(self, index: int) -> Location | None:
+        """Where mapping ``index`` is written, else where the slot is."""
+        return self.mapping_locations[index] if index < len(self.mapping_locations) else self.location
 
 
 @dataclass(frozen=True)
@@ -298,6 +305,12 @@ class FormDef:
     name: str
     required_slots: tuple[str, ...] = ()
     location: Location | None = _loc()
+    #: where each of ``required_slots`` is listed (same order; empty when built from literals)
+    slot_locations: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+
+    def slot_location(self, index: int) -> Location | None:
+        """Where required slot ``index`` is listed, else where the form is."""
+        return self.slot_locations[index] if index < len(self.slot_locations) else self.location
 
 
 @dataclass(frozen=True)
@@ -331,10 +344,15 @@ class Domain:
         return tuple(f.name for f in self.forms)
 
     @property
+    def retrieval_actions(self) -> tuple[str, ...]:
+        """Rasa's retrieval actions: ``utter_faq`` for the retrieval responses ``utter_faq/ask_price``."""
+        return tuple(sorted({retrieval_action(name) for name in self.responses if retrieval_action(name) != name}))
+
+    @property
     def action_names(self) -> tuple[str, ...]:
-        """Every action the bot can run: custom actions, responses, forms, defaults."""
+        """Every action the bot can run: custom actions, responses, retrieval actions, forms, defaults."""
         names = list(DEFAULT_ACTIONS)
-        for name in (*self.actions, *self.responses.keys(), *self.form_names, *self.e2e_actions):
+        for name in (*self.actions, *self.responses.keys(), *self.retrieval_actions, *self.form_names, *self.e2e_actions):
             if name not in names:
                 names.append(name)
         return tuple(names)
@@ -344,7 +362,15 @@ class Domain:
         return not (self.intents or self.entities or self.slots or self.responses or self.actions or self.forms)
 
 
-#: Rasa's built-in actions, always in the domain.
+def retrieval_action(name: str) -> str:
+    """``utter_faq`` for the retrieval response ``utter_faq/ask_price`` (the action that utters
+    it); any other name unchanged."""
+    return name.split("/", 1)[0] if name.startswith("utter_") and "/" in name else name
+
+
+#: Rasa's built-in actions, always in the domain: Rasa 3.6's ``DEFAULT_ACTION_NAMES`` in its order, without
+#: the internal rule-snippet marker ``...``. ``action_send_text`` came later (Rasa 3.7+), and
+#: ``action_validate_slot_mappings`` is a custom action the user writes and lists under ``actions:``.
 DEFAULT_ACTIONS = (
     "action_listen",
     "action_restart",

@@ -7,11 +7,17 @@ the first one. Files are told apart by their top-level keys, as Rasa does.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
-from pipeline.data.annotations import AnnotationError, parse_annotated_text
+from pipeline.data.annotations import (
+    AnnotationError,
+    find_ignored_keys,
+    find_unclosed_annotation,
+    parse_annotated_text,
+)
 from pipeline.data.model import (
     SLOT_TYPES,
     ActionStep,
@@ -40,6 +46,8 @@ from pipeline.errors import Location, Problem
 
 SUPPORTED_VERSIONS = ("2.0", "3.0", "3.1")
 TRAINING_KEYS = ("nlu", "stories", "rules")
+#: Every top-level key a training data file may have.
+TRAINING_FILE_KEYS = ("version", *TRAINING_KEYS, "responses")
 DOMAIN_KEYS = (
     "intents",
     "entities",
@@ -84,17 +92,45 @@ def _kind(value: Any) -> str:
     return f"the text '{value}'"
 
 
-def check_version(doc: YMap, out: Collector) -> None:
-    """Error on a ``version`` this reader does not understand."""
-    if "version" not in doc:
-        return
-    version = str(doc["version"]).strip()
-    if version not in SUPPORTED_VERSIONS:
-        out.error(
-            f"unsupported training data format version '{version}'",
+def check_version(doc: YMap, out: Collector) -> bool:
+    """Whether a file's ``version`` lets it be read, as in Rasa 3.6 (warnings, never errors).
+
+    A version newer than 3.1 is skipped with a warning (Rasa reads such a file
+    as empty); a version that is not a number is read as 3.1 with a warning.
+    """
+    if "version" not in doc or not doc["version"]:
+        return True
+    version = str(doc["version"]).strip().strip("\"'")
+    parsed = _parse_version(version)
+    if parsed is None:
+        out.warning(
+            f"training data format version '{version}' is not a version number; the file is read as version 3.1",
+            doc.key_line("version"),
+            'write the version as a quoted number, e.g. version: "3.1"',
+        )
+        return True
+    if parsed > _parse_version(SUPPORTED_VERSIONS[-1]):  # type: ignore[operator]
+        out.warning(
+            f"training data format version '{version}' is newer than {SUPPORTED_VERSIONS[-1]}; "
+            "the file is skipped (Rasa 3.6 skips it too)",
             doc.key_line("version"),
             f'use one of {", ".join(SUPPORTED_VERSIONS)} (e.g. version: "3.1")',
         )
+        return False
+    return True
+
+
+def _parse_version(text: str) -> tuple[int, ...] | None:
+    parts = text.split(".")
+    if not all(part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def is_rasa3_document(doc: YMap) -> bool:
+    """Whether a file declares a Rasa 3 format version (stricter domain rules apply in Rasa)."""
+    parsed = _parse_version(str(doc.get("version", "")).strip().strip("\"'"))
+    return parsed is not None and parsed >= (3,)
 
 
 def _text(value: Any, what: str, line: int, out: Collector, hint: str | None = None) -> str | None:
@@ -109,19 +145,30 @@ def _text(value: Any, what: str, line: int, out: Collector, hint: str | None = N
 
 def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int]]:
     """The ``examples: |`` list of an NLU block as (text, line) pairs."""
-    if "examples" not in item:
-        out.error(f"{what} has no 'examples'", item.line, "add an 'examples: |' block with one '- example' per line")
+    if "examples" not in item or item["examples"] in (None, ""):
+        out.warning(f"{what} has no 'examples' and is skipped", item.line,
+                    "add an 'examples: |' block with one '- example' per line")
         return []
     raw = item["examples"]
     base = item.value_line("examples")
     literal = item.value_style("examples") in ("|", ">")
-    if isinstance(raw, list):  # list of {text: ..., metadata: ...} or plain strings
+    if isinstance(raw, list):  # list of {text: ..., metadata: ...}, as Rasa's NLU schema allows
         result = []
         for index, entry in enumerate(raw):
             line = raw.item_line(index) if isinstance(raw, YSeq) else base
-            text = entry.get("text") if isinstance(entry, dict) else entry
-            if not isinstance(text, str):
-                out.error(f"example {index + 1} of {what} must be a text, got {_kind(text)}", line)
+            if not isinstance(entry, dict):
+                out.error(
+                    f"'examples' of {what} is a YAML list, so each example must be a mapping with 'text:', "
+                    f"got {_kind(entry)}",
+                    line,
+                    "write 'examples: |' with one '- example' per line below it (a block text, note the '|'), "
+                    "or '- text: example' for each list item",
+                )
+                continue
+            text = entry.get("text")
+            if not isinstance(text, str) or not text.strip():
+                out.error(f"example {index + 1} of {what} must have a 'text', got {_kind(text)}", line,
+                          "write '- text: example' for each list item")
                 continue
             result.append((text.strip(), line))
         return result
@@ -139,8 +186,8 @@ def _example_lines(item: YMap, out: Collector, what: str) -> list[tuple[str, int
         if not stripped:
             continue
         if not stripped.startswith("-"):
-            out.error(
-                f"example line in {what} must start with '- ', got '{stripped[:40]}'",
+            out.warning(
+                f"example line in {what} does not start with '- ' and is skipped: '{stripped[:40]}'",
                 line,
                 "start every example with '- ' (dash and space)",
             )
@@ -185,6 +232,7 @@ def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | No
                 except AnnotationError as exc:
                     out.error(exc.message, ex_line, exc.hint, column=None)
                     continue
+                _warn_unclosed_annotation(text, ex_line, out)
                 examples.append(
                     NluExample(plain, base.strip(), spans, key.strip() or None, out.at(ex_line))
                 )
@@ -213,6 +261,23 @@ def read_nlu(doc: YMap, out: Collector, read_side_file: Callable[[str], str | No
                 "each entry starts with one of: intent, synonym, regex, lookup",
             )
     return NluData(tuple(examples), tuple(synonyms), tuple(regexes), tuple(lookups))
+
+
+def _warn_unclosed_annotation(text: str, line: int, out: Collector) -> None:
+    ignored = find_ignored_keys(text)
+    if ignored:
+        out.warning(
+            f"entity annotation key(s) {', '.join(ignored)} are ignored",
+            line,
+            'an annotation may hold only "entity", "value", "role" and "group"',
+        )
+    fragment = find_unclosed_annotation(text)
+    if fragment is not None:
+        out.warning(
+            f"unbalanced entity annotation '{fragment}' is read as plain text (no entity)",
+            line,
+            "close the annotation: [text](entity), [text]{\"entity\": \"type\"} or [text][{...}]",
+        )
 
 
 def _regex_ok(pattern: str, line: int, out: Collector) -> bool:
@@ -260,14 +325,22 @@ def read_stories(doc: YMap, key: str, out: Collector, *, kind: str) -> list[Stor
             continue
         name = str(item[name_key])
         steps_raw = item.get("steps")
-        if not isinstance(steps_raw, list):
-            out.error(f"{name_key} '{name}' has no 'steps' list", item.line, "add 'steps:' with the turns of the conversation")
+        if steps_raw is None or steps_raw == []:
+            out.warning(f"{name_key} '{name}' has no steps and is skipped", item.line,
+                        "add 'steps:' with the turns of the conversation")
             continue
-        steps = _read_steps(steps_raw, out, f"{name_key} '{name}'")
+        if not isinstance(steps_raw, list):
+            out.error(f"'steps' of {name_key} '{name}' must be a list, got {_kind(steps_raw)}", item.key_line("steps"),
+                      "write each turn as '- intent: ...', '- action: ...' under 'steps:'")
+            continue
+        allowed = RULE_STEP_KEYS if key == "rules" else STORY_STEP_KEYS
+        steps = _read_steps(steps_raw, out, f"{name_key} '{name}'", allowed)
         condition: tuple[Step, ...] = ()
         if "condition" in item:
             if isinstance(item["condition"], list):
-                condition = tuple(_read_steps(item["condition"], out, f"condition of rule '{name}'"))
+                condition = tuple(
+                    _read_steps(item["condition"], out, f"condition of rule '{name}'", CONDITION_STEP_KEYS)
+                )
             else:
                 out.error(f"'condition' of rule '{name}' must be a list", item.key_line("condition"))
         flags = {}
@@ -291,12 +364,27 @@ def read_stories(doc: YMap, key: str, out: Collector, *, kind: str) -> list[Stor
     return stories
 
 
-def _read_steps(raw: list[Any], out: Collector, what: str) -> list[Step]:
+#: Step keys Rasa's YAML schema allows in stories, rules and rule conditions.
+STORY_STEP_KEYS = ("intent", "user", "action", "bot", "slot_was_set", "active_loop", "checkpoint", "or")
+RULE_STEP_KEYS = ("intent", "user", "action", "slot_was_set", "active_loop", "or")
+CONDITION_STEP_KEYS = ("slot_was_set", "active_loop")
+
+
+def _read_steps(raw: list[Any], out: Collector, what: str, allowed: tuple[str, ...] = STORY_STEP_KEYS) -> list[Step]:
     steps: list[Step] = []
     for index, step in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else 0
         if not isinstance(step, YMap):
             out.error(f"step {index + 1} of {what} must be a mapping, got {_kind(step)}", line)
+            continue
+        kind = next((k for k in STORY_STEP_KEYS if k in step), None)
+        if kind is not None and kind not in allowed:
+            out.error(
+                f"a '{kind}' step is not allowed in {what}",
+                step.line,
+                f"steps here may only be: {', '.join(allowed)}"
+                + ("; checkpoints and bot texts belong in stories" if kind in ("checkpoint", "bot") else ""),
+            )
             continue
         parsed = _read_step(step, out, what)
         if parsed is not None:
@@ -357,6 +445,7 @@ def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
         except AnnotationError as exc:
             out.error(exc.message, step.key_line("user"), exc.hint)
             return None
+        _warn_unclosed_annotation(text, step.key_line("user"), out)
         text = plain.strip()  # ``user: |`` blocks end with a newline; Rasa strips it too
         entities.extend(EntityValue(s.entity, s.value, s.role, s.group) for s in spans)
     raw_entities = step.get("entities") or []
@@ -411,12 +500,7 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
     entities = _read_entities(doc.get("entities"), doc, out)
     slots = _read_slots(doc.get("slots"), doc, out)
     responses = read_responses(doc, out)
-    actions: list[str] = []
-    for entry in doc.get("actions") or []:
-        if isinstance(entry, dict):
-            actions.extend(str(k) for k in entry.keys())
-        else:
-            actions.append(str(entry))
+    actions = _read_actions(doc.get("actions"), doc, out)
     forms = _read_forms(doc.get("forms"), doc, out)
     session_config = doc.get("session_config") or {}
     e2e = tuple(str(a) for a in (doc.get("e2e_actions") or []))
@@ -433,6 +517,27 @@ def read_domain(doc: YMap, out: Collector) -> Domain:
     )
 
 
+def _read_actions(raw: Any, doc: YMap, out: Collector) -> list[str]:
+    """``actions:`` names (``- name`` or ``- name: {send_domain: true}``); duplicates are errors, as in Rasa."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        out.error(f"'actions' must be a list, got {_kind(raw)}", doc.key_line("actions"), "write '- action_name' per line")
+        return []
+    actions: list[str] = []
+    first_line: dict[str, int] = {}
+    for index, entry in enumerate(raw):
+        line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        for name in (str(k) for k in entry) if isinstance(entry, dict) else (str(entry),):
+            if name in first_line:
+                out.error(f"action '{name}' is listed twice under 'actions:' (first on line {first_line[name]})", line,
+                          "remove one of the two entries; Rasa refuses a domain with duplicate actions")
+                continue
+            first_line[name] = line
+            actions.append(name)
+    return actions
+
+
 def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
     """The ``responses:`` (2.x: ``templates:``) of a domain or training data file."""
     key = "responses" if "responses" in doc else "templates"
@@ -444,9 +549,14 @@ def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
         return responses
     for name, variations in responses_raw.items():
         line = responses_raw.key_line(name) if isinstance(responses_raw, YMap) else doc.line
-        if not isinstance(variations, list) or not variations:
+        if not isinstance(variations, list):
             out.error(f"response '{name}' must be a list of variations, got {_kind(variations)}", line,
                       "write '- text: ...' under the response name")
+            continue
+        if not variations:  # Rasa accepts it; uttering it sends nothing
+            out.warning(f"response '{name}' has no variations; the bot says nothing when it runs", line,
+                        "write '- text: ...' under the response name")
+        if not _variations_ok(str(name), variations, line, out):
             continue
         if not str(name).startswith("utter_"):
             out.warning(f"response '{name}' does not start with 'utter_'", line,
@@ -455,36 +565,104 @@ def read_responses(doc: YMap, out: Collector) -> dict[str, Any]:
     return responses
 
 
+def _variations_ok(name: str, variations: list[Any], line: int, out: Collector) -> bool:
+    """Each variation is a mapping with a ``text`` or a ``custom`` payload (Rasa's schema); report the others."""
+    ok = True
+    for index, variation in enumerate(variations):
+        at = variations.item_line(index) if isinstance(variations, YSeq) else line
+        if not isinstance(variation, dict):
+            out.error(
+                f"variation {index + 1} of response '{name}' must be a mapping with 'text:', got {_kind(variation)}",
+                at,
+                f"write '- text: {variation}'" if isinstance(variation, str) else "write '- text: ...'",
+            )
+            ok = False
+        elif variation.get("text") is None and not variation.get("custom"):
+            keys = ", ".join(str(k) for k in variation) or "none"
+            out.error(
+                f"variation {index + 1} of response '{name}' has neither 'text' nor 'custom' (keys: {keys})",
+                at,
+                "add 'text:' (buttons, images and other keys go beside it) or put a channel payload under 'custom:'",
+            )
+            ok = False
+    return ok
+
+
 def _read_intents(raw: Any, doc: YMap, out: Collector) -> tuple[IntentDef, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
         out.error(f"'intents' must be a list, got {_kind(raw)}", doc.key_line("intents"))
         return ()
-    result = []
+    result: list[IntentDef] = []
+    first_line: dict[str, int] = {}
     for index, entry in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
-        if isinstance(entry, str):
-            result.append(IntentDef(entry, location=out.at(line)))
-        elif isinstance(entry, dict) and len(entry) == 1:
-            (name, props), = entry.items()
-            props = props or {}
-            use = props.get("use_entities", True) if isinstance(props, dict) else True
-            ignore = props.get("ignore_entities", []) if isinstance(props, dict) else []
-            use_entities: tuple[str, ...] | None
-            if use is True:
-                use_entities = None
-            elif use is False or use is None:
-                use_entities = ()
-            elif isinstance(use, list):
-                use_entities = tuple(str(u) for u in use)
-            else:
-                out.error(f"'use_entities' of intent '{name}' must be true, false or a list", line)
-                use_entities = None
-            result.append(IntentDef(str(name), use_entities, tuple(str(i) for i in ignore or []), out.at(line)))
+        if isinstance(entry, dict) and len(entry) == 1:
+            intent = _read_intent_properties(entry, line, out)
+        elif isinstance(entry, str):
+            intent = IntentDef(entry, location=out.at(line))
         else:
-            out.error(f"intent entry {entry!r} is not understood", line, "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
+            out.error(f"intent entry {entry!r} is not understood", line,
+                      "write '- intent_name' or '- intent_name: {use_entities: [...]}'")
+            continue
+        if intent is None:
+            continue
+        if intent.name in first_line:
+            out.error(
+                f"intent '{intent.name}' is listed twice under 'intents:' (first on line {first_line[intent.name]})",
+                line,
+                "remove one of the two entries; Rasa refuses a domain whose intents are not unique",
+            )
+            continue
+        first_line[intent.name] = line
+        result.append(intent)
     return tuple(result)
+
+
+def _read_intent_properties(entry: dict[Any, Any], line: int, out: Collector) -> IntentDef | None:
+    """``- name: {use_entities: ..., ignore_entities: [...]}`` as Rasa reads it."""
+    ((name, props),) = entry.items()
+    if not isinstance(props, dict) or not props:
+        out.error(
+            f"intent '{name}' is followed by ':' but has no properties, got {_kind(props)}",
+            line,
+            f"remove the ':' after '{name}', or add 'use_entities:' / 'ignore_entities:' below it",
+        )
+        return None
+    if "triggers" in props:
+        out.error(
+            f"intent '{name}' uses 'triggers', the MappingPolicy format that Rasa 3 no longer accepts",
+            line,
+            f"remove 'triggers' and write a rule instead: '- intent: {name}' followed by "
+            f"'- action: {props['triggers']}'",
+        )
+    use = props.get("use_entities", True)
+    use_entities: tuple[str, ...] | None
+    if use is True:
+        use_entities = None
+    elif use is False or use is None:
+        use_entities = ()
+    elif isinstance(use, list):
+        use_entities = tuple(str(u) for u in use)
+    else:
+        out.error(f"'use_entities' of intent '{name}' must be true, false or a list, got {_kind(use)}", line,
+                  "write use_entities: true, use_entities: false or use_entities: [entity, ...]")
+        use_entities = None
+    ignore = props.get("ignore_entities") or []
+    if not isinstance(ignore, list):
+        out.error(f"'ignore_entities' of intent '{name}' must be a list, got {_kind(ignore)}", line,
+                  "write ignore_entities: [entity, ...]")
+        ignore = []
+    ignore_entities = tuple(str(i) for i in ignore)
+    both = sorted(set(use_entities or ()) & set(ignore_entities))
+    if both:
+        out.warning(
+            f"intent '{name}' both uses and ignores entities {', '.join(both)}; ignoring wins",
+            line,
+            "list each entity under only one of 'use_entities' and 'ignore_entities'",
+        )
+    return IntentDef(str(name), use_entities, ignore_entities, out.at(line))
 
 
 def _read_entities(raw: Any, doc: YMap, out: Collector) -> tuple[EntityDef, ...]:
@@ -494,8 +672,16 @@ def _read_entities(raw: Any, doc: YMap, out: Collector) -> tuple[EntityDef, ...]
         out.error(f"'entities' must be a list, got {_kind(raw)}", doc.key_line("entities"))
         return ()
     result = []
+    first_line: dict[str, int] = {}
     for index, entry in enumerate(raw):
         line = raw.item_line(index) if isinstance(raw, YSeq) else doc.line
+        name = entry if isinstance(entry, str) else next(iter(entry)) if isinstance(entry, dict) and entry else None
+        if isinstance(name, str):
+            if name in first_line:
+                out.error(f"entity '{name}' is listed twice under 'entities:' (first on line {first_line[name]})", line,
+                          "remove one of the two entries; Rasa refuses a domain with duplicate entities")
+                continue
+            first_line[name] = line
         if isinstance(entry, str):
             result.append(EntityDef(entry, location=out.at(line)))
         elif isinstance(entry, dict) and len(entry) == 1:
@@ -555,7 +741,8 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                       "write the values as a list, e.g. values: [low, high]")
             values = []
         elif slot_type == "categorical" and not values:
-            out.error(f"categorical slot '{name}' has no 'values'", line, "list the allowed values under 'values:'")
+            out.warning(f"categorical slot '{name}' has no 'values'; every value it takes counts as __other__", line,
+                        "list the values the slot takes under 'values:'")
         bounds = []
         for key, default in (("min_value", 0.0), ("max_value", 1.0)):
             value = props.get(key, default)
@@ -563,9 +750,17 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                 out.error(f"'{key}' of slot '{name}' must be a number, got {_kind(value)}", line)
                 value = default
             bounds.append(float(value))
-        if bounds[0] > bounds[1]:
-            out.error(f"slot '{name}': min_value {bounds[0]} is greater than max_value {bounds[1]}", line)
+        if slot_type == "float" and bounds[0] >= bounds[1]:
+            out.error(f"float slot '{name}': min_value {bounds[0]} must be smaller than max_value {bounds[1]}", line,
+                      "set min_value below max_value (Rasa refuses the slot otherwise)")
         mappings = props.get("mappings") or []
+        if not mappings and is_rasa3_document(doc):
+            out.warning(
+                f"slot '{name}' has no 'mappings'; Rasa 3 refuses such a domain (deltatrain trains it: "
+                "mappings only matter when the assistant runs)",
+                line,
+                "add 'mappings:' to the slot, e.g. '- type: custom' for a slot set by a custom action",
+            )
         result.append(
             SlotDef(
                 name=str(name),
@@ -577,6 +772,9 @@ def _read_slots(raw: Any, doc: YMap, out: Collector) -> tuple[SlotDef, ...]:
                 initial_value=freeze(props.get("initial_value")),
                 mappings=tuple(freeze(m) for m in mappings) if isinstance(mappings, list) else (),
                 location=out.at(line),
+                mapping_locations=tuple(
+                    out.at(mappings.item_line(i)) for i in range(len(mappings))
+                ) if isinstance(mappings, YSeq) else (),
             )
         )
     return tuple(result)
@@ -593,14 +791,54 @@ def _read_forms(raw: Any, doc: YMap, out: Collector) -> tuple[FormDef, ...]:
         line = raw.key_line(name) if isinstance(raw, YMap) else doc.line
         required = props.get("required_slots", []) if isinstance(props, dict) else []
         if isinstance(required, dict):  # Rasa 2.x: slot -> mappings
+            if is_rasa3_document(doc):
+                out.warning(
+                    f"'required_slots' of form '{name}' is a Rasa 2 mapping of slots to mappings; Rasa 3 refuses it "
+                    "(deltatrain reads the slot names)",
+                    line,
+                    "list the slot names under 'required_slots:' and move their mappings to the slots",
+                )
             slots = tuple(str(k) for k in required.keys())
+            lines = tuple(required.key_line(k) if isinstance(required, YMap) else line for k in required)
         elif isinstance(required, list):
             slots = tuple(str(s) for s in required)
+            lines = tuple(required.item_line(i) if isinstance(required, YSeq) else line for i in range(len(required)))
         else:
             out.error(f"'required_slots' of form '{name}' must be a list", line)
-            slots = ()
-        result.append(FormDef(str(name), slots, out.at(line)))
+            slots, lines = (), ()
+        result.append(FormDef(str(name), slots, out.at(line), tuple(out.at(n) for n in lines)))
     return tuple(result)
+
+
+def duplicates_across(parts: list[Domain]) -> list[Problem]:
+    """Names declared in more than one file of a ``domain/`` directory: warnings, as in Rasa (first one wins)."""
+    problems: list[Problem] = []
+    kinds: tuple[tuple[str, Callable[[Domain], list[tuple[str, Location | None]]]], ...] = (
+        ("intent", lambda d: [(i.name, i.location) for i in d.intents]),
+        ("entity", lambda d: [(e.name, e.location) for e in d.entities]),
+        ("slot", lambda d: [(s.name, s.location) for s in d.slots]),
+        ("form", lambda d: [(f.name, f.location) for f in d.forms]),
+        ("response", lambda d: [(name, d.location) for name in d.responses]),
+        ("action", lambda d: [(name, d.location) for name in d.actions]),
+    )
+    for kind, names_of in kinds:
+        first: dict[str, Location | None] = {}
+        for part in parts:
+            for name, location in names_of(part):
+                if name not in first:
+                    first[name] = location
+                    continue
+                where = f" (first in {first[name]})" if first[name] else ""
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"{kind} '{name}' is declared in more than one domain file{where}; the first one is used",
+                        Location(location.file) if location and kind in ("response", "action") else location,
+                        "keep each name in one domain file",
+                        code="schema",
+                    )
+                )
+    return problems
 
 
 def merge_domains(parts: list[Domain]) -> Domain:
@@ -629,6 +867,21 @@ def merge_domains(parts: list[Domain]) -> Domain:
         e2e_actions=unique([a for p in parts for a in p.e2e_actions], str),
         location=parts[0].location if parts else None,
     )
+
+
+def check_training_keys(doc: YMap, out: Collector) -> None:
+    """Warn about top-level keys of a training data file that nothing reads (Rasa ignores them silently)."""
+    for key in doc:
+        if key in TRAINING_FILE_KEYS:
+            continue
+        known = f"; '{key}' belongs in the domain file" if key in DOMAIN_KEYS else ""
+        close = difflib.get_close_matches(str(key), TRAINING_FILE_KEYS, n=1, cutoff=0.6)
+        out.warning(
+            f"unknown top-level key '{key}' in a training data file is ignored{known}",
+            doc.key_line(key),
+            (f"did you mean '{close[0]}'? " if close else "")
+            + f"a training data file has only the keys {', '.join(TRAINING_FILE_KEYS)}",
+        )
 
 
 def is_domain_document(doc: Any) -> bool:

@@ -5,6 +5,12 @@ Mappings become :class:`YMap` and sequences :class:`YSeq`, plain ``dict`` and
 key / item, so every later error can name ``file:line``. Booleans follow YAML
 1.2 (only ``true``/``false``), as Rasa's reader does: an intent called ``yes``
 stays a string.
+
+Hostile input is refused while the file is composed, before anything is built
+from it: aliases may add at most :data:`MAX_ALIAS_VALUES` values to a file (a
+"billion laughs" bomb of a few KB would otherwise expand to gigabytes), and
+collections may nest at most :data:`MAX_DEPTH` levels deep (deeper nesting
+would overflow Python's stack). Both are reported with file and line.
 """
 
 from __future__ import annotations
@@ -48,14 +54,82 @@ class YSeq(list):  # type: ignore[type-arg]
             return self.line
 
 
+#: Values that aliases (``*name``) may add to one file, counted as if expanded.
+MAX_ALIAS_VALUES = 100_000
+#: Levels of nested mappings/sequences allowed in one file (Rasa data needs fewer than 15).
+MAX_DEPTH = 100
+
+
 class _DuplicateKey(Exception):
     def __init__(self, key: Any, line: int, first: int) -> None:
         super().__init__(key)
         self.key, self.line, self.first = key, line, first
 
 
+class _LimitExceeded(Exception):
+    def __init__(self, message: str, hint: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.message, self.hint, self.mark = message, hint, mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans and line-tracking containers."""
+    """SafeLoader with YAML 1.2 booleans, line-tracking containers and alias/depth limits."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_values = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values in it with aliases expanded, once composed
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        """Stop at the scanner already: PyYAML scans nested ``[[[...`` in quadratic time."""
+        if self.flow_level >= MAX_DEPTH:
+            raise _LimitExceeded(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                "flatten the data; Rasa training data needs only a few levels of nesting",
+                self.get_mark(),
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Compose one node, counting its nesting depth and the values aliases add."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node: yaml.Node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:  # anchored collection still being composed: it would contain itself
+                raise _LimitExceeded(
+                    f"alias '*{event.anchor}' refers to the collection that contains it",
+                    "remove the alias; a value cannot contain itself",
+                    event.start_mark,
+                )
+            self._alias_values += size
+            if self._alias_values > MAX_ALIAS_VALUES:
+                raise _LimitExceeded(
+                    f"YAML aliases expand to more than {MAX_ALIAS_VALUES} values (at alias '*{event.anchor}')",
+                    "write the values out instead of repeating anchors (&name) through aliases (*name)",
+                    event.start_mark,
+                )
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitExceeded(
+                f"YAML nested more than {MAX_DEPTH} levels deep",
+                "flatten the data; Rasa training data needs only a few levels of nesting",
+                self.peek_event().start_mark,
+            )
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return node
 
 
 # YAML 1.2 core-schema booleans: drop the 1.1 yes/no/on/off resolver.
@@ -128,6 +202,16 @@ def parse_yaml(content: bytes, file: str) -> Any:
         text = text[1:]
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except _LimitExceeded as exc:
+        raise YamlProblem(
+            Problem(
+                "error",
+                exc.message,
+                Location(file, exc.mark.line + 1, exc.mark.column + 1),
+                exc.hint,
+                code="yaml",
+            )
+        ) from exc
     except _DuplicateKey as exc:
         raise YamlProblem(
             Problem(

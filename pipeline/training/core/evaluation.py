@@ -10,6 +10,10 @@ rejected and the prediction is made again (Rasa's ``emulate_loop_rejection``).
 With ``parse``, each user turn that has a text goes through the NLU model; the
 predicted intent and entities are what the dialogue model sees, and a predicted
 intent other than the story's makes the story fail (Rasa's end-to-end test).
+When the story names a full retrieval action (``utter_faq/ask_price``) and the
+dialogue model predicts the retrieval action (``utter_faq``), the prediction is
+the response the ResponseSelector chose for the latest user message, as in
+Rasa's ``_get_predicted_action_name``.
 
 Outputs, in Rasa's shapes: ``action_report`` as ``story_report.json``
 (per-action precision/recall/F1/support, accuracy, macro/weighted/micro
@@ -31,7 +35,7 @@ from pipeline.metrics import classification_report
 
 from .model import CoreModel
 from .ensemble import Prediction
-from .states import Replay, State, base_intent, replay, replay_predictions
+from .states import Replay, State, base_intent, replay, replay_predictions, retrieval_action
 from .stories import Trajectory, expand_stories
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -181,6 +185,23 @@ class _Case:
     played: Replay
     intent_mistakes: list[Mistake]
     first_row: int = 0
+    selections: dict[int, Mapping[str, Any]] = field(default_factory=dict)  # event index -> response_selector
+
+
+def full_retrieval_name(predicted: str, selection: Mapping[str, Any] | None) -> str:
+    """The response (``utter_faq/ask_price``) the retrieval action ``predicted`` (``utter_faq``) utters.
+
+    ``selection`` is the parse result's ``response_selector`` of the latest user message;
+    the selector of the action's retrieval intent answers, else the ``default`` one. Without
+    an answer, ``predicted`` itself (Rasa's ``get_full_retrieval_name``).
+    """
+    if not selection:
+        return predicted
+    intent = predicted[len("utter_") :]
+    chosen = selection.get(intent) or selection.get("default")
+    response = chosen.get("response") if isinstance(chosen, Mapping) else None
+    name = response.get("utter_action") if isinstance(response, Mapping) else None
+    return str(name) if name else predicted
 
 
 def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: Parse | None = None) -> StoryEvaluation:
@@ -189,16 +210,24 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
     cases: list[_Case] = []
     histories: list[tuple[State, ...]] = []
     parsed: dict[str, tuple[str | None, tuple[EntityValue, ...]]] = {}  # 'or' alternatives repeat texts
+    selected: dict[str, Mapping[str, Any]] = {}  # text -> the parse result's response_selector
     for trajectory in graph.trajectories:
         events = list(trajectory.events)
         mistakes: list[Mistake] = []
+        selections: dict[int, Mapping[str, Any]] = {}
         if parse is not None:
             for index, event in enumerate(events):
                 if not isinstance(event, UserUttered) or not event.text:
                     continue
                 if event.text not in parsed:
-                    user = UserUttered.from_parse(parse(event.text), text=event.text)
+                    result = parse(event.text)
+                    user = UserUttered.from_parse(result, text=event.text)
                     parsed[event.text] = (user.intent, user.entities)
+                    selection = result.get("response_selector")
+                    if isinstance(selection, Mapping):
+                        selected[event.text] = selection
+                if event.text in selected:
+                    selections[index] = selected[event.text]
                 name, entities = parsed[event.text]
                 gold, predicted = base_intent(event.intent), base_intent(name)
                 if gold is not None and predicted != gold:
@@ -208,11 +237,12 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
                     )
                 events[index] = UserUttered(name, entities, event.text)
         played = replay(events, model.spec)
-        case = _Case(trajectory, played, mistakes, len(histories))
+        case = _Case(trajectory, played, mistakes, len(histories), selections)
         histories.extend(played.history(k) for k in range(len(played.actions)))
         cases.append(case)
 
     ted = model.ted_probabilities(histories)
+    retrieval_actions = {retrieval_action(a) for a in model.spec.actions if retrieval_action(a) != a}  # utter_faq
     golds: list[str] = []
     predicted_actions: list[str] = []
     predictions: list[dict[str, Any]] = []
@@ -225,6 +255,10 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
         def predict(k: int, history: tuple[State, ...], rejected: bool, case: _Case = case) -> tuple[str, Prediction]:
             row = None if ted is None else ted[case.first_row + k]
             prediction = model.predict_from_states(history, loop_rejected=rejected, ted_probabilities=row)
+            # Rasa's _get_predicted_action_name: a retrieval action that is not the story's names its response
+            if prediction.action in retrieval_actions and prediction.action != case.played.actions[k]:
+                selection = _latest_selection(case, k)
+                prediction = replace(prediction, action=full_retrieval_name(prediction.action, selection))
             return prediction.action, prediction
 
         for k, gold, _, prediction in replay_predictions(played, predict):
@@ -261,6 +295,14 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
             "total": num_stories,
         }
     return StoryEvaluation(num_stories, num_correct, accuracy, report, failed, tuple(results), tuple(predictions))
+
+
+def _latest_selection(case: _Case, k: int) -> Mapping[str, Any] | None:
+    """The response_selector of the latest user message before the case's ``k``-th action."""
+    position = case.played.event_index[k]
+    events = case.trajectory.events
+    users = [i for i in range(max(position, 0)) if isinstance(events[i], UserUttered)]
+    return case.selections.get(users[-1]) if users else None
 
 
 # ------------------------------------------------------------------------ render

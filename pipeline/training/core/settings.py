@@ -21,26 +21,35 @@ Accepted policies and options (Rasa's names; anything else is a
   ``dialogue`` value is used.
 
 An empty policy list (or the loader's default) is Rasa's default config:
-MemoizationPolicy, RulePolicy, TEDPolicy(max_history 5, epochs 100). Rasa
-options that make no sense here are accepted and listed in
-``CoreSettings.ignored``; the trained model's summary reports them.
+MemoizationPolicy, RulePolicy, TEDPolicy(max_history 5, epochs 100). Every
+option Rasa 2.x/3.x accepts for these policies is accepted (Rasa 1/2 names read
+as today's; a Rasa 2 ``featurizer:`` list gives its ``max_history``); those
+that make no sense here are listed in ``CoreSettings.ignored``, shown as one
+warning per policy by ``deltatrain data validate`` (which runs this same
+resolver through :func:`pipeline.data.config.read_config`) and in the trained
+model's summary.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Union
 
+from pipeline.data.config import POLICIES as POLICY_NAMES
+from pipeline.data.config import default_policies
 from pipeline.data.model import Component, Config, thaw
 from pipeline.errors import ConfigError
 from pipeline.training.options import (
     Check,
+    Resolution,
     check_batch_size,
     check_bool,
     check_str,
+    choice,
     fail,
     float_option,
     int_option,
+    read_options,
 )
 
 __all__ = [
@@ -54,14 +63,8 @@ __all__ = [
     "resolve_settings",
 ]
 
-POLICY_NAMES = ("RulePolicy", "MemoizationPolicy", "TEDPolicy")
-
 #: Rasa 3's default policies (``rasa init``'s config and the default when none are given).
-DEFAULT_POLICIES: tuple[Component, ...] = (
-    Component("MemoizationPolicy", {}),
-    Component("RulePolicy", {}),
-    Component("TEDPolicy", {"max_history": 5, "epochs": 100}),
-)
+DEFAULT_POLICIES: tuple[Component, ...] = default_policies()
 
 
 @dataclass(frozen=True)
@@ -175,17 +178,33 @@ def _optional(check: Check) -> Check:
     return wrapped
 
 
+def _featurizer(policy: str, option: str, value: Any) -> int | None:
+    """Rasa 1.x/2.x ``featurizer: [{name: MaxHistoryTrackerFeaturizer, max_history: 5, ...}]``: its max_history."""
+    items = thaw(value)
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise fail(policy, option, "a list of tracker featurizers (- name: MaxHistoryTrackerFeaturizer)", items)
+    histories = [item["max_history"] for item in items if item.get("max_history") is not None]
+    return int_option(1, 1000)(policy, "featurizer.max_history", histories[0]) if histories else None
+
+
+#: Options of every policy (Rasa's ``Policy``): used here.
+_POLICY_CHECKS: Mapping[str, Check] = {"priority": int_option(0)}
+#: ... and accepted without meaning here.
+_POLICY_IGNORED: Mapping[str, Check | None] = {"should_finetune": None, "state_featurizer": None}
+_MEMO_IGNORED: Mapping[str, Check | None] = {
+    "use_nlu_confidence_as_score": check_bool, "enable_feature_string_compression": check_bool, "lookup": None,
+}  # fmt: skip
 _CHECKS: Mapping[str, Mapping[str, Check]] = {
     "RulePolicy": {
-        "priority": int_option(0),
+        **_POLICY_CHECKS,
         "core_fallback_threshold": float_option(0.0, 1.0),
         "core_fallback_action_name": check_str,
         "enable_fallback_prediction": check_bool,
         "check_for_contradictions": check_bool,
     },
-    "MemoizationPolicy": {"priority": int_option(0), "max_history": _optional(int_option(1))},
+    "MemoizationPolicy": {**_POLICY_CHECKS, "max_history": _optional(int_option(1))},
     "TEDPolicy": {
-        "priority": int_option(0),
+        **_POLICY_CHECKS,
         "max_history": _optional(int_option(1, 1000)),
         "epochs": int_option(0),
         "batch_size": check_batch_size,
@@ -200,62 +219,74 @@ _CHECKS: Mapping[str, Mapping[str, Check]] = {
         "random_seed": _optional(int_option(0)),
     },
 }
-_IGNORED: Mapping[str, Sequence[str]] = {
-    "RulePolicy": ("restrict_rules", "use_nlu_confidence_as_score"),
-    "MemoizationPolicy": ("use_nlu_confidence_as_score", "enable_feature_string_compression"),
-    "TEDPolicy": (
-        "hidden_layers_sizes", "dense_dimension", "concat_dimension", "encoding_dimension",
-        "number_of_negative_examples", "similarity_type", "loss_type", "maximum_positive_similarity",
-        "maximum_negative_similarity", "use_maximum_negative_similarity", "scale_loss",
-        "regularization_constant", "negative_margin_scale", "drop_rate", "drop_rate_label",
-        "connection_density", "use_sparse_input_dropout", "use_dense_input_dropout",
-        "use_masked_language_model", "evaluate_every_number_of_epochs", "evaluate_on_number_of_examples",
-        "tensorboard_log_directory", "tensorboard_log_level", "checkpoint_model", "e2e_confidence_threshold",
-        "featurizers", "entity_recognition", "constrain_similarities", "model_confidence", "BILOU_flag",
-        "split_entities_by_comma", "max_relative_position", "unidirectional_encoder",
-        "use_key_relative_attention", "use_value_relative_attention", "renormalize_confidences",
-        "batch_strategy", "run_eagerly", "intent_classification", "max_sequence_length",
-    ),
+_IGNORED: Mapping[str, Mapping[str, Check | None]] = {
+    "RulePolicy": {
+        **_POLICY_IGNORED, **_MEMO_IGNORED, "restrict_rules": check_bool, "max_history": None,
+    },
+    "MemoizationPolicy": {**_POLICY_IGNORED, **_MEMO_IGNORED},
+    "TEDPolicy": {
+        **_POLICY_IGNORED,
+        "similarity_type": choice("auto", "inner", "cosine"),
+        "loss_type": choice("cross_entropy", "softmax", "margin"),
+        "model_confidence": choice("softmax", "linear_norm", "cosine", "inner"),  # Rasa 2.3+ had all four
+        "batch_strategy": choice("sequence", "balanced"),
+        "tensorboard_log_level": choice("epoch", "batch"),
+        "hidden_layers_sizes": None, "dense_dimension": None, "concat_dimension": None,
+        "encoding_dimension": None, "number_of_negative_examples": None, "maximum_positive_similarity": None,
+        "maximum_negative_similarity": None, "use_maximum_negative_similarity": None, "scale_loss": None,
+        "regularization_constant": None, "negative_margin_scale": None, "drop_rate": None,
+        "drop_rate_label": None, "connection_density": None, "use_sparse_input_dropout": None,
+        "use_dense_input_dropout": None, "use_masked_language_model": None,
+        "evaluate_every_number_of_epochs": None, "evaluate_on_number_of_examples": None,
+        "tensorboard_log_directory": None, "checkpoint_model": None, "e2e_confidence_threshold": None,
+        "featurizers": None, "entity_recognition": None, "constrain_similarities": None, "BILOU_flag": None,
+        "split_entities_by_comma": None, "max_relative_position": None, "unidirectional_encoder": None,
+        "use_key_relative_attention": None, "use_value_relative_attention": None,
+        "renormalize_confidences": None, "intent_classification": None, "max_sequence_length": None,
+        # a Rasa Core 0.x training argument that Rasa's own concertbot example still carries
+        "max_training_samples": None,
+    },
 }  # fmt: skip
-_ALWAYS_IGNORED = ("alias", "use_gpu")
 
 
-def _resolve(component: Component, ignored: list[str]) -> PolicySettings:
-    checks = _CHECKS[component.name]
-    values: dict[str, Any] = {}
-    for key, value in component.options.items():
-        if key in checks:
-            if value is not None or key in ("max_history", "random_seed"):
-                values[key] = checks[key](component.name, key, value)
-        elif key in _IGNORED[component.name] or key in _ALWAYS_IGNORED:
-            ignored.append(f"{component.name}.{key}")
-        else:
-            raise ConfigError(
-                f"{component.name}: unknown option '{key}'; valid options are {', '.join(sorted(checks))}; "
-                f"received {key}={thaw(value)!r}",
-                location=component.location,
-                hint=f"remove '{key}' or fix its spelling under '- name: {component.name}'",
-            )
+def _resolve(component: Component, resolution: Resolution) -> PolicySettings:
+    checks = {**_CHECKS[component.name]}
+    if component.name != "RulePolicy":
+        checks["featurizer"] = _featurizer
+    values = read_options(component, checks, _IGNORED[component.name], resolution)
+    from_featurizer = values.pop("featurizer", None)
+    if from_featurizer is not None and "max_history" not in values:
+        values["max_history"] = from_featurizer
     return _CLASSES[component.name](**values)  # type: ignore[no-any-return]
 
 
-def resolve_settings(config: Config) -> CoreSettings:
-    """Resolve ``config.policies``; an empty (or loader-default) list means Rasa's default."""
+def resolve_settings(config: Config, resolution: Resolution | None = None) -> CoreSettings:
+    """Resolve ``config.policies``; an empty (or loader-default) list means Rasa's default.
+
+    Without ``resolution`` the first problem raises a ConfigError; with a non-strict one every
+    problem is recorded there.
+    """
+    res = resolution or Resolution()
     components = DEFAULT_POLICIES if (not config.policies or config.policies_is_default) else config.policies
-    ignored: list[str] = []
     policies: list[PolicySettings] = []
     for component in components:
         if component.name not in _CHECKS:
-            raise ConfigError(
-                f"unknown policy '{component.name}'; supported policies are {', '.join(POLICY_NAMES)}",
-                location=component.location,
-                hint="map Rasa's other policies to these three in config.yml (see pipeline.data.config)",
+            res.error(
+                ConfigError(
+                    f"unknown policy '{component.name}'; supported policies are {', '.join(POLICY_NAMES)}",
+                    hint="map Rasa's other policies to these three in config.yml (see pipeline.data.config)",
+                ),
+                component,
             )
+            continue
         if any(p.name == component.name for p in policies):
-            raise ConfigError(
-                f"policy '{component.name}' is listed twice in config.yml; each policy may appear once",
-                location=component.location,
-                hint=f"merge the options of both '- name: {component.name}' entries into one",
+            res.error(
+                ConfigError(
+                    f"policy '{component.name}' is listed twice in config.yml; each policy may appear once",
+                    hint=f"merge the options of both '- name: {component.name}' entries into one",
+                ),
+                component,
             )
-        policies.append(_resolve(component, ignored))
-    return CoreSettings(tuple(policies), tuple(ignored))
+            continue
+        policies.append(_resolve(component, res))
+    return CoreSettings(tuple(policies), res.ignored_notes())

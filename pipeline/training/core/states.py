@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 
 import numpy as np
 
-from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, thaw
+from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, retrieval_action, thaw
 
 from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -48,6 +48,7 @@ __all__ = [
     "replay_predictions",
     "build_state_key",
     "base_intent",
+    "retrieval_action",
     "entity_labels",
 ]
 
@@ -451,7 +452,7 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
             states.append(snapshot())
             actions.append(event.name)
             positions.append(position)
-            prev = event.name
+            prev = retrieval_action(event.name)  # utter_faq/ask_price (test stories) ran utter_faq
             started = True
         elif isinstance(event, SlotSet):
             slot_values[event.name] = event.value

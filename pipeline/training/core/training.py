@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from pipeline.data.model import Config, Domain, Story
 from pipeline.errors import UsageError
+from pipeline.rule_check import analyze_rules, rule_check_options
 from pipeline.training.runtime import Progress
 
 from .compatibility import check_finetune_compatible, compute_domain_fingerprint, compute_domain_sections
@@ -114,7 +115,10 @@ def _train(
     epochs_run = 0
     for policy_settings in sorted(settings.policies, key=lambda p: p.name != "RulePolicy"):
         if isinstance(policy_settings, RuleSettings):
-            built[policy_settings.name] = RulePolicy.train(policy_settings, rules, plain, spec)
+            analysis = analyze_rules(domain, training, rule_check_options(config))
+            built[policy_settings.name] = RulePolicy.train(
+                policy_settings, rules, spec, analysis.problems, replays, analysis.dropped_keys
+            )
         elif isinstance(policy_settings, MemoSettings):
             built[policy_settings.name] = MemoizationPolicy.train(policy_settings, replays)
         elif isinstance(policy_settings, TedSettings):

@@ -14,6 +14,7 @@ Modules::
     pretrained_tf the same forward pass in TensorFlow, for featurizing training data
     labels        intent/entity/role/group label maps, BILOU/BIO tagging
     architecture  weight names, shapes, initialisation and growth
+    selector      ResponseSelector (retrieval intents): options, trained selectors, parse output
     inference     NumPy forward pass, Viterbi, marginals (used by parse)
     network       TensorFlow forward pass, joint loss, lazy Adam (training)
     trainer       train / finetune loops
@@ -24,6 +25,7 @@ Modules::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
 
 from pipeline.data.model import Config, NluData
 from pipeline.training.runtime import Progress
@@ -34,11 +36,19 @@ from .model import NluModel
 __all__ = ["NluModel", "train_nlu", "finetune_nlu", "check_finetune_compatible"]
 
 
-def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None, seed: int = 42) -> NluModel:
-    """Train an NLU model from scratch (imports TensorFlow)."""
+def train_nlu(
+    data: NluData,
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    seed: int = 42,
+    responses: Mapping[str, Any] | None = None,
+) -> NluModel:
+    """Train an NLU model from scratch (imports TensorFlow); ``responses``: the domain's, for
+    the ResponseSelector's answers."""
     from .trainer import train_nlu as _train  # noqa: PLC0415 - TensorFlow only when training
 
-    return _train(data, config, progress=progress, seed=seed)
+    return _train(data, config, progress=progress, seed=seed, responses=responses)
 
 
 def finetune_nlu(
@@ -49,8 +59,11 @@ def finetune_nlu(
     epoch_fraction: float,
     progress: Progress | None = None,
     seed: int = 42,
+    responses: Mapping[str, Any] | None = None,
 ) -> NluModel:
     """Continue training a saved model on updated data; raises FinetuneRefused (imports TensorFlow)."""
     from .trainer import finetune_nlu as _finetune  # noqa: PLC0415
 
-    return _finetune(previous_dir, data, config, epoch_fraction=epoch_fraction, progress=progress, seed=seed)
+    return _finetune(
+        previous_dir, data, config, epoch_fraction=epoch_fraction, progress=progress, seed=seed, responses=responses
+    )

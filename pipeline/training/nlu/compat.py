@@ -12,6 +12,7 @@ from . import layout
 from .features import pattern_keys
 from .labels import LabelMaps
 from .model import format_problems, read_json
+from .selector import SelectorSettings, resolve_selectors, selector_examples
 from .settings import NluSettings, resolve_settings
 
 
@@ -67,6 +68,7 @@ def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[
         reasons += _label_reasons("entities", saved_labels.entities, labels.entities)
         reasons += _label_reasons("entity roles", saved_labels.roles, labels.roles)
         reasons += _label_reasons("entity groups", saved_labels.groups, labels.groups)
+    reasons += _selector_reasons(previous_dir, data, config)
     if not reasons:  # same featurizers: compare the pattern feature spaces
         for spec, keys in zip(new.featurizers, saved_vocab.get("vocabularies", [])):
             if spec.kind != "regex":
@@ -78,6 +80,34 @@ def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[
                     f"{len(gone)} regex/lookup pattern(s) removed ({_names(gone[:5])}): the RegexFeaturizer"
                     f" feature space would shrink from {len(keys)} to {len(keys) - len(gone)}"
                 )
+    return reasons
+
+
+def _selector_reasons(previous_dir: Path, data: NluData, config: Config) -> list[str]:
+    """Why the previous model's ResponseSelectors cannot be finetuned into the configured ones."""
+    saved: dict[str, tuple[SelectorSettings, tuple[str, ...]]] = {}
+    if (Path(previous_dir) / layout.SELECTORS_FILE).exists():
+        try:
+            for item in read_json(previous_dir, layout.SELECTORS_FILE)["selectors"]:
+                settings = SelectorSettings.from_config(item["settings"])
+                saved[settings.key] = (settings, tuple(item["keys"]))
+        except (ModelError, KeyError, TypeError, ValueError) as exc:
+            return [f"the previous model's ResponseSelectors are unreadable ({exc!r})"]
+    reasons: list[str] = []
+    wanted: set[str] = set()
+    for selector in resolve_selectors(config):
+        keys = tuple(sorted({data.examples[i].full_intent for i in selector_examples(data.examples, selector)}))
+        if not keys:
+            continue
+        wanted.add(selector.key)
+        if selector.key not in saved:
+            reasons.append(f"ResponseSelector `{selector.key}` added (retrieval intents {_names(keys)})")
+            continue
+        old_settings, old_keys = saved[selector.key]
+        reasons += _label_reasons(f"retrieval intents of ResponseSelector `{selector.key}`", old_keys, keys)
+        if old_settings.compatibility_key() != selector.compatibility_key():
+            reasons.append(f"config of ResponseSelector `{selector.key}` changed (only epochs may change)")
+    reasons += [f"ResponseSelector `{key}` removed" for key in sorted(set(saved) - wanted)]
     return reasons
 
 

@@ -9,6 +9,9 @@
         labels.json         intents, entity tags, roles, groups, synonyms
         weights.npz         network weights, float32, one array per WEIGHT name
         training.json       summary and hashes of the examples trained on
+        selectors.json      ResponseSelectors (only when trained): settings, retrieval
+                            intents, network config, retrieval responses
+        selector{i}.npz     weights of the i-th selector
 
 Everything but ``weights.npz`` is JSON so that a finetune compatibility check
 (:func:`pipeline.training.nlu.check_finetune_compatible`) reads it without
@@ -25,6 +28,9 @@ WEIGHTS_FILE = "weights.npz"
 TRAINING_FILE = "training.json"
 
 ALL_FILES = (FORMAT_FILE, CONFIG_FILE, VOCABULARIES_FILE, LABELS_FILE, WEIGHTS_FILE, TRAINING_FILE)
+#: Written only by models with a trained ResponseSelector (their absence: no selector).
+SELECTORS_FILE = "selectors.json"
+SELECTOR_WEIGHTS_FILE = "selector{index}.npz"
 
 #: Identifies the directory as an NLU model (``format.json`` key ``kind``).
 MODEL_KIND = "nlu"

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pipeline import MODEL_FORMAT_VERSION
+from pipeline import MODEL_FORMAT_VERSION, duckling
 from pipeline.data.model import NluExample
 from pipeline.errors import ModelError
 
@@ -17,6 +17,7 @@ from . import inference, layout, pretrained
 from .architecture import NetworkConfig
 from .features import NluPreprocessor
 from .labels import LabelMaps, allowed_transitions, decode_spans
+from .selector import TrainedSelector, render_response_selector
 from .settings import NluSettings
 
 
@@ -44,6 +45,9 @@ class NluModel:
         synonyms: Mapping[str, str],
         example_hashes: Sequence[str] = (),
         summary: Mapping[str, Any] | None = None,
+        selectors: Sequence[TrainedSelector] = (),
+        responses: Mapping[str, Any] | None = None,
+        all_retrieval_intents: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.preprocessor = preprocessor
@@ -54,11 +58,20 @@ class NluModel:
         self.example_hashes = tuple(example_hashes)
         self.summary: dict[str, Any] = dict(summary or {})
         self._allowed = allowed_transitions(labels) if network.entity_recognition else None
+        #: ResponseSelectors (retrieval intents) with the retrieval responses they answer with
+        self.selectors = tuple(selectors)
+        self.responses: dict[str, Any] = dict(responses or {})
+        self.all_retrieval_intents = tuple(all_retrieval_intents)
 
     # ------------------------------------------------------------------ parse
     def parse(self, text: str) -> dict[str, Any]:
-        """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities``."""
-        return self.parse_batch([text])[0]
+        """Rasa's parse result: ``text``, ``intent``, ``intent_ranking``, ``entities`` (with
+        DucklingEntityExtractor's, which evaluation leaves out as Rasa's does) and, with a trained
+        ResponseSelector, ``response_selector``."""
+        result = self.parse_batch([text])[0]
+        for server in self.settings.duckling:
+            result["entities"].extend(duckling.fetch_entities(text, server))
+        return result
 
     def parse_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """``parse`` of every text, in order, for evaluation.
@@ -79,7 +92,14 @@ class NluModel:
             )
             intent, ranking = self._intent(raw.intent_probs)
             entities = self._entities(text, message.tokens, raw)
-            results.append({"text": text, "intent": intent, "entities": entities, "intent_ranking": ranking})
+            result = {"text": text, "intent": intent, "entities": entities, "intent_ranking": ranking}
+            if self.selectors:
+                n = len(message.tokens)
+                probs = [s.probabilities(message.ids, message.positions, n, rows) for s in self.selectors]
+                result["response_selector"] = render_response_selector(
+                    self.selectors, probs, self.responses, self.all_retrieval_intents
+                )
+            results.append(result)
         return results
 
     def _intent(self, probs: np.ndarray | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -155,6 +175,17 @@ class NluModel:
             (directory / name).write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
         with open(directory / layout.WEIGHTS_FILE, "wb") as handle:
             np.savez(handle, **self.weights)
+        if self.selectors:
+            selectors = {
+                "selectors": [s.get_config() for s in self.selectors],
+                "responses": self.responses,
+                "all_retrieval_intents": list(self.all_retrieval_intents),
+            }
+            text = json.dumps(selectors, ensure_ascii=False, indent=1)
+            (directory / layout.SELECTORS_FILE).write_text(text, encoding="utf-8")
+            for index, selector in enumerate(self.selectors):
+                with open(directory / layout.SELECTOR_WEIGHTS_FILE.format(index=index), "wb") as handle:
+                    np.savez(handle, **selector.weights)
 
     @classmethod
     def load(cls, directory: Path) -> "NluModel":
@@ -194,6 +225,7 @@ class NluModel:
                 location=str(path),
                 hint="the model directory is corrupt; train the model again",
             )
+        selectors, responses, retrieval_intents = _load_selectors(directory)
         return cls(
             settings,
             preprocessor,
@@ -203,7 +235,42 @@ class NluModel:
             labels_doc.get("synonyms", {}),
             training.get("example_hashes", ()),
             training.get("summary", {}),
+            selectors,
+            responses,
+            retrieval_intents,
         )
+
+
+def _load_selectors(directory: Path) -> tuple[list[TrainedSelector], dict[str, Any], list[str]]:
+    """The ResponseSelectors saved beside the model (none when ``selectors.json`` is absent)."""
+    if not (directory / layout.SELECTORS_FILE).exists():
+        return [], {}, []
+    document = read_json(directory, layout.SELECTORS_FILE)
+    selectors = []
+    try:
+        for index, config in enumerate(document["selectors"]):
+            path = directory / layout.SELECTOR_WEIGHTS_FILE.format(index=index)
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    weights = {name: archive[name] for name in archive.files}
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot read {path.name} ({exc})", location=str(path)) from exc
+            selector = TrainedSelector.from_config(config, weights)
+            shapes = selector.network.weight_shapes()
+            if any(name not in weights or tuple(weights[name].shape) != shape for name, shape in shapes.items()):
+                raise ModelError(
+                    f"the weights of ResponseSelector {index} do not match its config",
+                    location=str(path),
+                    hint="the model directory is corrupt; train the model again",
+                )
+            selectors.append(selector)
+        return selectors, dict(document.get("responses", {})), list(document.get("all_retrieval_intents", []))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"the ResponseSelectors in {directory} have an unreadable config ({exc!r})",
+            location=str(directory / layout.SELECTORS_FILE),
+            hint="train the model again",
+        ) from exc
 
 
 def read_json(directory: Path, name: str) -> Any:

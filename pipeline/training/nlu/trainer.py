@@ -17,6 +17,10 @@ shared weights are pulled part of the way back to the previous model's after
 every finetune step (:data:`ANCHOR_PULL`, a decoupled L2-SP penalty), so
 training on that sample adapts the model without drifting from what the old
 examples taught it.
+
+ResponseSelectors (retrieval intents, :mod:`.selector`) train after the
+classifier on the retrieval examples' features, each with its own small
+network and the same loop; a finetune continues them on the same sample.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +44,7 @@ from .features import SENTENCE_KINDS, NluPreprocessor
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
+from .selector import SelectorSettings, TrainedSelector, resolve_selectors, retrieval_responses, selector_examples
 from .pretrained_tf import tensorflow_forward
 from .runtime_tf import import_tensorflow
 from .settings import NluSettings, auto_epochs, resolve_settings
@@ -311,8 +316,20 @@ def _summary(
     }
 
 
-def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None, seed: int = 42) -> NluModel:
-    """Train an NLU model from scratch on ``data`` with the NLU pipeline of ``config``."""
+def train_nlu(
+    data: NluData,
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    seed: int = 42,
+    responses: Mapping[str, Any] | None = None,
+) -> NluModel:
+    """Train an NLU model from scratch on ``data`` with the NLU pipeline of ``config``.
+
+    With retrieval intents in ``data`` and a ResponseSelector in the pipeline, the selectors
+    are trained after the classifier, on the same features; ``responses`` (the domain's)
+    gives the retrieval responses they answer with.
+    """
     started = time.perf_counter()
     settings = resolve_settings(config)
     _check_data(data, settings)
@@ -332,6 +349,9 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
         "full", history, epochs, data, labels, preprocessor, settings, started, seed,
         featurize_seconds=round(featurize_seconds, 3),
     )
+    selectors = _train_selectors(config, settings, preprocessor, data, data.examples, records, (), 1.0, seed, progress)
+    if selectors:
+        summary["selectors"] = {s.settings.key: s.summary for s in selectors}
     return NluModel(
         settings,
         preprocessor,
@@ -341,7 +361,100 @@ def train_nlu(data: NluData, config: Config, *, progress: Progress | None = None
         data.synonym_map(),
         [example_hash(e) for e in data.examples],
         summary,
+        selectors,
+        retrieval_responses(responses or {}) if selectors else {},
+        _retrieval_intents(data) if selectors else (),
     )
+
+
+def _retrieval_intents(data: NluData) -> tuple[str, ...]:
+    return tuple(sorted({e.intent for e in data.examples if e.response_key}))
+
+
+def _train_selectors(
+    config: Config,
+    settings: NluSettings,
+    preprocessor: NluPreprocessor,
+    data: NluData,
+    examples: Sequence[NluExample],
+    records: Sequence[Record],
+    previous: Sequence[TrainedSelector],
+    epoch_fraction: float,
+    seed: int,
+    progress: Progress | None,
+) -> list[TrainedSelector]:
+    """Every ResponseSelector of ``config`` with something to select from, trained on ``examples``
+    (all of ``data``, or a finetune's sample) and their ``records``; from ``previous`` when finetuning."""
+    previous_by_key = {s.settings.key: s for s in previous}
+    selectors = []
+    for selector in resolve_selectors(config):
+        trained = _train_selector(
+            selector, settings, preprocessor, examples, records, previous_by_key.get(selector.key), epoch_fraction,
+            seed, progress, all_examples=len(selector_examples(data.examples, selector)),
+        )
+        if trained is not None:
+            selectors.append(trained)
+    return selectors
+
+
+def _train_selector(
+    selector: SelectorSettings,
+    settings: NluSettings,
+    preprocessor: NluPreprocessor,
+    examples: Sequence[NluExample],
+    records: Sequence[Record],
+    previous: TrainedSelector | None,
+    epoch_fraction: float,
+    seed: int,
+    progress: Progress | None,
+    *,
+    all_examples: int,
+) -> TrainedSelector | None:
+    """Train (or, from ``previous``, finetune) one ResponseSelector on the retrieval examples
+    among ``examples`` (``records`` are their features, in the same order); ``None`` when
+    there is nothing to select from."""
+    started = time.perf_counter()
+    index = selector_examples(examples, selector)
+    if previous is not None:
+        keys = previous.keys
+    else:
+        keys = tuple(sorted({examples[i].full_intent for i in index}))
+        if not keys:
+            return None
+    key_index = {k: i for i, k in enumerate(keys)}
+    index = [i for i in index if examples[i].full_intent in key_index]
+    selector_settings = replace(settings, diet=selector.diet)
+    labels = LabelMaps(keys, (), (), (), bilou=settings.diet.BILOU_flag)
+    network_config = _network_config(selector_settings, labels, preprocessor)
+    if previous is not None:
+        weights = grow_weights(previous.weights, previous.network, network_config)
+        pull = ANCHOR_PULL if network_config.dense_size else ANCHOR_PULL_SPARSE_ONLY
+        scale = FINETUNE_LEARNING_RATE_SCALE
+    else:
+        weights, pull, scale = initial_weights(network_config, seed), 0.0, 1.0
+    # the finetune sample holds part of the selector's examples; its epochs follow all of them
+    epochs = math.ceil(
+        auto_epochs(selector.diet, all_examples, pretrained=bool(settings.language_model)) * epoch_fraction
+    )
+    history: dict[str, Any] = {"losses": [], "accuracies": []}
+    if index and epochs:
+        network = DietNetwork(network_config, weights, _options(selector_settings), pull)
+        relabelled = [replace(records[i], intent=key_index[examples[i].full_intent]) for i in index]
+        phase = f"{'finetune' if previous is not None else 'train'} selector {selector.key}"
+        history = _fit(network, relabelled, epochs, selector_settings, seed, progress, phase, scale)
+        weights = network.get_weights()
+    summary = {
+        "mode": "finetune" if previous is not None else "full",
+        "retrieval_intent": selector.retrieval_intent,
+        "num_examples": len(index),
+        "num_responses": len(keys),
+        "epochs_planned": epochs,
+        "epochs_run": len(history["losses"]),
+        "final_loss": history["losses"][-1] if history["losses"] else None,
+        "train_accuracy": history["accuracies"][-1] if history["accuracies"] else None,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }
+    return TrainedSelector(selector, keys, network_config, weights, summary)
 
 
 def finetune_nlu(
@@ -352,8 +465,11 @@ def finetune_nlu(
     epoch_fraction: float,
     progress: Progress | None = None,
     seed: int = 42,
+    responses: Mapping[str, Any] | None = None,
 ) -> NluModel:
     """Continue training the model in ``previous_dir`` on ``data`` for ``ceil(epochs × epoch_fraction)`` epochs.
+
+    Its ResponseSelectors are finetuned the same way (their new and replayed retrieval examples).
 
     Raises FinetuneRefused (see :func:`check_finetune_compatible`) when the
     labels, the config beyond ``epochs``, the model format or the feature
@@ -421,6 +537,22 @@ def finetune_nlu(
             for spec, v, before in zip(preprocessor.specs, preprocessor.vocabularies, previous.network.feature_sizes)
         },
     )
+    sample = [data.examples[i] for i in needed]
+    selectors = _train_selectors(
+        config, settings, preprocessor, data, sample, records, previous.selectors, epoch_fraction, seed, progress
+    )
+    if selectors:
+        summary["selectors"] = {s.settings.key: s.summary for s in selectors}
     return NluModel(
-        settings, preprocessor, labels, network_config, network.get_weights(), data.synonym_map(), hashes, summary
+        settings,
+        preprocessor,
+        labels,
+        network_config,
+        network.get_weights(),
+        data.synonym_map(),
+        hashes,
+        summary,
+        selectors,
+        retrieval_responses(responses or {}) if selectors else {},
+        _retrieval_intents(data) if selectors else (),
     )
