@@ -124,7 +124,7 @@ class FakeForge:
         headers: dict[str, str] = {"X-Total": str(len(items))}
         if number * per_page < len(items):
             following = urlencode({**query, "page": str(number + 1), "per_page": str(per_page)})
-            headers["Link"] = f'<{self.origin}{quote(path)}?{following}>; rel="next"'
+            headers["Link"] = f'<{self.origin}{path}?{following}>; rel="next"'
             headers["X-Next-Page"] = str(number + 1)
         return chunk, headers
 
@@ -173,9 +173,9 @@ def _handler(fake: FakeForge) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
             with fake.lock:
-                fake.log.append((self.command, path))
+                fake.log.append((self.command, path + "?" + parts.query))
             length = int(self.headers.get("Content-Length") or 0)
-            fault = fake.fault_for(self.command, path)
+            fault = fake.fault_for(self.command, path + "?" + parts.query)
             if fault and fault.drop:
                 self.rfile.read(min(length, 1024))
                 self.close_connection = True
@@ -244,6 +244,8 @@ class FakeGitHubReleases(FakeForge):
         writes = r.method in ("POST", "PUT", "PATCH", "DELETE")
         if writes and self.read_only:
             return r.reply(403, {"message": "Resource not accessible by integration"}, limits)
+        if r.path == api:
+            r.path += "/"
         if not (r.path.startswith(api + "/") or r.path.startswith(uploads + "/")):
             if r.path.startswith("/download/") and r.method == "GET":
                 with self.lock:
@@ -253,6 +255,8 @@ class FakeGitHubReleases(FakeForge):
                 return r.reply(200, raw=asset["_data"])
             return r.reply(404, {"message": "Not Found"}, limits)
         rest = r.path.split(f"/repos/{self.repo}/", 1)[1]
+        if rest == "" and r.method == "GET":
+            return r.reply(200, {"full_name": self.repo, "private": True}, limits)
         with self.lock:
             if r.method == "GET" and (m := re.fullmatch(r"releases/tags/(.+)", rest)):
                 release = next((x for x in self.releases.values() if x["tag_name"] == m[1]), None)
@@ -287,7 +291,7 @@ class FakeGitHubReleases(FakeForge):
                     items = [self._public(a) for a in sorted(self.assets.values(),
                                                              key=lambda a: a["id"])
                              if a["_release"] == release_id]
-                    chunk, headers = self.page(items, r.path, r.query)
+                    chunk, headers = self.page(items, r.raw_path, r.query)
                     return r.reply(200, chunk, {**limits, **headers})
                 if r.method == "POST" and r.path.startswith(uploads):
                     name = r.query.get("name", "")
@@ -397,7 +401,7 @@ class FakeGitLabPackages(FakeForge):
                 items = [p for p in sorted(self.packages.values(), key=lambda p: p["id"])
                          if wanted in p["name"]
                          and r.query.get("package_type", "generic") == p["package_type"]]
-                chunk, headers = self.page(items, r.path, r.query)
+                chunk, headers = self.page(items, r.raw_path, r.query)
                 return r.reply(200, chunk, headers)
             if p := re.fullmatch(r"packages/(\d+)(?:/package_files(?:/(\d+))?)?", rest):
                 package = self.packages.get(int(p[1]))
@@ -407,7 +411,7 @@ class FakeGitLabPackages(FakeForge):
                     items = [self._public(f) for f in sorted(self.files.values(),
                                                              key=lambda f: f["id"])
                              if f["package_id"] == package["id"]]
-                    chunk, headers = self.page(items, r.path, r.query)
+                    chunk, headers = self.page(items, r.raw_path, r.query)
                     return r.reply(200, chunk, headers)
                 if p[2] and r.method == "DELETE":
                     if self.files.pop(int(p[2]), None) is None:

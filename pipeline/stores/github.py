@@ -118,9 +118,22 @@ class GitHubReleasesBackend:
                 allow=(404,), what=f"the release {self.tag!r} of {self.owner}/{self.repo}",
             )
             if response.status_code == 404:
+                self._check_repository()
                 return None
             self._remember(response.json())
         return self._release
+
+    def _check_repository(self) -> None:
+        """A missing release is an empty store; a missing repository is a mistake."""
+        response = self.client.request("GET", self.repo_url, allow=(404,),
+                                       what=f"the repository {self.owner}/{self.repo}")
+        if response.status_code == 404:
+            raise StoreError(
+                f"GitHub has no repository {self.owner}/{self.repo} that this token can see",
+                location=self.repo_url,
+                hint=f"check the store URL github://OWNER/REPO[/TAG] and {TOKEN_ENV}; a token"
+                " without access to a private repository also gets 404",
+            )
 
     def _remember(self, data: Any) -> None:
         release = _release_json(data, self.repo_url)

@@ -106,12 +106,18 @@ class GitLabPackagesBackend:
 
     def _refresh_packages(self) -> dict[str, int]:
         found: dict[str, int] = {}
-        for item in self.client.pages(
-            f"{self.project_url}/packages", what=f"the packages of project {self.project}",
-            params={"package_type": "generic", "package_name": self.package},
-        ):
-            if item.get("name") == self.package and isinstance(item.get("id"), int):
-                found[str(item.get("version"))] = item["id"]
+        try:
+            for item in self.client.pages(
+                f"{self.project_url}/packages", what=f"the packages of project {self.project}",
+                params={"package_type": "generic", "package_name": self.package},
+            ):
+                if item.get("name") == self.package and isinstance(item.get("id"), int):
+                    found[str(item.get("version"))] = item["id"]
+        except StoreNotFoundError as exc:  # the project, not a key: never "an empty store"
+            raise StoreError(exc.message, location=exc.location,
+                             hint=f"check the project in the store URL ({self.project!r}: its"
+                             " numeric id or full path); a token that cannot see a private"
+                             " project also gets 404") from exc
         self._package_ids = found
         return found
 
