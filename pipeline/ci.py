@@ -153,6 +153,10 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         previous_problem = _unusable_reason(exc)
     if previous is None and previous_problem is None:
         previous_problem = f"no previous model in the store {store.url}"
+    if previous is not None and previous.newer:
+        notes.append(f"the store's latest was rolled back to {previous.name} (newer models: "
+                     f"{', '.join(previous.newer)}); comparing against {previous.name}")
+        log(notes[-1])
     timings["store_read_seconds"] = round(time.perf_counter() - started - timings["load_seconds"], 3)
 
     # 3. decide

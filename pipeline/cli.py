@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
+    from pipeline.store_commands import add_store_parser
+
+    add_store_parser(sub)
     return parser
 
 
@@ -559,6 +562,13 @@ def _write_failure_outputs(environ: Mapping[str, str], console: Console, decisio
 # ------------------------------------------------------------------ entry
 
 
+def _cmd_store(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.store_commands import run_store_command
+
+    console.add_secret_urls([args.store])
+    return run_store_command(args, console, environ)
+
+
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
          stdin: TextIO | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 data errors, 2 usage, 3 gate failed, 4 store)."""
@@ -575,6 +585,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         "parse": lambda: _cmd_parse(args, console, stdin or sys.stdin),
         "ci": lambda: _cmd_ci(args, console, environ),
         "serve": lambda: _cmd_serve(args, console, environ),
+        "store": lambda: _cmd_store(args, console, environ),
     }
     try:
         if args.command == "data":

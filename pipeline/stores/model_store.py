@@ -9,7 +9,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ class StoredModel:
     url: str
     orphans_removed: tuple[str, ...] = ()  # publish only: models of failed runs cleaned up
     pruned: tuple[str, ...] = ()  # publish only: models dropped by --keep
+    newer: tuple[str, ...] = ()  # read_latest only: listed models newer than latest (a rollback)
 
 
 def _utc_now() -> datetime:
@@ -97,7 +98,60 @@ class ModelStore:
             return None
         entry = manifest.entry(manifest.latest)
         assert entry is not None  # parse_manifest guarantees latest is listed
-        return self._stored_model(entry)
+        newer = tuple(m.name for m in manifest.models[: manifest.models.index(entry)])
+        return replace(self._stored_model(entry), newer=newer)
+
+    def read_model(self, name: str) -> StoredModel:
+        """A listed model with its side files (no archive download)."""
+        return self._stored_model(self._require_entry(name))
+
+    def rollback(self, name: str | None = None) -> tuple[str | None, StoredModel]:
+        """Point ``latest`` at ``name`` (default: the model listed after the current latest);
+        its archive and side files are checked first. Returns (previous latest, new latest)."""
+        manifest = self._read_manifest()
+        if manifest is None or manifest.latest is None:
+            raise StoreNotFoundError(f"the store {self.url} has no models to roll back to",
+                                     location=self.url)
+        if name is None:
+            names = [m.name for m in manifest.models]
+            position = names.index(manifest.latest)
+            if position + 1 >= len(names):
+                raise StoreError(
+                    f"{manifest.latest!r} is the oldest model in the store; nothing to roll back to",
+                    location=self.url, hint="name a model with `deltatrain store rollback NAME`",
+                )
+            name = names[position + 1]
+        target = self.read_model(name)  # side files readable and well-formed
+        self.check_archive(target)  # archive there with the listed size
+
+        def point(current: Manifest | None) -> tuple[Manifest, str | None]:
+            if current is None or current.entry(name) is None:
+                raise StoreNotFoundError(f"model {name!r} left the store while rolling back",
+                                         location=self.url)
+            return replace(current, latest=name), current.latest
+
+        _, (_, before) = self._update_manifest(point)
+        return before, target
+
+    def collect_garbage(self) -> tuple[str, ...]:
+        """Delete files of interrupted uploads (announced longer than the grace period ago, or
+        unlisted model folders where the backend can list); return the model names cleaned."""
+
+        def end_stale(current: Manifest | None) -> tuple[Manifest, tuple[str, ...]]:
+            if current is None:
+                return Manifest(latest=None, models=()), ()
+            stale = find_stale(current, self._clock(), grace=self.orphan_grace)
+            ended = {p.name for p in stale}
+            kept = tuple(p for p in current.publishing if p.name not in ended)
+            return replace(current, publishing=kept), tuple(sorted(ended))
+
+        if self._read_manifest() is None:
+            return self._sweep_unlisted(Manifest(latest=None, models=()))
+        _, (written, stale) = self._update_manifest(end_stale)
+        in_use = written.referenced_keys()
+        orphans = tuple(n for n in stale if written.entry(n) is None)
+        self._delete_quietly(k for n in orphans for k in model_keys(n).all() if k not in in_use)
+        return orphans + self._sweep_unlisted(written)
 
     def download(self, name: str, dest_dir: Path) -> Path:
         """Download model ``name`` to ``dest_dir/<name>.tar.gz``; verify the manifest's sha256."""
