@@ -397,7 +397,7 @@ def open_backend(
     elif job:
         headers["JOB-TOKEN"] = job
     api = env.get(API_URL_ENV, "")
-    api_url = api if api and _netloc(api) == host.lower() else f"https://{host}/api/v4"
+    api_url = api if api and _same_host(api, host) else f"https://{host}/api/v4"
     hint = (
         "the job token needs the project's package registry (enable it under Settings >"
         " General > Visibility; a job token of another project must be allowed in its"
@@ -409,7 +409,9 @@ def open_backend(
                                  token_hint=hint, secret=private or job)
 
 
-def _netloc(url: str) -> str:
+def _same_host(api_url: str, host: str) -> bool:
+    """Whether CI_API_V4_URL serves ``host`` (CI_SERVER_HOST carries no port, the API URL may)."""
     from urllib.parse import urlsplit
 
-    return urlsplit(url).netloc.lower()
+    netloc = urlsplit(api_url).netloc.lower()
+    return netloc == host.lower() or (":" not in host and netloc.split(":")[0] == host.lower())
