@@ -285,14 +285,22 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         if options.upload:
             tick = time.perf_counter()
             log(f"uploading {built.name} to {store.url}")
-            stored = store.publish(
-                built.archive,
-                name=built.name,
-                fingerprint=dict(fingerprint),
-                metadata=dict(built.metadata),
-                metrics={k: v for k, v in metrics.items()},
-                keep=options.keep,
-            )
+            from pipeline.stores.forge import ReadOnlyTokenError
+
+            try:
+                stored = store.publish(
+                    built.archive,
+                    name=built.name,
+                    fingerprint=dict(fingerprint),
+                    metadata=dict(built.metadata),
+                    metrics={k: v for k, v in metrics.items()},
+                    keep=options.keep,
+                )
+            except ReadOnlyTokenError as exc:  # a fork's pull request: report, do not fail
+                log(f"not uploaded: {exc.message}")
+                return replace(result, notes=(*result.notes, f"not uploaded: {exc.message}"),
+                               timings={**timings,
+                                        "total_seconds": round(time.perf_counter() - started, 3)})
             timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
             cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
                        for name in stored.orphans_removed]

@@ -97,3 +97,20 @@ def test_rollback_to_an_unknown_model_and_gc_on_a_clean_store(
 
     code, out = store("gc", capsys=capsys)
     assert code == 0 and "nothing to remove" in out
+
+
+def test_a_fork_pull_request_trains_and_gates_but_does_not_fail_for_the_refused_upload(
+    forge: FakeGitHubReleases, two_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forge.read_only = True
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
+    report = tmp_path / "report.json"
+    try:
+        code = main(["ci", "-C", str(two_models), "--store", STORE, "--mode", "full", *TINY, "--max-drop", "1",
+                     "--report-json", str(report)], environ={})
+    finally:
+        forge.read_only = False
+
+    data = json.loads(report.read_text())
+    assert code == 0 and data["uploaded"] is False
+    assert any("not uploaded" in note and "read-only" in note for note in data["notes"])

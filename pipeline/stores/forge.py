@@ -9,6 +9,7 @@ connections and ``Retry-After`` / ``x-ratelimit-reset`` are retried by urllib3.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -41,6 +42,16 @@ def model_key_of(file_name: str) -> str | None:
         return None
     name, file = file_name[len(prefix):].rsplit(SEPARATOR, 1)
     return f"{MODELS_DIR}/{name}/{file}"
+
+
+class ReadOnlyTokenError(StoreAuthError):
+    """A write refused with 403 in a pull-request run: the token is read-only (e.g. a fork's).
+
+    ``ci`` reports it and goes on without uploading instead of failing the job."""
+
+
+#: Events whose token GitHub makes read-only for pull requests from forks.
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_review", "pull_request_review_comment"})
 
 
 class ForgeClient:
@@ -173,6 +184,17 @@ class ForgeClient:
                 f"{self.service} rejected the token for {what} ({received})",
                 location=f"{method} {url}",
                 hint=self.token_hint,
+            )
+        if status == 403 and method in ("POST", "PUT", "PATCH", "DELETE") and (
+            os.environ.get("GITHUB_EVENT_NAME") in PULL_REQUEST_EVENTS
+        ):
+            raise ReadOnlyTokenError(
+                f"{self.service} refused {what} in a pull-request run ({received}): the job's"
+                " token is read-only (always so for pull requests from forks)",
+                location=f"{method} {url}",
+                hint="nothing to do for a fork's pull request: its model is trained, tested and"
+                " gated but not uploaded; for pull requests from this repository grant"
+                " `permissions: contents: write`, or run with --no-upload",
             )
         if status == 403:
             limited = response.headers.get("x-ratelimit-remaining") == "0"

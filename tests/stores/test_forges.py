@@ -251,3 +251,18 @@ def test_gitlab_duplicates_are_cleaned_so_one_file_per_name_stays(
         ["model.tar.gz", "fingerprint.json", "metadata.json", "metrics.json"])
     manifests = [n for n in gitlab_fake.file_names("deltatrain-store") if n.startswith("manifest.")]
     assert len(manifests) <= 3  # old generations are deleted
+
+
+def test_a_fork_pull_requests_read_only_token_is_its_own_error(
+    github_fake: FakeGitHubReleases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.stores.forge import ReadOnlyTokenError
+
+    store = github_store(github_fake)
+    publish(store, tmp_path, "m1")
+    github_fake.read_only = True
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
+
+    with pytest.raises(ReadOnlyTokenError, match="read-only") as caught:
+        publish(store, tmp_path, "m2")
+    assert "not uploaded" in caught.value.render()
