@@ -295,6 +295,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                     metadata=dict(built.metadata),
                     metrics={k: v for k, v in metrics.items()},
                     keep=options.keep,
+                    committed_at=(git_info or {}).get("committed_at"),
                 )
             except ReadOnlyTokenError as exc:  # a fork's pull request: report, do not fail
                 log(f"not uploaded: {exc.message}")
@@ -311,6 +312,17 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
     return replace(result, timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
 
 
+def _committed_at(repo: Any, commit: str) -> str | None:
+    """The commit's committer time in ISO 8601 UTC (orders models built by racing pipelines)."""
+    from datetime import UTC, datetime
+
+    try:
+        seconds = repo.commit(commit).committed_date
+    except Exception:  # a shallow or odd repository: the order falls back to publish order
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict[str, Any] | None, Any, Any]:
     if options.use_git:
         from pipeline.gitrepo import GitCommitSource, open_repository, read_git_state
@@ -323,7 +335,8 @@ def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict
                 notes.append(
                     f"the work tree differs from commit {state.commit[:10]} ({shown}); training on the committed files"
                 )
-            info = {"commit": state.commit, "branch": state.branch, "prefix": state.prefix}
+            info = {"commit": state.commit, "branch": state.branch, "prefix": state.prefix,
+                    "committed_at": _committed_at(repo, state.commit)}
             return GitCommitSource(repo, state.commit, state.prefix), info, repo, state
         notes.append("not a git repository: reading the files on disk")
     return DirectorySource(options.project_dir), None, None, None

@@ -209,8 +209,14 @@ class ModelStore:
         metadata: dict[str, Any],
         metrics: dict[str, Any],
         keep: int = 10,
+        committed_at: str | None = None,
     ) -> StoredModel:
         """Announce, upload archive and side files, verify, list the model last, then clean up.
+
+        With ``committed_at`` (ISO 8601 UTC of the commit the model was built from, also in
+        ``metadata["git"]["committed_at"]``) a model built from an older commit than the
+        current latest is listed without becoming latest: when two pipelines race, latest
+        ends up on the model of the newer commit, whichever run finishes last.
 
         Safe when several runs publish to one store at once: every manifest change is a
         compare-and-swap that re-reads and merges on conflict, models another run published
@@ -251,6 +257,13 @@ class ModelStore:
             manifest, pruned = commit_entry(
                 current, entry, keep=keep, protected=protected, stale=stale
             )
+            if current is not None and current.latest not in (None, name) and self._newer_than(
+                current, committed_at
+            ):
+                # the latest stays first: models are listed newest commit first
+                first = tuple(m for m in manifest.models if m.name == current.latest)
+                rest = tuple(m for m in manifest.models if m.name != current.latest)
+                manifest = replace(manifest, latest=current.latest, models=first + rest)
             return manifest, (pruned, stale)
 
         try:
@@ -278,6 +291,18 @@ class ModelStore:
             orphans_removed=orphans,
             pruned=tuple(m.name for m in pruned),
         )
+
+    def _newer_than(self, current: Manifest, committed_at: str | None) -> bool:
+        """Whether ``current``'s latest was built from a commit newer than ``committed_at``."""
+        entry = current.entry(current.latest) if committed_at and current.latest else None
+        if entry is None:
+            return False
+        try:
+            theirs = self._read_side_file(entry, entry.metadata, SideFile.METADATA)
+        except StoreError:
+            return False  # an unreadable latest never outranks a fresh model
+        their_time = (theirs.get("git") or {}).get("committed_at")
+        return isinstance(their_time, str) and their_time > str(committed_at)
 
     def _sweep_unlisted(self, manifest: Manifest) -> tuple[str, ...]:
         """On backends that can list: delete model folders neither listed nor announced, whose

@@ -24,7 +24,7 @@ from ..fake_forges import (
     FakeGitHubReleases,
     FakeGitLabPackages,
 )
-from .conftest import FAST_RETRY, FixedClock, forge_url, write_archive
+from .conftest import FAST_RETRY, FixedClock, StoreHarness, forge_url, write_archive
 
 FINGERPRINT = {"sections": {"nlu": "a" * 64}}
 
@@ -266,3 +266,25 @@ def test_a_fork_pull_requests_read_only_token_is_its_own_error(
     with pytest.raises(ReadOnlyTokenError, match="read-only") as caught:
         publish(store, tmp_path, "m2")
     assert "not uploaded" in caught.value.render()
+
+
+def test_latest_stays_on_the_model_of_the_newer_commit_whichever_run_lists_last(
+    harness: StoreHarness,
+) -> None:
+    def publish_at(name: str, committed_at: str, seed: int) -> None:
+        harness.store.publish(
+            harness.archive(name, seed=seed), name=name, fingerprint=FINGERPRINT,
+            metadata={"name": name, "git": {"commit": name * 8, "committed_at": committed_at}},
+            metrics={"intent_f1": 0.9}, committed_at=committed_at,
+        )
+
+    publish_at("newer", "2024-05-02T10:00:00Z", 1)
+    publish_at("older", "2024-05-01T10:00:00Z", 2)  # a slower pipeline of an earlier commit
+
+    manifest = harness.store.read_manifest()
+    assert manifest is not None and manifest["latest"] == "newer"
+    assert [m["name"] for m in manifest["models"]] == ["newer", "older"]
+    latest = harness.store.read_latest()
+    assert latest is not None and latest.newer == ()  # not mistaken for a rollback
+    publish_at("newest", "2024-05-03T10:00:00Z", 3)
+    assert harness.store.read_manifest()["latest"] == "newest"  # type: ignore[index]
