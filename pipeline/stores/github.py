@@ -101,6 +101,7 @@ class GitHubReleasesBackend:
         )
         self.repo_url = f"{self.client.api_url}/repos/{owner}/{repo}"
         self._release: dict[str, Any] | None = None
+        self._listing: dict[str, Asset] | None = None
 
     def __repr__(self) -> str:
         return f"GitHubReleasesBackend({self.owner}/{self.repo}@{self.tag})"
@@ -168,9 +169,21 @@ class GitHubReleasesBackend:
         assert self._release is not None
         return self._release
 
+    def _cached_asset(self, key: str) -> Asset | None:
+        """A model file's asset from the last listing (model files are written once per name;
+        a replaced one answers 404 and is looked up afresh)."""
+        name = flatten(key)
+        if self._listing is None or name not in self._listing:
+            self._assets()
+        assert self._listing is not None
+        asset = self._listing.get(name)
+        return asset if asset is not None and asset.state == "uploaded" else None
+
     def _assets(self) -> dict[str, Asset]:
+        """A fresh listing of the release's assets (remembered for model-file lookups)."""
         release = self._find_release()
         if release is None:
+            self._listing = {}
             return {}
         assets: dict[str, Asset] = {}
         for item in self.client.pages(
@@ -183,6 +196,7 @@ class GitHubReleasesBackend:
             except (KeyError, TypeError, ValueError):
                 continue
             assets[asset.name] = asset
+        self._listing = assets
         return assets
 
     def _upload(self, name: str, body: Any, size: int) -> bool:
@@ -224,18 +238,19 @@ class GitHubReleasesBackend:
 
     def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
         """Read a key; the manifest's version is its generation number."""
-        for _ in range(3):  # a generation can be deleted between listing and download
-            assets = self._assets()
+        for attempt in range(3):  # a file can be deleted or replaced between listing and read
             if key == MANIFEST_KEY:
-                found = _newest_generation(assets)
+                found = _newest_generation(self._assets())  # always a fresh listing
                 if found is None:
                     return None
                 generation, asset = found
             else:
-                asset = assets.get(flatten(key))  # type: ignore[assignment]
-                if asset is None or asset.state != "uploaded":
+                if attempt:
+                    self._listing = None
+                cached = self._cached_asset(key)
+                if cached is None:
                     return None
-                generation = 0
+                asset, generation = cached, 0
             try:
                 data = self._read_asset(asset, max_bytes)
             except StoreNotFoundError:
@@ -307,7 +322,7 @@ class GitHubReleasesBackend:
 
     def get_to_file(self, key: str, path: Path) -> None:
         """Stream an asset into ``path``."""
-        asset = self._assets().get(flatten(key))
+        asset = self._assets().get(flatten(key))  # fresh: the archive is the big read
         if asset is None or asset.state != "uploaded":
             raise StoreNotFoundError(
                 f"not found in the model store: {self.describe(key)}", location=self.describe(key)
@@ -323,7 +338,7 @@ class GitHubReleasesBackend:
         return asset is not None and asset.state == "uploaded"
 
     def size(self, key: str) -> int | None:
-        """The asset's size from the listing."""
+        """The asset's size from a fresh listing."""
         asset = self._assets().get(flatten(key))
         if asset is None or asset.state != "uploaded":
             raise StoreNotFoundError(
