@@ -21,6 +21,8 @@ of immutable generations ``manifest.<n>.json``:
   its version is ``n``;
 * write at version ``n``: upload ``manifest.<n+1>.json``; 201 means we won, 422 means
   another writer published generation ``n+1`` first (False: re-read, merge, retry);
+* a failed upload can leave an empty asset in state ``starter`` holding the name; readers
+  skip it and the next writer deletes it;
 * old generations (all but the newest three) are deleted by the writer afterwards;
   a reader that loses the race with that deletion simply reads again.
 
@@ -266,6 +268,11 @@ class GitHubReleasesBackend:
         if expected is not None and not expected.isdigit():
             return False
         if not self._upload(f"manifest.{generation}.json", data, len(data)):
+            # a failed upload can leave an empty "starter" asset holding the name (GitHub
+            # documents that it can be deleted): remove it so the chain can go on
+            taken = self._assets().get(f"manifest.{generation}.json")
+            if taken is not None and taken.state != "uploaded":
+                self._delete_asset(taken)
             return False
         self._drop_old_generations(generation)
         return True

@@ -60,6 +60,7 @@ class PackageFile:
     file_name: str
     size: int
     created_at: str
+    package_id: int
 
 
 class GitLabPackagesBackend:
@@ -82,7 +83,8 @@ class GitLabPackagesBackend:
                                   retry=retry, secret=secret)
         self.project_url = f"{self.client.api_url}/projects/{quote(project, safe='')}"
         self.generic_url = f"{self.project_url}/packages/generic/{quote(package, safe='')}"
-        self._package_ids: dict[str, int] = {}
+        # version -> package ids: concurrent first uploads can create one version twice
+        self._package_ids: dict[str, list[int]] = {}
         self._writer = uuid.uuid4().hex
 
     def __repr__(self) -> str:
@@ -104,15 +106,15 @@ class GitLabPackagesBackend:
     def _file_url(self, version: str, file_name: str) -> str:
         return f"{self.generic_url}/{quote(version, safe='')}/{quote(file_name, safe='')}"
 
-    def _refresh_packages(self) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _refresh_packages(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
         try:
             for item in self.client.pages(
                 f"{self.project_url}/packages", what=f"the packages of project {self.project}",
                 params={"package_type": "generic", "package_name": self.package},
             ):
                 if item.get("name") == self.package and isinstance(item.get("id"), int):
-                    found[str(item.get("version"))] = item["id"]
+                    found.setdefault(str(item.get("version")), []).append(item["id"])
         except StoreNotFoundError as exc:  # the project, not a key: never "an empty store"
             raise StoreError(exc.message, location=exc.location,
                              hint=f"check the project in the store URL ({self.project!r}: its"
@@ -121,42 +123,35 @@ class GitLabPackagesBackend:
         self._package_ids = found
         return found
 
-    def _package_id(self, version: str) -> int | None:
-        if version not in self._package_ids:
+    def _package_ids_of(self, version: str, *, fresh: bool = False) -> list[int]:
+        if fresh or version not in self._package_ids:
             self._refresh_packages()
-        return self._package_ids.get(version)
+        return self._package_ids.get(version, [])
 
     def _files(self, version: str) -> list[PackageFile]:
-        """Files of one version, oldest first (a deleted package is looked up again)."""
-        for _ in range(2):
-            package_id = self._package_id(version)
-            if package_id is None:
-                return []
+        """Files of one version (over every package record it has), oldest first."""
+        for attempt in range(2):
+            files: list[PackageFile] = []
             try:
-                items = list(self.client.pages(
-                    f"{self.project_url}/packages/{package_id}/package_files",
-                    what=f"the files of {self.package} {version}",
-                ))
-            except StoreNotFoundError:
-                self._package_ids.pop(version, None)
+                for package_id in self._package_ids_of(version, fresh=attempt > 0):
+                    for item in self.client.pages(
+                        f"{self.project_url}/packages/{package_id}/package_files",
+                        what=f"the files of {self.package} {version}",
+                    ):
+                        try:
+                            files.append(PackageFile(int(item["id"]), str(item["file_name"]),
+                                                     int(item.get("size") or 0),
+                                                     str(item.get("created_at", "")), package_id))
+                        except (KeyError, TypeError, ValueError):
+                            continue
+            except StoreNotFoundError:  # a package was deleted meanwhile: look it up again
                 continue
-            files = []
-            for item in items:
-                try:
-                    files.append(PackageFile(int(item["id"]), str(item["file_name"]),
-                                             int(item.get("size") or 0),
-                                             str(item.get("created_at", ""))))
-                except (KeyError, TypeError, ValueError):
-                    continue
             return sorted(files, key=lambda f: f.id)
         return []
 
     def _delete_file(self, version: str, file: PackageFile) -> None:
-        package_id = self._package_id(version)
-        if package_id is None:
-            return
         self.client.request(
-            "DELETE", f"{self.project_url}/packages/{package_id}/package_files/{file.id}",
+            "DELETE", f"{self.project_url}/packages/{file.package_id}/package_files/{file.id}",
             allow=(404,), what=f"deleting {file.file_name}",
         )
 
@@ -177,7 +172,9 @@ class GitLabPackagesBackend:
             file_id, package_id = int(data["id"]), int(data["package_id"])
         except (ValueError, KeyError, TypeError):
             return response.status_code, -1
-        self._package_ids[version] = package_id
+        known = self._package_ids.setdefault(version, [])
+        if package_id not in known:
+            known.append(package_id)
         return response.status_code, file_id
 
     def _manifest_winner(self) -> tuple[int, PackageFile] | None:
@@ -246,6 +243,7 @@ class GitLabPackagesBackend:
         generation = int(expected) + 1 if expected else 1
         name = f"manifest.{generation}.{uuid.uuid4().hex}.json"
         _, mine = self._upload(STORE_VERSION, name, data, len(data))
+        self._refresh_packages()  # every package record of the version, even one made just now
         files = self._files(STORE_VERSION)
         same = [f for f in files if (m := MANIFEST_FILE_RE.fullmatch(f.file_name))
                 and int(m.group(1)) == generation]
@@ -332,11 +330,9 @@ class GitLabPackagesBackend:
         for file in doomed:
             self._delete_file(version, file)
         if doomed and len(doomed) == len(files) and version != STORE_VERSION:
-            package_id = self._package_id(version)
-            if package_id is not None:
+            for package_id in self._package_ids.pop(version, []):
                 self.client.request("DELETE", f"{self.project_url}/packages/{package_id}",
                                     allow=(404,), what=f"deleting {self.package} {version}")
-                self._package_ids.pop(version, None)
 
     def describe(self, key: str) -> str:
         """``gitlab://host/project/package[/key]`` (no token; errors name the API URL)."""

@@ -288,3 +288,25 @@ def test_latest_stays_on_the_model_of_the_newer_commit_whichever_run_lists_last(
     assert latest is not None and latest.newer == ()  # not mistaken for a rollback
     publish_at("newest", "2024-05-03T10:00:00Z", 3)
     assert harness.store.read_manifest()["latest"] == "newest"  # type: ignore[index]
+
+
+def test_an_empty_starter_asset_left_by_a_failed_upload_does_not_block_the_manifest(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    store = github_store(github_fake)
+    publish(store, tmp_path, "m1")
+    names = github_fake.asset_names()
+    newest = max(int(n.split(".")[1]) for n in names if n.startswith("manifest."))
+    with github_fake.lock:  # what GitHub leaves after a 502 from upstream
+        (release_id,) = github_fake.releases
+        github_fake.assets[999] = {
+            "id": 999, "name": f"manifest.{newest + 1}.json", "size": 0, "state": "starter",
+            "created_at": "", "updated_at": "", "url": f"{github_fake.api_url}/x",
+            "_release": release_id, "_data": b"",
+        }
+
+    assert store.read_latest().name == "m1"  # type: ignore[union-attr]  # skipped by readers
+    publish(store, tmp_path, "m2", seed=2)
+
+    assert store.read_latest().name == "m2"  # type: ignore[union-attr]
+    assert 999 not in github_fake.assets
