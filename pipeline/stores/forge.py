@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC, datetime
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,9 +199,12 @@ class ForgeClient:
             )
         if status == 403:
             limited = response.headers.get("x-ratelimit-remaining") == "0"
+            reset = response.headers.get("x-ratelimit-reset", "")
+            until = (f" until {datetime.fromtimestamp(int(reset), UTC):%H:%M:%S} UTC"
+                     if reset.isdigit() else "")
             raise StoreAuthError(
                 f"{self.service} refused {what} ({received})"
-                + (" — the API rate limit is used up" if limited else ""),
+                + (f" — the API rate limit is used up{until}" if limited else ""),
                 location=f"{method} {url}",
                 hint=("wait until the rate limit resets, or use a token with a higher limit"
                       if limited else self.token_hint),

@@ -310,3 +310,16 @@ def test_an_empty_starter_asset_left_by_a_failed_upload_does_not_block_the_manif
 
     assert store.read_latest().name == "m2"  # type: ignore[union-attr]
     assert 999 not in github_fake.assets
+
+
+def test_a_used_up_primary_rate_limit_on_403_names_the_reset_time(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    store = github_store(github_fake)
+    reset = int(time.time()) + 3600  # an hour away: reported, not waited for
+    github_fake.add_fault("GET", r"/releases/tags/", status=403, times=None, headers={
+        "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+
+    with pytest.raises(StoreAuthError, match="rate limit is used up until") as caught:
+        store.read_latest()
+    assert "wait until the rate limit resets" in caught.value.render()
