@@ -1,4 +1,8 @@
-# deltatrain GitHub Action (and GitLab CI image): `deltatrain ci` in a container.
+# The deltatrain image: everything `deltatrain ci` needs (core, TensorFlow, plots, S3, and the
+# pretrained MiniLM weights of requirements/models.lock, SHA-256 checked at use). The GitLab
+# component (templates/deltatrain.yml) runs in it; the GitHub Action is a composite action that
+# installs only what the decision needs (README, "How it runs"). The entrypoint is the Action
+# adapter, so `docker://` steps work too; other uses set `--entrypoint deltatrain`.
 # The tag names the image; the digest (the multi-arch index of python:3.11-slim,
 # Python 3.11.16 on Debian trixie) makes the build reproducible. To update it,
 # `docker buildx imagetools inspect python:3.11-slim` and replace the digest.

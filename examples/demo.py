@@ -20,6 +20,8 @@ from pathlib import Path
 
 import git
 
+from pipeline import RESULTS_DIR
+
 HERE = Path(__file__).resolve().parent
 ASSISTANT = HERE / "assistant"
 WORK = HERE.parent / "demo-work"
@@ -105,7 +107,7 @@ def main() -> None:
     decisions.append(run_step(WORK, "4. new intent ask_time")["decision"])
 
     print("\ndecisions:", " -> ".join(decisions))
-    print(f"store: {WORK / '.deltatrain' / 'store'}   reports: {WORK / 'results'}")
+    print(f"store: {WORK / '.deltatrain' / 'store'}   reports: {WORK / RESULTS_DIR}")
     expected = ["full", "skip", "finetune", "full"]
     if decisions != expected:
         raise SystemExit(f"expected {expected}")

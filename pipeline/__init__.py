@@ -17,3 +17,6 @@ __version__ = "0.1.0"
 #: Version of the on-disk model format. Bump when saved models change shape;
 #: models of another format version are never finetuned, always retrained.
 MODEL_FORMAT_VERSION = "1"
+
+#: Where ``deltatrain ci`` writes its test reports, relative to the project: a folder deltatrain owns.
+RESULTS_DIR = ".deltatrain/results"

@@ -1,8 +1,11 @@
 """The GitHub Action adapter: action inputs in, ``deltatrain ci`` argv out.
 
-GitHub passes each input of a container action as ``INPUT_<NAME>`` with the
-name upper-cased and hyphens kept (``INPUT_EPOCH-FRACTION``); underscores are
-accepted too. One option has one name in three spellings: input
+The composite action (action.yml) hands each input to its deltatrain steps as
+``INPUT_<NAME>`` with ``_`` for ``-`` (``INPUT_EPOCH_FRACTION``), and so does
+the GitLab component (templates/deltatrain.yml); the hyphenated form a
+container action gets (``INPUT_EPOCH-FRACTION``) is accepted too.
+``DELTATRAIN_ACTION_PHASE`` picks the composite action's phase (decide or
+train) and ``DELTATRAIN_DOTENV`` the GitLab dotenv report. One option has one name in three spellings: input
 ``epoch-fraction``, flag ``--epoch-fraction``, field ``epoch_fraction``.
 Secrets never reach argv: they are masked and handed to the CLI through the
 environment; credentials inside the store URL are masked too, and every line
@@ -12,6 +15,7 @@ printed here passes :mod:`pipeline.safe_output`. Everything the Action does,
 
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import shlex
@@ -60,6 +64,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "config",
     "tests",
     "out",
+    "results-dir",
     "working-directory",
     "num-threads",
 )
@@ -86,6 +91,32 @@ DEPRECATED_INPUTS: Mapping[str, str] = {
 }
 
 ARGV_INPUTS: tuple[str, ...] = VALUE_INPUTS + MULTILINE_INPUTS + BOOLEAN_INPUTS
+
+#: Environment variable naming the phase of the composite action (action.yml, runs.steps).
+PHASE_ENV = "DELTATRAIN_ACTION_PHASE"
+#: Environment variable naming the dotenv report to write (the GitLab component, templates/deltatrain.yml).
+DOTENV_ENV = "DELTATRAIN_DOTENV"
+
+
+class Phase(str, enum.Enum):
+    """The steps of the composite action that run deltatrain."""
+
+    DECIDE = "decide"  # core install only: stop before training (`--decide-only`)
+    TRAIN = "train"  # training packages installed: the whole `deltatrain ci`
+
+
+def build_phase_argv(argv: list[str], phase: str | None) -> list[str]:
+    """``argv`` for one phase: ``--decide-only`` in the decide phase; unset means the whole run."""
+    if not phase:
+        return argv
+    try:
+        chosen = Phase(phase)
+    except ValueError:
+        raise UsageError(
+            f"{PHASE_ENV} must be one of {', '.join(p.value for p in Phase)}; received {phase!r}",
+            hint=f"leave {PHASE_ENV} unset to run everything in one step",
+        ) from None
+    return [*argv, "--decide-only"] if chosen is Phase.DECIDE else argv
 TRUE_WORDS = ("true",)
 FALSE_WORDS = ("false",)
 
@@ -244,7 +275,9 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     try:
         inputs = read_inputs(env)
-        argv = build_ci_argv(inputs)
+        argv = build_phase_argv(build_ci_argv(inputs), env.get(PHASE_ENV))
+        if env.get(DOTENV_ENV, "").strip():
+            argv.append(f"--dotenv={env[DOTENV_ENV].strip()}")
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code
@@ -255,3 +288,9 @@ def main(environ: MutableMapping[str, str] | None = None) -> int:
     except DeltatrainError as error:
         report_error(error, env)
         return error.exit_code
+
+
+if __name__ == "__main__":  # `python -m pipeline.action`, as the composite action runs it
+    from pipeline.cli import exit_process
+
+    exit_process(main())

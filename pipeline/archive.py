@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ArchiveError
+from pipeline.fileperms import apply_umask
 from pipeline.limits import DEFAULT_LIMITS, Limits, format_bytes
 from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
 
@@ -66,6 +67,7 @@ def pack_archive(staging: Path, destination: Path) -> Path:
                         tar.addfile(info, handle)
                 else:
                     tar.addfile(info)
+        apply_umask(tmp)
         os.replace(tmp, destination)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

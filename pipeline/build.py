@@ -202,8 +202,10 @@ def _build_part(
         return {"action": KEEP, "summary": {}}
     if action not in (FINETUNE, FULL):
         raise ValueError(f"unknown action {action!r}")
+    from pipeline.extras import Extra, require_extra
     from pipeline.training.runtime import configure_tensorflow
 
+    require_extra(Extra.TRAIN, f"training the {part} model")
     configure_tensorflow(num_threads)
     if action == FINETUNE:
         if previous_part is None or not previous_part.is_dir():

@@ -8,13 +8,14 @@ and the Action turn that into output and an exit code.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
+from pipeline import RESULTS_DIR
 from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
 from pipeline.data.model import Project
@@ -31,6 +32,18 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
 METRIC_KEYS = ("intent_f1", "intent_accuracy", "entity_f1", "story_accuracy")
 #: Metrics reported only when measured (models with a ResponseSelector).
 OPTIONAL_METRIC_KEYS = ("response_selection_f1",)
+
+
+@contextmanager
+def _section(progress: Progress | None, title: str) -> Iterator[None]:
+    """Tell the adapter a long section starts and ends (a collapsible ``::group::`` in Actions)."""
+    if progress is not None:
+        progress({"section": title})
+    try:
+        yield
+    finally:
+        if progress is not None:
+            progress({"section": None})
 
 
 def _pick_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
@@ -61,7 +74,8 @@ class CiOptions:
     upload: bool = True
     paths: ProjectPaths = ProjectPaths()
     out_dir: Path | None = None  # default: project_dir/models
-    results_dir: Path | None = None  # default: project_dir/results
+    results_dir: Path | None = None  # default: project_dir/.deltatrain/results (RESULTS_DIR)
+    decide_only: bool = False  # stop before training (the Action's decide phase, without TensorFlow)
     num_threads: int | None = None
     use_git: bool = True
     nlu_epochs: int | None = None  # override (tests, quick runs)
@@ -92,6 +106,7 @@ class CiResult:
     counts: Mapping[str, Any] = field(default_factory=dict)
     broken_model: Mapping[str, str] | None = None  # {name, problem} of an unusable stored model
     orphans_removed: tuple[str, ...] = ()
+    stopped_before_training: bool = False  # --decide-only and the decision trains
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``--report-json``)."""
@@ -119,6 +134,7 @@ class CiResult:
             "counts": dict(self.counts),
             "broken_model": dict(self.broken_model) if self.broken_model else None,
             "orphans_removed": list(self.orphans_removed),
+            "stopped_before_training": self.stopped_before_training,
         }
 
 
@@ -199,6 +215,9 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
     if decision.check_only:
         return replace(base_result, notes=(*notes, "check only (--mode skip-check): nothing trained"),
                        timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+    if options.decide_only and decision.trains:
+        return replace(base_result, stopped_before_training=True, notes=(*notes, "decide only: training needed"),
+                       timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
     if decision.kind == SKIP:
         return replace(
             base_result,
@@ -211,7 +230,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
 
     # 4.-5. train and test (TensorFlow is imported from here on)
     out_dir = options.out_dir or options.project_dir / "models"
-    results_dir = options.results_dir or options.project_dir / "results"
+    results_dir = options.results_dir or options.project_dir / RESULTS_DIR
     with tempfile.TemporaryDirectory(prefix="deltatrain-ci-") as tmp:
         previous_archive = None
         reuses = decision.nlu in (KEEP, FINETUNE) or (dialogue and decision.core in (KEEP, FINETUNE))
@@ -246,10 +265,12 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             },
         )
         tick = time.perf_counter()
-        built, fell_back, decision = _build(project, fingerprint, plan, decision, log, progress)
+        with _section(progress, f"deltatrain: training (NLU {plan.nlu}, dialogue {plan.core})"):
+            built, fell_back, decision = _build(project, fingerprint, plan, decision, log, progress)
         timings["train_seconds"] = round(time.perf_counter() - tick, 3)
         tick = time.perf_counter()
-        metrics, files = _test(built, project, previous, results_dir, log)
+        with _section(progress, "deltatrain: testing"):
+            metrics, files = _test(built, project, previous, results_dir, log)
         timings["test_seconds"] = round(time.perf_counter() - tick, 3)
         gate = _gate(metrics, previous, options)
         if not gate.passed and FINETUNE in (decision.nlu, decision.core) and options.fallback_full:
@@ -259,9 +280,11 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0,
                            extra_metadata={**plan.extra_metadata, "reasons": list(decision.reasons), "decision": FULL})
             tick = time.perf_counter()
-            built = build_model(project, fingerprint, plan, progress=progress)
+            with _section(progress, "deltatrain: training in full (fallback)"):
+                built = build_model(project, fingerprint, plan, progress=progress)
             timings["train_seconds"] += round(time.perf_counter() - tick, 3)
-            metrics, files = _test(built, project, previous, results_dir, log)
+            with _section(progress, "deltatrain: testing"):
+                metrics, files = _test(built, project, previous, results_dir, log)
             gate = _gate(metrics, previous, options)
             fell_back = True
         result = replace(
@@ -422,10 +445,9 @@ def _test(
     if not project.test_nlu.examples and not project.test_stories:
         log("no test data in tests/: the model is not tested")
         return {k: None for k in METRIC_KEYS}, ()
-    from pipeline.testing import test_model
+    from pipeline.testing import remove_report_files, test_model
 
-    if results_dir.exists():
-        shutil.rmtree(results_dir)
+    remove_report_files(results_dir)  # only deltatrain's own files: a stale plot must not outlive its run
     tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
     log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
     return _pick_metrics(tested.metrics), tested.files

@@ -11,12 +11,14 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
-from pipeline import __version__
-from pipeline.errors import DataError, DeltatrainError, Problem, UsageError
+from pipeline import RESULTS_DIR, __version__
+from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
+from pipeline.extras import Extra, require_extra
 from pipeline.safe_output import (
     CommandName,
     escape_controls,
@@ -30,6 +32,10 @@ from pipeline.safe_output import (
 )
 
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
+MODEL_HELP = ("model archive, folder of archives (latest used) or model store (folder or URL as in "
+              "'deltatrain ci --store'; its latest model is downloaded)")
+#: Output telling the Action's decide phase whether the training phase must run.
+NEEDS_TRAINING_OUTPUT = "needs-training"
 
 
 # ------------------------------------------------------------------ output
@@ -51,6 +57,9 @@ class Console:
         self.in_ci = self.in_actions or bool(environ.get("CI"))
         self.tty = self.err.isatty() and not self.in_ci
         self.secrets: tuple[str, ...] = find_secrets(environ)
+        #: The project folder seen from the repository root (``-C bot``: ``bot``), put before the
+        #: paths of annotations and summaries so they attach to the files of the pull request.
+        self.path_prefix = ""
 
     def add_secret_urls(self, urls: Iterable[str | None]) -> None:
         """Also hide the credentials inside these URLs (a store URL with user:password@)."""
@@ -108,6 +117,7 @@ class Console:
     ) -> None:
         """An ``::error``/``::warning``/``::notice`` annotation (only inside GitHub Actions)."""
         if self.in_actions:
+            file = prefix_path(file, self.path_prefix) if file else None
             properties = {"file": file, "line": line if file else None, "col": col if file and line else None,
                           "title": title}
             self.command(render_command(level, message, properties, self.secrets))
@@ -138,7 +148,18 @@ class Console:
         if summary_path:
             from pipeline.github import append_to_file, render_error_summary
 
-            append_to_file(summary_path, escape_controls(render_error_summary(error, None, self.secrets)))
+            append_to_file(summary_path, escape_controls(
+                render_error_summary(error, None, self.secrets, path_prefix=self.path_prefix)))
+
+    def group(self, title: str | None) -> None:
+        """Start a collapsible ``::group::`` in the Actions log (``None`` ends it); elsewhere a plain line."""
+        if self.in_actions:
+            if title is None:
+                self.command(render_command(CommandName.END_GROUP))
+            else:
+                self.command(render_command(CommandName.GROUP, title, secrets=self.secrets))
+        elif title is not None:
+            self.info(title)
 
     def _write(self, stream: IO[str], text: str) -> None:
         stream.write(render_log_text(text, self.secrets) + "\n")
@@ -154,6 +175,9 @@ class ProgressPrinter:
         self._last_line = 0
 
     def __call__(self, event: Mapping[str, Any]) -> None:
+        if "section" in event:
+            self.console.group(event["section"])
+            return
         epoch, epochs = event.get("epoch"), event.get("epochs")
         if event.get("phase") == "features":
             self.console.info(
@@ -217,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--fail-on-warnings", action="store_true", help="exit 1 on warnings too")
     fp = data_sub.add_parser("fingerprint", help="print the sectioned fingerprint of the data as JSON")
     _add_data_flags(fp)
+    fp.add_argument("--tests", action="append", metavar="PATH",
+                    help="include held-out test data (repeatable; `--tests tests` gives the fingerprint "
+                    "'deltatrain ci' stores)")
 
     train = sub.add_parser("train", help="train a model (NLU and dialogue), reusing unchanged parts")
     train.add_argument("part", nargs="?", choices=("nlu", "core"), help="train only this part")
@@ -235,18 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="test a model on held-out NLU data and test stories; write reports")
     test.add_argument("part", nargs="?", choices=("nlu", "core"), help="test only this part")
-    test.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
+    test.add_argument("--model", "-m", default="models", help=MODEL_HELP)
     test.add_argument("--nlu", "-u", action="append", help="held-out NLU data file/folder (default: tests)")
     test.add_argument("--stories", "-s", action="append", help="test stories file/folder (default: tests)")
     test.add_argument("--config", default="config.yml", help="config for --cross-validation")
     _add_ignore_flag(test)
-    test.add_argument("--out", default="results", help="report folder (default: results)")
+    test.add_argument("--out", default="results", help="report folder (default: results; "
+                      "only deltatrain's report files in it are replaced)")
     test.add_argument("--cross-validation", action="store_true", help="k-fold cross-validation of the NLU pipeline")
     test.add_argument("--folds", "-f", type=int, default=5, help="folds for --cross-validation (default 5)")
     test.add_argument("--epochs", type=int, help="override epochs in --cross-validation")
 
     parse = sub.add_parser("parse", help="parse messages with a model; prints Rasa's parse JSON")
-    parse.add_argument("--model", "-m", default="models", help="model archive or folder (latest used)")
+    parse.add_argument("--model", "-m", default="models", help=MODEL_HELP)
     parse.add_argument("text", nargs="?", help="message (default: one per line from stdin)")
 
     _add_serve_parser(sub)
@@ -274,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upload the model (use --no-upload on pull requests)")
     ci.add_argument("--report-json", help="write the full result as JSON here")
     ci.add_argument("--out", help="folder for the model archive (default: models)")
+    ci.add_argument("--results-dir", help=f"folder for the test reports (default: {RESULTS_DIR}); "
+                    "only deltatrain's report files in it are replaced")
+    ci.add_argument("--decide-only", action="store_true",
+                    help="stop before training when the decision trains (writes needs-training=true); "
+                    "runs with the core install, without TensorFlow")
+    ci.add_argument("--dotenv", metavar="PATH", help="also write the outputs as a GitLab dotenv report "
+                    "(DELTATRAIN_DECISION=..., DELTATRAIN_MODEL_PATH=...)")
     ci.add_argument("--working-directory", "-C", default=".", help="the assistant's folder (default: .)")
     ci.add_argument("--num-threads", type=int, help="TensorFlow threads")
     ci.add_argument("--epochs", type=int, help="override epochs of every trained component (quick runs, tests)")
@@ -339,7 +374,8 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
     from pipeline.train import load_training_project
 
     project, _ = load_training_project(args.domain, args.config, args.data or ["data"],
-                                       ignore_unknown_components=args.ignore_unknown_components)
+                                       ignore_unknown_components=args.ignore_unknown_components,
+                                       tests=tuple(args.tests or ()))
     fp = compute_fingerprint(project)
     console.json({"sections": fp["sections"], "counts": fp["counts"]})
     return EXIT_OK
@@ -348,6 +384,8 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     from pipeline.train import train
 
+    if not args.dry_run:
+        require_extra(Extra.TRAIN, "deltatrain train")
     files = (args.data or []) + (args.stories or []) or ["data"]
     extra = {"epochs": args.epochs} if args.epochs else None
     result = train(
@@ -374,7 +412,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
 def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
     from pipeline.data.model import NluData
-    from pipeline.train import resolve_model_path
+
+    require_extra(Extra.TRAIN, "deltatrain test")
 
     out = Path(args.out)
     tests = tuple(args.nlu or []) + tuple(args.stories or []) or ("tests",)
@@ -392,32 +431,53 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
                                        epochs=args.epochs, progress=ProgressPrinter(console))
         console.json(metrics)
         return EXIT_OK
-    model = resolve_model_path(args.model)
-    if model is None:
-        raise UsageError("no model found", location=args.model, hint="train one with 'deltatrain train' or pass --model")
-    from pipeline.testing import test_model
+    from pipeline.testing import remove_report_files, test_model
 
-    result = test_model(model, nlu_data, stories, out)
+    with tempfile.TemporaryDirectory(prefix="deltatrain-test-") as tmp:
+        model = _resolve_model(args.model, Path(tmp), console)
+        remove_report_files(out)
+        result = test_model(model, nlu_data, stories, out)
     for path in result.files:
         console.info(f"wrote {path}")
     console.json(result.metrics)
     return EXIT_OK
 
 
-def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
-    import tempfile
-
-    from pipeline.archive import NLU_DIR, extract_archive
+def _resolve_model(model: str, download_dir: Path, console: Console) -> Path:
+    """An archive from ``--model``: a file, the latest archive of a folder, or the latest model of a store."""
     from pipeline.train import resolve_model_path
 
-    model = resolve_model_path(args.model)
-    if model is None:
-        raise UsageError("no model found", location=args.model, hint="train one with 'deltatrain train' or pass --model")
+    if "://" in model or (Path(model) / "manifest.json").is_file():
+        from pipeline.stores import open_store
+
+        console.add_secret_urls([model])
+        environ = console.environ
+        store = open_store(model, base_dir=Path.cwd(), token=environ.get("DELTATRAIN_STORE_TOKEN") or None,
+                           s3_endpoint_url=environ.get("DELTATRAIN_S3_ENDPOINT_URL") or None)
+        latest = store.read_latest()
+        if latest is None:
+            raise UsageError("the model store holds no model yet", location=store.url,
+                             hint="run 'deltatrain ci --store ...' to publish one, or pass an archive with --model")
+        console.info(f"deltatrain: using {latest.name}, the latest model of {store.url}")
+        return store.download(latest.name, download_dir)
+    path = resolve_model_path(model)
+    if path is None:
+        raise UsageError("no model found", location=model,
+                         hint="train one with 'deltatrain train', or pass --model with an archive, "
+                         "a folder of archives or a model store (e.g. .deltatrain/store)")
+    return path
+
+
+def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int:
+    from pipeline.archive import NLU_DIR, extract_archive
+
+    require_extra(Extra.TRAIN, "deltatrain parse")
     with tempfile.TemporaryDirectory(prefix="deltatrain-parse-") as tmp:
-        extract_archive(model, Path(tmp))
+        model = _resolve_model(args.model, Path(tmp) / "download", console)
+        model_dir = extract_archive(model, Path(tmp) / "model")
         from pipeline.training.nlu import NluModel
 
-        nlu = NluModel.load(Path(tmp) / NLU_DIR)
+        nlu = NluModel.load(model_dir / NLU_DIR)
         texts = [args.text] if args.text is not None else (line.rstrip("\n") for line in stdin)
         for text in texts:
             if text.strip():
@@ -429,11 +489,9 @@ def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str,
     from pipeline.serve.settings import default_to_one_blas_thread
 
     default_to_one_blas_thread(os.environ)  # before NumPy loads: parsing is fastest with one BLAS thread
-    try:
-        from pipeline.serve.server import configure_logging, run_server
-    except ImportError as exc:
-        raise UsageError(f"'deltatrain serve' needs aiohttp, which is not installed ({exc.name})",
-                         hint="pip install 'deltatrain[serve]'") from exc
+    require_extra(Extra.SERVE, "deltatrain serve")
+    require_extra(Extra.TRAIN, "deltatrain serve (parsing with a model)")
+    from pipeline.serve.server import configure_logging, run_server
     from pipeline.serve.settings import JWT_SECRET_ENV, TOKEN_ENV, ServeSettings
     from pipeline.serve.sources import open_source
 
@@ -463,6 +521,15 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
     project_dir = Path(args.working_directory).resolve()
     if not project_dir.is_dir():
         raise UsageError("working directory not found", location=args.working_directory)
+    if environ.get("GITLAB_CI") == "true" and not args.store:
+        raise UsageError(
+            "no model store: in a GitLab job the default store (.deltatrain/store) lives in the job's container "
+            "and is thrown away with it, so every pipeline would retrain in full and lose the model",
+            hint="pass --store (the component's `store` input) with a persistent store: s3://bucket/prefix, "
+            "https://... or a folder on a runner volume",
+        )
+    workspace = find_workspace(environ)
+    console.path_prefix = prefix_of(project_dir, workspace)
     scheduled = environ.get("GITHUB_EVENT_NAME") == "schedule" or environ.get("CI_PIPELINE_SOURCE") == "schedule"
     options = CiOptions(
         project_dir=project_dir,
@@ -492,6 +559,8 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         use_git=not args.no_git,
         nlu_epochs=args.epochs,
         core_epochs=args.epochs,
+        results_dir=Path(args.results_dir).resolve() if args.results_dir else None,
+        decide_only=args.decide_only,
     )
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
@@ -503,16 +572,19 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
     except DataError as exc:
         console.error(exc)
-        _write_failure_outputs(environ, console, "data-error", exc.message)
+        _write_failure_outputs(environ, console, "data-error", exc.message, args.dotenv)
         return EXIT_DATA
     console.problems(result.warnings)
-    summary = render_summary(result)
+    if result.stopped_before_training:
+        console.info(f"deltatrain: {result.decision.kind} needs training: stopping here (--decide-only)")
+        _write_outputs(environ, console, {NEEDS_TRAINING_OUTPUT: "true"}, None)
+        return EXIT_OK
+    summary = render_summary(result, console.path_prefix)
     console.untrusted_block(summary)
-    if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file
-        from pipeline.safe_output import render_outputs
-
-        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(build_outputs(result), console.secrets))
+    outputs = build_outputs(result, workspace)
+    if args.decide_only:
+        outputs[NEEDS_TRAINING_OUTPUT] = "false"
+    _write_outputs(environ, console, outputs, args.dotenv)
     if environ.get("GITHUB_STEP_SUMMARY"):
         from pipeline.github import append_to_file
 
@@ -550,13 +622,43 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
     console.info(f"deltatrain: PR comment updated: {url}")
 
 
-def _write_failure_outputs(environ: Mapping[str, str], console: Console, decision: str, reason: str) -> None:
-    if environ.get("GITHUB_OUTPUT"):
-        from pipeline.github import append_to_file
-        from pipeline.safe_output import render_outputs
+def _write_outputs(environ: Mapping[str, str], console: Console, outputs: Mapping[str, str],
+                   dotenv: str | None) -> None:
+    """Step outputs to ``$GITHUB_OUTPUT`` (in Actions) and to a GitLab dotenv report (``--dotenv``)."""
+    from pipeline.github import append_to_file
+    from pipeline.safe_output import render_dotenv, render_outputs
 
-        append_to_file(environ["GITHUB_OUTPUT"],
-                       render_outputs({"decision": decision, "reason": reason}, console.secrets))
+    if environ.get("GITHUB_OUTPUT"):
+        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(outputs, console.secrets))
+    if dotenv:
+        path = Path(dotenv)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_dotenv(outputs, console.secrets), encoding="utf-8")
+
+
+def _write_failure_outputs(environ: Mapping[str, str], console: Console, decision: str, reason: str,
+                           dotenv: str | None = None) -> None:
+    _write_outputs(environ, console, {"decision": decision, "reason": reason}, dotenv)
+
+
+def find_workspace(environ: Mapping[str, str]) -> Path:
+    """Where later steps run: ``$GITHUB_WORKSPACE``, ``$CI_PROJECT_DIR``, else the current directory.
+
+    Output paths are relative to it (absolute when outside it), and annotation paths start there.
+    """
+    for variable in ("GITHUB_WORKSPACE", "CI_PROJECT_DIR"):
+        if environ.get(variable):
+            return Path(environ[variable]).resolve()
+    return Path.cwd().resolve()
+
+
+def prefix_of(project_dir: Path, workspace: Path) -> str:
+    """``project_dir`` relative to ``workspace`` (``bot`` for ``-C bot``), empty when it is the root or outside."""
+    try:
+        relative = project_dir.resolve().relative_to(workspace)
+    except ValueError:
+        return ""
+    return "" if relative == Path(".") else relative.as_posix()
 
 
 # ------------------------------------------------------------------ entry

@@ -47,6 +47,14 @@ class Location:
         return text
 
 
+def prefix_path(path: object, prefix: str) -> str:
+    """A project-relative path (or Location) as seen from the repository root: ``-C bot`` gives ``bot/data/nlu.yml``."""
+    text = str(path)
+    if not prefix or not text or text.startswith("/"):
+        return text
+    return f"{prefix.rstrip('/')}/{text}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One finding about user data: an error stops training, a warning does not."""

@@ -44,6 +44,8 @@ __all__ = [
     "NO_INTENT",
     "NO_RESPONSE",
     "RESPONSE_REPORT_FILE",
+    "NLU_JUNIT_FILE",
+    "render_nlu_junit_xml",
     "ParseBatch",
     "NluEvaluation",
     "evaluate_nlu",
@@ -58,6 +60,8 @@ __all__ = [
 INTENT_REPORT_FILE = "intent_report.json"
 ENTITY_REPORT_FILE = "entity_report.json"
 INTENT_ERRORS_FILE = "intent_errors.json"
+#: JUnit report of the NLU test: one case per test example (CI systems show failures from it).
+NLU_JUNIT_FILE = "nlu_junit.xml"
 CONFUSION_MATRIX_FILE = "intent_confusion_matrix.png"
 HISTOGRAM_FILE = "intent_histogram.png"
 RESPONSE_REPORT_FILE = "response_selection_report.json"
@@ -290,6 +294,11 @@ def _write_json(path: Path, data: Any) -> Path:
     return path
 
 
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -297,6 +306,9 @@ def _write_bytes(path: Path, data: bytes) -> Path:
 
 def _figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas with constrained layout; no pyplot, no global state."""
+    from pipeline.extras import Extra, require_extra  # noqa: PLC0415
+
+    require_extra(Extra.PLOTS, "drawing report plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - deliberately lazy
     from matplotlib.figure import Figure  # noqa: PLC0415
 
@@ -401,31 +413,76 @@ def write_metrics_plot(history: Sequence[Mapping[str, Any]], path: Path) -> Path
     return path
 
 
+def _entity_keys(spans: Sequence[Mapping[str, Any]]) -> set[tuple[Any, ...]]:
+    return {(s.get("start"), s.get("end"), s.get("entity"), s.get("role"), s.get("group")) for s in spans}
+
+
+def render_nlu_junit_xml(evaluation: NluEvaluation) -> str:
+    """A JUnit report: one case per test example, failing on a wrong intent or wrong entities."""
+    import xml.etree.ElementTree as ET  # noqa: PLC0415 - only for this report
+
+    cases = []
+    for p in evaluation.predictions:
+        mistakes = []
+        predicted = p["intent_prediction"]["name"]
+        if predicted != p["intent"]:
+            mistakes.append(
+                f"intent: expected {p['intent']}, predicted {predicted} ({p['intent_prediction']['confidence']:.2f})"
+            )
+        if _entity_keys(p["entities"]) != _entity_keys(p["entity_predictions"]):
+            expected = ", ".join(f"{s['entity']}={s.get('value')!r}" for s in p["entities"]) or "none"
+            got = ", ".join(f"{s.get('entity')}={s.get('value')!r}" for s in p["entity_predictions"]) or "none"
+            mistakes.append(f"entities: expected {expected}, predicted {got}")
+        cases.append((p, mistakes))
+    failures = sum(1 for _, mistakes in cases if mistakes)
+    suites = ET.Element("testsuites", name="deltatrain", tests=str(len(cases)), failures=str(failures))
+    suite = ET.SubElement(
+        suites, "testsuite", name="nlu", tests=str(len(cases)), failures=str(failures), errors="0", skipped="0"
+    )
+    for p, mistakes in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"nlu.{p['intent']}", name=p["text"])
+        if mistakes:
+            failure = ET.SubElement(case, "failure", type="WrongPrediction", message="; ".join(mistakes))
+            failure.text = p["text"] + "\n" + "\n".join(mistakes) + "\n"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
 def write_nlu_reports(evaluation: NluEvaluation, out_dir: Path) -> list[Path]:
-    """Write the JSON reports and the two plots into ``out_dir``; return the paths written."""
+    """Write the JSON reports, the JUnit file and (with the ``plots`` extra) the plots; return the paths."""
+    from pipeline.extras import Extra, is_installed  # noqa: PLC0415
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     y_true = [p["intent"] for p in evaluation.predictions]
     y_pred = [p["intent_prediction"]["name"] for p in evaluation.predictions]
+    plots = is_installed(Extra.PLOTS)
     written = [
         _write_json(out_dir / INTENT_REPORT_FILE, evaluation.intent_report),
         _write_json(out_dir / ENTITY_REPORT_FILE, evaluation.entity_report),
         _write_json(out_dir / INTENT_ERRORS_FILE, list(evaluation.errors)),
-        _write_bytes(out_dir / CONFUSION_MATRIX_FILE, render_confusion_matrix(y_true, y_pred)),
-        _write_bytes(out_dir / HISTOGRAM_FILE, render_confidence_histogram(evaluation.predictions)),
+        _write_text(out_dir / NLU_JUNIT_FILE, render_nlu_junit_xml(evaluation)),
     ]
+    if plots:
+        written += [
+            _write_bytes(out_dir / CONFUSION_MATRIX_FILE, render_confusion_matrix(y_true, y_pred)),
+            _write_bytes(out_dir / HISTOGRAM_FILE, render_confidence_histogram(evaluation.predictions)),
+        ]
     if evaluation.response_report is not None:
         rows = evaluation.response_predictions
         keys_true = [p["intent_response_key_target"] for p in rows]
         keys_pred = [p["intent_response_key_prediction"]["name"] for p in rows]
-        matrix = render_confusion_matrix(keys_true, keys_pred, title="Response selection confusion matrix")
-        histogram = render_confidence_histogram(
-            rows, target="intent_response_key_target", title="Response selection prediction confidence"
-        )
         written += [
             _write_json(out_dir / RESPONSE_REPORT_FILE, evaluation.response_report),
             _write_json(out_dir / RESPONSE_ERRORS_FILE, evaluation.response_errors),
-            _write_bytes(out_dir / RESPONSE_CONFUSION_MATRIX_FILE, matrix),
-            _write_bytes(out_dir / RESPONSE_HISTOGRAM_FILE, histogram),
         ]
+        if plots:
+            matrix = render_confusion_matrix(keys_true, keys_pred, title="Response selection confusion matrix")
+            histogram = render_confidence_histogram(
+                rows, target="intent_response_key_target", title="Response selection prediction confidence"
+            )
+            written += [
+                _write_bytes(out_dir / RESPONSE_CONFUSION_MATRIX_FILE, matrix),
+                _write_bytes(out_dir / RESPONSE_HISTOGRAM_FILE, histogram),
+            ]
     return written

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipeline.errors import DeltatrainError
+from pipeline.errors import DeltatrainError, prefix_path
 from pipeline.safe_output import CommandName, redact, render_command, render_markdown_code, render_markdown_text
 from pipeline.stores.http import make_session
 
@@ -149,8 +149,14 @@ def render_error_command(
     return render_command(CommandName(level), message, properties, secrets)
 
 
-def render_error_summary(error: DeltatrainError, docs_url: str | None, secrets: tuple[str, ...] = ()) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY`` explaining an error: cause, fix, link (redacted)."""
+def render_error_summary(
+    error: DeltatrainError, docs_url: str | None, secrets: tuple[str, ...] = (), path_prefix: str = ""
+) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY`` explaining an error: cause, fix, link (redacted).
+
+    Every problem of a DataError is listed (GitHub shows only the first 10
+    annotations of a step), its path seen from the repository root.
+    """
 
     def text(value: object) -> str:
         return render_markdown_text(redact(str(value), secrets))
@@ -158,8 +164,10 @@ def render_error_summary(error: DeltatrainError, docs_url: str | None, secrets: 
     lines = ["### :x: deltatrain failed", "", f"**{text(error.message)}**", ""]
     problems = getattr(error, "problems", ())
     if problems:
-        lines += [f"- {text(p.location) + ': ' if p.location else ''}{p.severity}: {text(p.message)}"
-                  for p in problems[:50]] + [""]
+        errors = sum(1 for p in problems if p.is_error)
+        lines += [f"{errors} error(s), {len(problems) - errors} warning(s):", ""]
+        lines += [f"- {text(prefix_path(p.location, path_prefix)) + ': ' if p.location else ''}{p.severity}: {text(p.message)}"
+                  + (f" (fix: {text(p.hint)})" if p.hint else "") for p in problems] + [""]
     if error.location:
         lines += [f"- where: {render_markdown_code(redact(str(error.location), secrets))}"]
     if error.hint:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy is imported where counted, so gating a skip needs no NumPy
+    import numpy as np
 
 from pipeline.data.model import EntitySpan
 from pipeline.errors import DataError, Problem, UsageError
@@ -115,6 +116,7 @@ def _build_report(
     accuracy: float,
 ) -> dict[str, Any]:
     """Assemble the sklearn/Rasa-shaped report from per-label counts."""
+    import numpy as np  # noqa: PLC0415 - lazy: the decide phase installs no NumPy
     report: dict[str, Any] = {}
     support = tp + fn
     per_label = [_scores(int(t), int(f), int(n)) for t, f, n in zip(tp, fp, fn)]
@@ -155,6 +157,8 @@ def confusion_matrix(
     Pairs whose true or predicted label is not in ``labels`` are not counted,
     as in scikit-learn.
     """
+    import numpy as np  # noqa: PLC0415 - lazy: the decide phase installs no NumPy
+
     if len(y_true) != len(y_pred):
         raise ValueError(
             f"y_true and y_pred must have the same length (received {len(y_true)} and {len(y_pred)})"
@@ -177,6 +181,8 @@ def classification_report(
     as in scikit-learn; by default every label seen in either sequence, sorted.
     ``accuracy`` is always the share of all pairs that match exactly.
     """
+    import numpy as np  # noqa: PLC0415 - lazy: the decide phase installs no NumPy
+
     if len(y_true) != len(y_pred):
         raise ValueError(
             f"y_true and y_pred must have the same length (received {len(y_true)} and {len(y_pred)})"
@@ -262,6 +268,8 @@ def entity_report(
                 confusions.setdefault(label, Counter())[other] += min(count, other_count)
     names = tuple(sorted(set(tp) | set(fp) | set(fn)))
     _check_labels(names)
+    import numpy as np  # noqa: PLC0415 - lazy: the decide phase installs no NumPy
+
     counts = [np.array([c[n] for n in names], dtype=np.int64) for c in (tp, fp, fn)]
     return _build_report(names, *counts, confusions, _ratio(exact, len(gold)))
 

@@ -8,9 +8,11 @@ the text is written (:mod:`pipeline.safe_output`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.ci import CiResult
+from pipeline.errors import prefix_path
 from pipeline.fingerprint import SECTION_TITLES
 from pipeline.safe_output import render_markdown_code as _code
 from pipeline.safe_output import render_markdown_text as _text
@@ -36,8 +38,8 @@ def _delta(current: Any, previous: Any) -> str:
     return f"{diff:+.3f}"
 
 
-def render_summary(result: CiResult) -> str:
-    """The Markdown job summary / PR comment body."""
+def render_summary(result: CiResult, path_prefix: str = "") -> str:
+    """The Markdown job summary / PR comment body; file paths are prefixed with ``path_prefix``."""
     d = result.decision
     lines = [f"## deltatrain: {DECISION_ICONS.get(d.kind, '')} `{d.kind}`", ""]
     if d.check_only:
@@ -71,8 +73,8 @@ def render_summary(result: CiResult) -> str:
     lines.append("")
     if result.warnings:
         lines += [f"<details><summary>{len(result.warnings)} data warning(s)</summary>", ""]
-        lines += [f"- {_text(f'{p.location}: ' if p.location else '')}{p.severity}: {_text(p.message)}"
-                  for p in result.warnings[:50]]
+        lines += [f"- {_text(prefix_path(p.location, path_prefix) + ': ' if p.location else '')}"
+                  f"{p.severity}: {_text(p.message)}" for p in result.warnings]
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 
@@ -119,8 +121,21 @@ def _metrics_section(result: CiResult) -> list[str]:
     return lines + [""]
 
 
-def build_outputs(result: CiResult) -> dict[str, str]:
-    """Step outputs (``$GITHUB_OUTPUT``): names as in action.yml."""
+def relative_to(path: str | None, base: Path | None) -> str:
+    """``path`` relative to ``base`` when inside it (later steps run there), else as given."""
+    if not path or base is None:
+        return path or ""
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def build_outputs(result: CiResult, workspace: Path | None = None) -> dict[str, str]:
+    """Step outputs (``$GITHUB_OUTPUT``, GitLab dotenv): names as in action.yml.
+
+    ``model-path`` is relative to ``workspace`` (the repository root of the job).
+    """
     metrics: Mapping[str, Any] = result.metrics
 
     def number(key: str) -> str:
@@ -131,7 +146,7 @@ def build_outputs(result: CiResult) -> dict[str, str]:
         "decision": result.decision.kind,
         "reason": result.decision.reason,
         "model-name": result.model_name or "",
-        "model-path": result.model_path or "",
+        "model-path": relative_to(result.model_path, workspace),
         "model-url": result.model_url or "",
         "intent-f1": number("intent_f1"),
         "entity-f1": number("entity_f1"),

@@ -53,6 +53,8 @@ class CommandName(str, enum.Enum):
     NOTICE = "notice"
     ADD_MASK = "add-mask"
     STOP_COMMANDS = "stop-commands"
+    GROUP = "group"
+    END_GROUP = "endgroup"
 
 
 #: Annotation levels, the subset of commands that carry a message for the reader.
@@ -243,6 +245,25 @@ def render_outputs(
             raise ValueError(f"output {name!r} contains the heredoc delimiter {delim!r}")
         chunks.append(f"{name}<<{delim}\n{value}\n{delim}\n")
     return "".join(chunks)
+
+
+#: GitLab reads at most this many characters of one dotenv value; longer ones are cut.
+DOTENV_MAX_VALUE = 1000
+
+
+def render_dotenv(outputs: Mapping[str, str], secrets: Iterable[str] = (), prefix: str = "DELTATRAIN_") -> str:
+    """A GitLab ``artifacts:reports:dotenv`` file: ``PREFIX_NAME=value`` per output, one line each.
+
+    Names become upper case with ``_`` for ``-``; values are redacted, made
+    single-line and inert, and cut to :data:`DOTENV_MAX_VALUE` characters.
+    """
+    lines = []
+    for name, raw in outputs.items():
+        if not _OUTPUT_NAME.fullmatch(name):
+            raise ValueError(f"output names are letters, digits, '-' and '_'; received {name!r}")
+        value = render_value(str(raw), tuple(secrets)).strip()[:DOTENV_MAX_VALUE]
+        lines.append(f"{prefix}{name.upper().replace('-', '_')}={value}\n")
+    return "".join(lines)
 
 
 def render_json(value: Any, secrets: Iterable[str] = (), indent: int | None = 2) -> str:

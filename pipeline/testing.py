@@ -10,12 +10,26 @@ from typing import Any, Sequence
 
 from pipeline.archive import CORE_DIR, NLU_DIR, extract_archive
 from pipeline.data.model import NluData, Story
+from pipeline import evaluation as _reports
 from pipeline.evaluation import NluEvaluation, evaluate_nlu, write_nlu_reports
 from pipeline.metrics import headline_metrics
 
 STORY_REPORT = "story_report.json"
 FAILED_STORIES = "failed_test_stories.yml"
 STORIES_JUNIT = "stories_junit.xml"
+#: Every file a test run may write; nothing else in a report folder is ever removed.
+REPORT_FILES: tuple[str, ...] = (
+    _reports.INTENT_REPORT_FILE, _reports.ENTITY_REPORT_FILE, _reports.INTENT_ERRORS_FILE,
+    _reports.NLU_JUNIT_FILE, _reports.CONFUSION_MATRIX_FILE, _reports.HISTOGRAM_FILE,
+    _reports.RESPONSE_REPORT_FILE, _reports.RESPONSE_ERRORS_FILE, _reports.RESPONSE_CONFUSION_MATRIX_FILE,
+    _reports.RESPONSE_HISTOGRAM_FILE, STORY_REPORT, FAILED_STORIES, STORIES_JUNIT,
+)
+
+
+def remove_report_files(out_dir: Path) -> None:
+    """Delete the report files an earlier test run wrote into ``out_dir``; leave every other file."""
+    for name in REPORT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -45,15 +45,16 @@ class TrainingResult:
 
 def load_training_project(
     domain: str | Path | None, config: str | Path, training_files: str | Path | Sequence[str | Path] | None,
-    *, root: Path | None = None, ignore_unknown_components: bool = False,
+    *, root: Path | None = None, ignore_unknown_components: bool = False, tests: Sequence[str] = (),
 ) -> tuple[Project, tuple[Problem, ...]]:
-    """Load and validate the project (config.yml included); raise DataError on errors, return warnings."""
+    """Load and validate the project (config.yml included, ``tests`` too when given); raise DataError on
+    errors, return warnings."""
     files = [training_files] if isinstance(training_files, (str, Path)) else list(training_files or ["data"])
     paths = ProjectPaths(
         data=tuple(str(f) for f in files),
         domain=None if domain is None else str(domain),
         config=str(config),
-        tests=(),
+        tests=tuple(str(t) for t in tests),
         ignore_unknown_components=ignore_unknown_components,
     )
     source = DirectorySource(root or Path.cwd())

@@ -320,9 +320,16 @@ def test_every_output_is_in_output_names() -> None:
     assert all(spec.get("description") for spec in outputs.values())
 
 
-def test_action_is_a_docker_action_built_from_the_dockerfile() -> None:
+def test_action_is_composite_and_its_steps_are_pinned() -> None:
     runs = load_action()["runs"]
-    assert runs == {"using": "docker", "image": "Dockerfile"}
+    assert runs["using"] == "composite"
+    text = ACTION_YML.read_text(encoding="utf-8")
+    for step in runs["steps"]:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+            assert re.search(rf"{re.escape(step['uses'])} # v\d+\.\d+\.\d+", text), step["uses"]
+        else:
+            assert step["shell"] == "bash", step
 
 
 # --- schemas --------------------------------------------------------------------

@@ -198,6 +198,7 @@ def test_write_nlu_reports(evaluation, tmp_path):
         "intent_report.json",
         "entity_report.json",
         "intent_errors.json",
+        "nlu_junit.xml",
         "intent_confusion_matrix.png",
         "intent_histogram.png",
     ]
@@ -292,3 +293,23 @@ def test_cross_validation_folds_depend_only_on_the_seed():
 def test_cross_validation_folds_refuse_impossible_splits(folds, match):
     with pytest.raises(UsageError, match=match):
         cross_validation_folds(FOLD_DATA, folds)
+
+
+def test_nlu_junit_report_has_one_case_per_example_and_fails_the_wrong_ones(evaluation, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from pipeline.evaluation import render_nlu_junit_xml
+
+    root = ET.fromstring(render_nlu_junit_xml(evaluation))
+    cases = root.findall("./testsuite/testcase")
+    assert len(cases) == len(evaluation.predictions)
+    failed = {case.get("name"): case.find("failure") for case in cases if case.find("failure") is not None}
+    wrong_intent = {e["text"] for e in evaluation.errors}
+    assert wrong_intent <= set(failed)
+    for text in wrong_intent:
+        assert "intent: expected" in failed[text].get("message")
+    wrong_entities = {p["text"] for p in evaluation.predictions
+                      if {(e["start"], e["end"], e["entity"]) for e in p["entities"]}
+                      != {(e["start"], e["end"], e["entity"]) for e in p["entity_predictions"]}}
+    assert set(failed) == wrong_intent | wrong_entities
+    assert root.get("failures") == str(len(failed)) and root.get("tests") == str(len(cases))

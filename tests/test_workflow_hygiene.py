@@ -76,5 +76,5 @@ def test_dockerfile_base_image_is_pinned_and_trusts_only_the_workspace() -> None
     assert froms and all(re.search(r"@sha256:[0-9a-f]{64}\b", line) for line in froms), froms
     assert "safe.directory '*'" not in text and "safe.directory *" not in text
     assert "safe.directory /github/workspace" in text
-    gitlab = (ROOT / "docs" / "gitlab" / "deltatrain.gitlab-ci.yml").read_text(encoding="utf-8")
+    gitlab = (ROOT / "templates" / "deltatrain.yml").read_text(encoding="utf-8")
     assert 'safe.directory "$CI_PROJECT_DIR"' in gitlab

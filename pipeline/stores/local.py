@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.fileperms import apply_umask
 from pipeline.stores.backend import (
     BackendOptions,
     ListedKey,
@@ -176,6 +177,7 @@ class LocalBackend:
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
+            apply_umask(temp)
             os.replace(temp, target)
         except BaseException as exc:
             temp.unlink(missing_ok=True)

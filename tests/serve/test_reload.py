@@ -179,7 +179,8 @@ def test_http_store_network_errors_are_retried(
     assert _status(server)["model_file"] == "first"
 
     _republish(store, origin, "second")
-    http_store.add_fault("GET", r"second/model\.tar\.gz$", status=404, times=1)
+    # a 503 on every try of one poll (the HTTP backend tries 4 times), then the store recovers
+    http_store.add_fault("GET", r"second/model\.tar\.gz$", status=503, times=4)
     assert server.reloader.check_once() is False
     error = _status(server)["reload"]["last_reload_error"]
     assert error["model"] == "second" and error["will_retry"] is True

@@ -22,13 +22,36 @@ and ``or`` expansion), :mod:`.states` (dialogue states, vocabulary, features),
 
 from __future__ import annotations
 
-from .compatibility import check_finetune_compatible, compute_domain_fingerprint, compute_domain_sections
-from .ensemble import Prediction
-from .evaluation import FAILED_STORIES_FILE, FailedStory, Mistake, StoryEvaluation, StoryResult, evaluate_stories
-from .model import CoreModel
-from .settings import CoreSettings, resolve_settings
-from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, TrackerState, UserUttered
-from .training import finetune_core, train_core
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compatibility import check_finetune_compatible, compute_domain_fingerprint, compute_domain_sections
+    from .ensemble import Prediction
+    from .evaluation import FAILED_STORIES_FILE, FailedStory, Mistake, StoryEvaluation, StoryResult, evaluate_stories
+    from .model import CoreModel
+    from .settings import CoreSettings, resolve_settings
+    from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, TrackerState, UserUttered
+    from .training import finetune_core, train_core
+
+#: Where each public name lives. Loaded on first use (PEP 562), so that config validation can
+#: import :mod:`.settings` with the core install, which has no NumPy.
+_EXPORTS = {
+    "check_finetune_compatible": "compatibility", "compute_domain_fingerprint": "compatibility",
+    "compute_domain_sections": "compatibility", "Prediction": "ensemble",
+    "FAILED_STORIES_FILE": "evaluation", "FailedStory": "evaluation", "Mistake": "evaluation",
+    "StoryEvaluation": "evaluation", "StoryResult": "evaluation", "evaluate_stories": "evaluation",
+    "CoreModel": "model", "CoreSettings": "settings", "resolve_settings": "settings",
+    "ACTION_LISTEN": "tracker", "ActionExecuted": "tracker", "ActiveLoop": "tracker", "Event": "tracker",
+    "SlotSet": "tracker", "TrackerState": "tracker", "UserUttered": "tracker",
+    "finetune_core": "training", "train_core": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
 
 __all__ = [
     "train_core",

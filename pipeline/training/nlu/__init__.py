@@ -24,14 +24,26 @@ Modules::
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.data.model import Config, NluData
 from pipeline.training.runtime import Progress
 
-from .compat import check_finetune_compatible
-from .model import NluModel
+if TYPE_CHECKING:
+    from .compat import check_finetune_compatible
+    from .model import NluModel
+
+#: Loaded on first use (PEP 562): config validation imports :mod:`.settings` with the core
+#: install, which has no NumPy.
+_EXPORTS = {"NluModel": "model", "check_finetune_compatible": "compat"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
 
 __all__ = ["NluModel", "train_nlu", "finetune_nlu", "check_finetune_compatible"]
 

