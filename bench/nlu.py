@@ -46,13 +46,33 @@ FALLBACK = "nlu_fallback"
 # ------------------------------------------------------------------- config
 
 
-def build_config(overrides: Sequence[str], language: str = "en") -> Config:
+def read_pipeline(path: Path) -> Config:
+    """The config of a team's ``config.yml`` (its NLU pipeline and language); a problem in it ends the run."""
+    from pipeline.data.config import read_config
+    from pipeline.data.readers import Collector
+    from pipeline.data.yamlio import parse_yaml
+
+    out = Collector(str(path))
+    config = read_config(parse_yaml(path.read_bytes(), str(path)), out)
+    errors = [p for p in out.problems if p.severity == "error"]
+    if errors:
+        raise SystemExit("\n".join(str(p) for p in errors))
+    return config
+
+
+def build_config(overrides: Sequence[str], language: str = "en", config_file: Path | None = None) -> Config:
     """deltatrain's default pipeline for ``language`` (English: with pretrained features; any
-    other: sparse features only) with ``Component.option=value`` overrides (values parsed as JSON);
-    a component missing from it is added before DIETClassifier (``LanguageModelFeaturizer.layers=6``)."""
+    other: sparse features only), or the pipeline of ``config_file``, with ``Component.option=value``
+    overrides (values parsed as JSON); a component missing from it is added before DIETClassifier
+    (``LanguageModelFeaturizer.layers=6``)."""
     from pipeline.data.config import default_pipeline
 
-    components = [(c.name, dict(c.options)) for c in default_pipeline(language)]
+    if config_file is not None:
+        base = read_pipeline(config_file)
+        language, pipeline = base.language, base.pipeline or default_pipeline(base.language)
+    else:
+        pipeline = default_pipeline(language)
+    components = [(c.name, dict(c.options)) for c in pipeline]
     for item in overrides:
         target, _, raw = item.partition("=")
         name, _, option = target.partition(".")
@@ -66,7 +86,7 @@ def build_config(overrides: Sequence[str], language: str = "en") -> Config:
             components.insert(at, (name, {}))
             matches = [components[at][1]]
         matches[-1 if name == "CountVectorsFeaturizer" and "char" in option else 0][option] = value
-    return Config(pipeline=tuple(Component(n, freeze(o)) for n, o in components))
+    return Config(language=language, pipeline=tuple(Component(n, freeze(o)) for n, o in components))
 
 
 # ------------------------------------------------------------------- worker
@@ -78,7 +98,7 @@ def worker(args: argparse.Namespace) -> None:
     from pipeline.training.nlu import finetune_nlu, train_nlu
 
     data = read_nlu_files([Path(p) for p in args.data])
-    config = build_config(args.set or [], args.language)
+    config = build_config(args.set or [], args.language, args.config)
     if args.worker == "full":
         model = train_nlu(data, config, seed=args.seed)
     else:
@@ -99,6 +119,8 @@ def run_worker(
     seed = args.seed if seed is None else seed
     command = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--seed", str(seed)]
     command += ["--language", args.language]
+    if args.config is not None:
+        command += ["--config", str(args.config.resolve())]
     command += ["--data", *map(str, data)]
     for item in args.set or []:
         command += ["--set", item]
@@ -282,6 +304,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--language", default="en", help="language of the default pipeline (en: with pretrained features; e.g. de: sparse only)"
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="train with this config.yml's NLU pipeline and language instead of deltatrain's default (--set still applies)",
+    )
     parser.add_argument("--epoch-fraction", type=float, default=0.2)
     parser.add_argument(
         "--finetune-seeds",
@@ -309,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "folder": str(folder),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "config": str(args.config) if args.config else None,
         "overrides": args.set or [],
         "seed": args.seed,
     }

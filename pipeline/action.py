@@ -46,6 +46,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "story-accuracy",
     "previous-model",
     "dry-run-code",
+    "dropped-intents",
 )
 
 #: Inputs passed on as ``--<name>=<value>`` (omitted when empty).
@@ -58,6 +59,8 @@ VALUE_INPUTS: tuple[str, ...] = (
     "min-entity-f1",
     "min-story-accuracy",
     "max-drop",
+    "max-intent-drop",
+    "min-intent-support",
     "keep",
     "report-json",
     "domain",
@@ -67,6 +70,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "results-dir",
     "working-directory",
     "num-threads",
+    "compare-config",
 )
 
 #: Inputs holding one value per line, each passed as its own ``--<name>=<line>``.

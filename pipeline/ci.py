@@ -22,7 +22,24 @@ from pipeline.data.model import Project
 from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
 from pipeline.errors import ArchiveError, BrokenModelError, FinetuneRefused, Problem
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
-from pipeline.metrics import GATED_METRICS, GateResult, compare_metrics
+from pipeline.metrics import (
+    GATED_METRICS,
+    INTENT_DROP_CHECK,
+    MIN_INTENT_SUPPORT,
+    GateCheck,
+    GateResult,
+    check_intent_drops,
+    compare_metrics,
+)
+from pipeline.predictions import (
+    PREDICTIONS_KEY,
+    PredictionDiff,
+    PredictionRow,
+    build_prediction_rows,
+    compute_prediction_diff,
+    parse_predictions,
+    render_predictions,
+)
 from pipeline.train import check_project
 
 Log = Callable[[str], None]
@@ -69,6 +86,8 @@ class CiOptions:
     min_entity_f1: float | None = None
     min_story_accuracy: float | None = None
     max_drop: float = 0.02
+    max_intent_drop: float | None = None  # per-intent gate (None: off)
+    min_intent_support: int = MIN_INTENT_SUPPORT
     fallback_full: bool = True
     keep: int = 10
     upload: bool = True
@@ -80,6 +99,8 @@ class CiOptions:
     use_git: bool = True
     nlu_epochs: int | None = None  # override (tests, quick runs)
     core_epochs: int | None = None
+    #: ``default``: also train deltatrain's default NLU pipeline and report its scores (pipeline.compare)
+    compare_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,8 @@ class CiResult:
     broken_model: Mapping[str, str] | None = None  # {name, problem} of an unusable stored model
     orphans_removed: tuple[str, ...] = ()
     stopped_before_training: bool = False  # --decide-only and the decision trains
+    #: what the new model predicts differently from the previous one (see pipeline.predictions)
+    prediction_diff: PredictionDiff | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``--report-json``)."""
@@ -135,6 +158,7 @@ class CiResult:
             "broken_model": dict(self.broken_model) if self.broken_model else None,
             "orphans_removed": list(self.orphans_removed),
             "stopped_before_training": self.stopped_before_training,
+            "prediction_diff": None if self.prediction_diff is None else self.prediction_diff.to_dict(),
         }
 
 
@@ -206,7 +230,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         decision=decision,
         broken_model=broken,
         previous_model=previous.name if previous else None,
-        previous_metrics=dict(previous.metrics) if previous else {},
+        previous_metrics={k: v for k, v in previous.metrics.items() if k != PREDICTIONS_KEY} if previous else {},
         warnings=warnings,
         git=git_info or {},
         change_report=change_report,
@@ -270,9 +294,11 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         timings["train_seconds"] = round(time.perf_counter() - tick, 3)
         tick = time.perf_counter()
         with _section(progress, "deltatrain: testing"):
-            metrics, files = _test(built, project, previous, results_dir, log)
+            metrics, files, rows = _test(built, project, previous, results_dir, log)
         timings["test_seconds"] = round(time.perf_counter() - tick, 3)
-        gate = _gate(metrics, previous, options)
+        previous_rows = _previous_predictions(previous, previous_archive, project, decision, rows, log)
+        diff = _prediction_diff(previous_rows, rows, project)
+        gate = _gate(metrics, previous, options, diff)
         if not gate.passed and FINETUNE in (decision.nlu, decision.core) and options.fallback_full:
             log("finetuned model failed the gate: retraining in full")
             built.archive.unlink(missing_ok=True)
@@ -284,9 +310,15 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 built = build_model(project, fingerprint, plan, progress=progress)
             timings["train_seconds"] += round(time.perf_counter() - tick, 3)
             with _section(progress, "deltatrain: testing"):
-                metrics, files = _test(built, project, previous, results_dir, log)
-            gate = _gate(metrics, previous, options)
+                metrics, files, rows = _test(built, project, previous, results_dir, log)
+            diff = _prediction_diff(previous_rows, rows, project)
+            gate = _gate(metrics, previous, options, diff)
             fell_back = True
+        if options.compare_config and decision.nlu in (FULL, FINETUNE):
+            tick = time.perf_counter()
+            log("training deltatrain's default NLU pipeline for --compare-config default")
+            notes.append(_compare(project, metrics, options))
+            timings["compare_seconds"] = round(time.perf_counter() - tick, 3)
         result = replace(
             base_result,
             decision=decision,
@@ -295,6 +327,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
             metrics=metrics,
             gate=gate,
             fell_back_to_full=fell_back,
+            prediction_diff=diff,
             notes=tuple(notes),
             report_files=tuple(str(f) for f in files),
             broken_model=broken,
@@ -308,6 +341,7 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         if options.upload:
             tick = time.perf_counter()
             log(f"uploading {built.name} to {store.url}")
+<<<<<<< HEAD
             from pipeline.stores.forge import ReadOnlyTokenError
 
             try:
@@ -325,6 +359,16 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 return replace(result, notes=(*result.notes, f"not uploaded: {exc.message}"),
                                timings={**timings,
                                         "total_seconds": round(time.perf_counter() - started, 3)})
+=======
+            stored = store.publish(
+                built.archive,
+                name=built.name,
+                fingerprint=dict(fingerprint),
+                metadata=dict(built.metadata),
+                metrics={**metrics, **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
+                keep=options.keep,
+            )
+>>>>>>> main
             timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
             cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
                        for name in stored.orphans_removed]
@@ -436,27 +480,74 @@ def _build(
 
 def _test(
     built: BuildResult, project: Project, previous: Any, results_dir: Path, log: Log
-) -> tuple[dict[str, float | None], tuple[Path, ...]]:
+) -> tuple[dict[str, float | None], tuple[Path, ...], list[PredictionRow] | None]:
+    """Metrics, report files and per-utterance predictions (``None``: no NLU test) of the built model."""
     parts = built.metadata.get("parts", {})
     trained = any(p.get("action") in (FULL, FINETUNE) for p in parts.values())
     if not trained and previous is not None:
         log("weights unchanged (repackage): metrics carried over from the previous model")
-        return _pick_metrics(previous.metrics), ()
+        return _pick_metrics(previous.metrics), (), parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
     if not project.test_nlu.examples and not project.test_stories:
         log("no test data in tests/: the model is not tested")
-        return {k: None for k in METRIC_KEYS}, ()
+        return {k: None for k in METRIC_KEYS}, (), None
     from pipeline.testing import remove_report_files, test_model
 
     remove_report_files(results_dir)  # only deltatrain's own files: a stale plot must not outlive its run
     tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
     log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
-    return _pick_metrics(tested.metrics), tested.files
+    rows = build_prediction_rows(tested.nlu.predictions) if tested.nlu is not None else None
+    return _pick_metrics(tested.metrics), tested.files, rows
 
 
-def _gate(metrics: Mapping[str, float | None], previous: Any, options: CiOptions) -> GateResult:
+def _compare(project: Project, metrics: Mapping[str, float | None], options: CiOptions) -> str:
+    from pipeline.compare import compare_with_default
+    from pipeline.evaluation import evaluate_nlu
+    from pipeline.training.nlu import train_nlu
+
+    return compare_with_default(
+        project.config,
+        project.nlu,
+        project.test_nlu,
+        metrics,
+        lambda data, config: train_nlu(data, config),
+        lambda model, test: evaluate_nlu(model.parse_batch, test).headline,
+        epochs=options.nlu_epochs,
+    )
+
+
+def _previous_predictions(
+    previous: Any, archive: Path | None, project: Project, decision: Decision, rows: list[PredictionRow] | None, log: Log
+) -> list[PredictionRow] | None:
+    """The previous model's predictions on the tests: stored with it, or, when its archive is already
+    here and the stored ones cannot cover the tests (test data changed, none stored), measured now."""
+    if previous is None or rows is None:
+        return None
+    stored = parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
+    tests_changed = decision.changes is not None and decision.changes.changed("test_data")
+    if archive is None or (stored is not None and not tests_changed):
+        return stored
+    from pipeline.testing import test_model
+
+    log("testing the previous model on the current tests (for the prediction diff)")
+    tested = test_model(archive, project.test_nlu, ())
+    return build_prediction_rows(tested.nlu.predictions) if tested.nlu is not None else stored
+
+
+def _prediction_diff(
+    old: list[PredictionRow] | None, rows: list[PredictionRow] | None, project: Project
+) -> PredictionDiff | None:
+    """The new model's predictions against the previous model's (``None``: nothing to compare)."""
+    if old is None or rows is None:
+        return None
+    return compute_prediction_diff(old, rows, (e.text for e in project.test_nlu.examples))
+
+
+def _gate(
+    metrics: Mapping[str, float | None], previous: Any, options: CiOptions, diff: PredictionDiff | None = None
+) -> GateResult:
     # response selection is gated (drop vs the previous model) only for models with a ResponseSelector
     gated = [k for k in GATED_METRICS if k != "response_selection_f1" or metrics.get(k) is not None]
-    return compare_metrics(
+    result = compare_metrics(
         {k: metrics.get(k) for k in gated},
         {k: previous.metrics.get(k) for k in gated} if previous else None,
         max_drop=options.max_drop,
@@ -466,3 +557,17 @@ def _gate(metrics: Mapping[str, float | None], previous: Any, options: CiOptions
             "story_accuracy": options.min_story_accuracy,
         },
     )
+    if options.max_intent_drop is None:
+        return result
+    if diff is None:
+        why = "no previous model" if previous is None else "the previous model has no stored predictions on these tests"
+        check = GateCheck(INTENT_DROP_CHECK, None, None, None, options.max_intent_drop, True,
+                          f"per-intent F1 not compared: {why}")
+    else:
+        check = check_intent_drops(
+            ((i.intent, i.support, i.f1_before, i.f1_after) for i in diff.intents),
+            options.max_intent_drop,
+            min_support=options.min_intent_support,
+        )
+    checks = (*result.checks, check)
+    return GateResult(all(c.passed for c in checks), checks)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import RESULTS_DIR, __version__
+from pipeline.compare import CompareConfig
 from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
 from pipeline.extras import Extra, require_extra
 from pipeline.safe_output import (
@@ -295,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--min-entity-f1", type=float, help="fail the gate below this entity F1")
     ci.add_argument("--min-story-accuracy", type=float, help="fail the gate below this story accuracy")
     ci.add_argument("--max-drop", type=float, default=0.02, help="allowed drop vs the previous model (0.02)")
+    ci.add_argument("--max-intent-drop", type=float,
+                    help="fail the gate when one intent's F1 drops more than this vs the previous model (off by default)")
+    ci.add_argument("--min-intent-support", type=int,
+                    help="--max-intent-drop checks only intents with at least this many test utterances (default 5)")
     ci.add_argument("--fallback-full", action=argparse.BooleanOptionalAction, default=True,
                     help="retrain in full when a finetuned model fails the gate (default on)")
     ci.add_argument("--keep", type=int, default=10, help="models kept in the store (10)")
@@ -315,9 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
+<<<<<<< HEAD
     from pipeline.store_commands import add_store_parser
 
     add_store_parser(sub)
+=======
+    ci.add_argument("--compare-config", choices=[c.value for c in CompareConfig],
+                    help="default: also train deltatrain's default NLU pipeline (pretrained features) when the "
+                    "config has none, and report what it would gain (costs a second NLU training)")
+>>>>>>> main
     return parser
 
 
@@ -544,6 +555,8 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         min_entity_f1=args.min_entity_f1,
         min_story_accuracy=args.min_story_accuracy,
         max_drop=args.max_drop,
+        max_intent_drop=args.max_intent_drop,
+        **({"min_intent_support": args.min_intent_support} if args.min_intent_support is not None else {}),
         fallback_full=args.fallback_full,
         keep=args.keep,
         upload=args.upload,
@@ -561,10 +574,15 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         core_epochs=args.epochs,
         results_dir=Path(args.results_dir).resolve() if args.results_dir else None,
         decide_only=args.decide_only,
+        compare_config=args.compare_config,
     )
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
-    for flag, value in (("--max-drop", args.max_drop), ("--min-intent-f1", args.min_intent_f1),
+    if args.min_intent_support is not None and args.min_intent_support < 1:
+        raise UsageError(f"--min-intent-support must be at least 1, got {args.min_intent_support}",
+                         hint="e.g. --min-intent-support 5")
+    for flag, value in (("--max-drop", args.max_drop), ("--max-intent-drop", args.max_intent_drop),
+                        ("--min-intent-f1", args.min_intent_f1),
                         ("--min-entity-f1", args.min_entity_f1), ("--min-story-accuracy", args.min_story_accuracy)):
         if value is not None and not 0 <= value <= 1:  # checked before any training starts
             raise UsageError(f"{flag} must be between 0 and 1, got {value}", hint=f"use a fraction, e.g. {flag} 0.9")

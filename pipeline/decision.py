@@ -136,10 +136,12 @@ def decide(
     core_action, core_reasons = _decide_core(changes, options) if has_core else (KEEP, [])
     if changes.changed(*_DOMAIN_SECTIONS):
         reason = _domain_reason(changes)
-        if has_core:
+        if has_core and changes.domain_only_grew:
+            # new intents/entities only add input features: the dialogue model grows them
+            core_reasons = [f"{reason}: the dialogue model's input features grow", *core_reasons]
+            core_action = FULL if core_action == FULL else FINETUNE
+        elif has_core:
             core_action, core_reasons = FULL, [reason, *core_reasons]
-        if nlu_action != FULL and (changes.intents_added or changes.intents_removed or changes.entities_added or changes.entities_removed):
-            nlu_action = FULL
         if not has_core:
             nlu_reasons = [reason, *nlu_reasons]
     reasons = [*nlu_reasons, *core_reasons]
@@ -186,20 +188,25 @@ def decide(
 def _decide_nlu(changes: ChangeSummary, options: DecisionOptions) -> tuple[str, list[str]]:
     if not changes.changed(*_NLU_SECTIONS):
         return KEEP, []
-    reasons: list[str] = []
+    # added intents and entity types grow the label space in a finetune; everything else below needs a full training
+    growth: list[str] = []
     for intent in changes.intents_added:
         where = changes.locations.get(intent)
-        reasons.append(f"intent `{intent}` added" + (f" in {where}" if where else ""))
-    reasons += [f"intent `{i}` removed" for i in changes.intents_removed]
+        growth.append(f"intent `{intent}` added" + (f" in {where}" if where else ""))
     for entity in changes.entities_added:
         where = changes.locations.get(entity)
-        reasons.append(f"entity `{entity}` added" + (f" in {where}" if where else ""))
-    reasons += [f"entity `{e}` removed" for e in changes.entities_removed]
+        growth.append(f"entity `{entity}` added" + (f" in {where}" if where else ""))
+    removal: list[str] = [f"intent `{i}` removed" for i in changes.intents_removed]
+    removal += [f"entity `{e}` removed" for e in changes.entities_removed]
+    if growth and removal:  # a rename is an addition plus a removal: name both
+        reasons = [*growth, *removal]
+    else:
+        reasons = removal
     reasons += [f"entity role `{r}` added" for r in changes.roles_added]
     reasons += [f"entity role `{r}` removed" for r in changes.roles_removed]
     reasons += [f"entity group `{g}` added" for g in changes.groups_added]
     reasons += [f"entity group `{g}` removed" for g in changes.groups_removed]
-    if changes.changed("nlu_labels") and not reasons:
+    if changes.changed("nlu_labels") and not reasons and not growth:
         reasons.append("NLU labels changed (retrieval intents)")
     if changes.examples_removed:
         reasons.append(f"{changes.total_examples_removed} NLU example(s) removed or edited ({_per_intent(changes.examples_removed, '-')})")
@@ -216,6 +223,9 @@ def _decide_nlu(changes: ChangeSummary, options: DecisionOptions) -> tuple[str, 
         if options.mode == "finetune" and not _blocks_finetune(changes, nlu=True):
             return FINETUNE, [*reasons, "finetune requested (--mode finetune)"]
         return FULL, reasons
+    if growth:
+        added = f"{changes.total_examples_added} NLU example(s) added ({_per_intent(changes.examples_added)})"
+        return FINETUNE, [*growth, "the NLU model's label space grows (old weights kept, old examples replayed)", added]
     added = f"{changes.total_examples_added} NLU example(s) added to existing intents ({_per_intent(changes.examples_added)})"
     return FINETUNE, [added]
 
@@ -238,15 +248,20 @@ def _decide_core(changes: ChangeSummary, options: DecisionOptions) -> tuple[str,
 
 
 def _blocks_finetune(changes: ChangeSummary, *, nlu: bool) -> bool:
-    """Changes that make finetuning impossible whatever the mode (labels, config)."""
+    """Changes that make finetuning impossible whatever the mode (removed labels, roles, groups, config)."""
     return bool(
-        changes.intents_added or changes.intents_removed or changes.entities_added or changes.entities_removed
+        changes.intents_removed or changes.entities_removed
         or changes.roles_added or changes.roles_removed or changes.groups_added or changes.groups_removed
         or changes.changed("config_nlu_without_epochs")
     )
 
 
 def _domain_reason(changes: ChangeSummary) -> str:
+    if changes.domain_only_grew:
+        gained = "; ".join(
+            f"{key} {', '.join(names)}" for key, names in changes.domain_added.items() if key != "responses"
+        )
+        return f"domain gained {gained}"
     parts = []
     for key, names in changes.domain_added.items():
         if key != "responses":

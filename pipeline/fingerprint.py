@@ -206,6 +206,12 @@ def compute_fingerprint(project: Project) -> dict[str, Any]:
         "model_format": MODEL_FORMAT_VERSION,
         "sections": sections,
         "labels": labels,
+        # per intent/entity digests and one for the rest: tells "the domain only gained intents/entities"
+        "domain_items": {
+            "intents": {row[0]: digest(row) for row in domain_names["intents"]},
+            "entities": {row[0]: digest(row) for row in domain_names["entities"]},
+            "other": digest({k: v for k, v in domain_names.items() if k not in ("intents", "entities")}),
+        },
         "domain": {
             "intents": sorted(domain.intent_names),
             "entities": sorted(domain.entity_names),
@@ -252,6 +258,13 @@ class ChangeSummary:
     domain_removed: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: where an added intent first appears, e.g. {"greet_formal": "data/nlu.yml:42"}
     locations: Mapping[str, str] = field(default_factory=dict)
+    #: why a changed domain is more than added intents/entities (empty: it only gained those)
+    domain_not_growth: tuple[str, ...] = ()
+
+    @property
+    def domain_only_grew(self) -> bool:
+        """The domain changed, and only by gaining intents and/or entities."""
+        return self.changed("domain_without_responses") and not self.domain_not_growth
 
     def changed(self, *sections: str) -> bool:
         """Whether any of the given sections changed."""
@@ -288,6 +301,7 @@ class ChangeSummary:
             "domain_added": {k: list(v) for k, v in self.domain_added.items()},
             "domain_removed": {k: list(v) for k, v in self.domain_removed.items()},
             "locations": dict(self.locations),
+            "domain_not_growth": list(self.domain_not_growth),
         }
 
 
@@ -333,6 +347,9 @@ def summarize_changes(
         if minus_names:
             domain_removed[key] = minus_names
     locations = _locations(project, intents_added, entities_added) if project else {}
+    not_growth: tuple[str, ...] = ()
+    if "domain_without_responses" in changed:
+        not_growth = _domain_not_growth(previous.get("domain_items"), current.get("domain_items"))
     return ChangeSummary(
         changed_sections=changed,
         intents_added=intents_added,
@@ -350,7 +367,22 @@ def summarize_changes(
         domain_added=domain_added,
         domain_removed=domain_removed,
         locations=locations,
+        domain_not_growth=not_growth,
     )
+
+
+def _domain_not_growth(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Why the domain change is more than added intents/entities (empty: only those were added)."""
+    if not old or not new:
+        return ("the previous model's fingerprint has no per-item domain digests",)
+    reasons: list[str] = []
+    for key, what in (("intents", "intent"), ("entities", "entity")):
+        before, after = old.get(key, {}), new.get(key, {})
+        reasons += [f"{what} `{n}` removed from the domain" for n in sorted(set(before) - set(after))]
+        reasons += [f"{what} `{n}` changed in the domain" for n in sorted(set(before) & set(after)) if before[n] != after[n]]
+    if old.get("other") != new.get("other"):
+        reasons.append("slots, actions, forms or session settings changed in the domain")
+    return tuple(reasons)
 
 
 def _locations(project: Project, intents: Iterable[str], entities: Iterable[str]) -> dict[str, str]:

@@ -36,6 +36,9 @@ __all__ = [
     "HEADLINE_KEYS",
     "METRIC_NAMES",
     "GATED_METRICS",
+    "INTENT_DROP_CHECK",
+    "MIN_INTENT_SUPPORT",
+    "check_intent_drops",
     "Span",
     "GateCheck",
     "GateResult",
@@ -62,9 +65,14 @@ METRIC_NAMES = {
     "entity_f1": "entity F1",
     "story_accuracy": "story accuracy",
     "response_selection_f1": "response selection F1",
+    "intent_f1_per_intent": "per-intent F1",
 }
 #: The headline metrics the quality gate checks (floors and drops), in check order.
 GATED_METRICS = ("intent_f1", "entity_f1", "story_accuracy", "response_selection_f1")
+#: The per-intent gate (``--max-intent-drop``): the name of its check, checked after GATED_METRICS ...
+INTENT_DROP_CHECK = "intent_f1_per_intent"
+#: ... over intents with at least this many shared test utterances, so one example cannot flip it.
+MIN_INTENT_SUPPORT = 5
 
 #: How many confusions ``confused_with`` lists per label (Rasa lists two).
 _CONFUSED_WITH_TOP = 2
@@ -339,6 +347,8 @@ class GateCheck:
     max_drop: float
     passed: bool
     reason: str
+    #: the labels a per-label check failed on (the per-intent gate's intents), worst first
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -430,3 +440,32 @@ def compare_metrics(
         for name in names
     )
     return GateResult(passed=all(check.passed for check in checks), checks=checks)
+
+
+def check_intent_drops(
+    intents: Iterable[tuple[str, int, float, float]],
+    max_intent_drop: float,
+    *,
+    min_support: int = MIN_INTENT_SUPPORT,
+) -> GateCheck:
+    """The per-intent gate: no intent with ``min_support`` shared test utterances may lose more
+    than ``max_intent_drop`` F1. ``intents``: ``(intent, support, f1_before, f1_after)``; the
+    failure names every intent that dropped too far, largest drop first."""
+    _check_threshold("max_intent_drop", max_intent_drop, 0.0, 1.0)
+    rows = list(intents)
+    checked = [r for r in rows if r[1] >= min_support]
+    dropped = sorted((r for r in checked if r[2] - r[3] > max_intent_drop + _EPS), key=lambda r: r[3] - r[2])
+    label = METRIC_NAMES[INTENT_DROP_CHECK]
+    worst = max((r[2] - r[3] for r in checked), default=0.0)
+    if dropped:
+        named = ", ".join(f"`{i}` {before:.3f} → {after:.3f} ({after - before:+.3f}, {n} utterances)" for i, n, before, after in dropped)
+        reason = f"{label}: {len(dropped)} intent(s) dropped more than {max_intent_drop:.3f}: {named}"
+        return GateCheck(
+            INTENT_DROP_CHECK, -worst, None, None, max_intent_drop, False, reason, tuple(r[0] for r in dropped)
+        )
+    skipped = len(rows) - len(checked)
+    reason = (
+        f"{label}: no intent dropped more than {max_intent_drop:.3f} ({len(checked)} intent(s) with at least"
+        f" {min_support} shared test utterances checked" + (f", {skipped} with fewer skipped)" if skipped else ")")
+    )
+    return GateCheck(INTENT_DROP_CHECK, -worst, None, None, max_intent_drop, True, reason)

@@ -55,6 +55,7 @@ def render_summary(result: CiResult, path_prefix: str = "") -> str:
         lines.append("")
     lines += _changes_section(result)
     lines += _metrics_section(result)
+    lines += _predictions_section(result)
     if result.gate is not None:
         verdict = "passed ✅" if result.gate.passed else "failed ❌"
         lines += [f"**Quality gate {verdict}**", ""] + [
@@ -121,6 +122,37 @@ def _metrics_section(result: CiResult) -> list[str]:
     return lines + [""]
 
 
+#: Fixed, broken and harmed intents shown in the summary (all of them are in --report-json).
+TOP_CHANGES = 10
+
+
+def _predictions_section(result: CiResult) -> list[str]:
+    """Utterances fixed and broken, and per-intent F1 before/after (most harmed first)."""
+    diff = result.prediction_diff
+    if diff is None:
+        return []
+    lines = [f"**Predictions vs the previous model** ({diff.compared} shared test utterances: "
+             f"{len(diff.fixed)} fixed, {len(diff.broken)} broken)", ""]
+    for title, rows in (("Broken", diff.broken), ("Fixed", diff.fixed)):
+        if not rows:
+            continue
+        lines += [f"{title} (top {min(TOP_CHANGES, len(rows))} of {len(rows)}):", "",
+                  "| Utterance | Gold | Previous → now |", "|---|---|---|"]
+        for row in rows[:TOP_CHANGES]:
+            change = (f"{_code(row.old_intent, in_table=True)} {row.old_confidence:.2f} → "
+                      f"{_code(row.new_intent, in_table=True)} {row.new_confidence:.2f}"
+                      + (" (entities changed)" if row.entities_changed else ""))
+            lines.append(f"| {_text(row.text, in_table=True)} | {_code(row.gold, in_table=True)} | {change} |")
+        lines.append("")
+    harmed = [i for i in diff.intents if i.delta != 0][:TOP_CHANGES]
+    if harmed:
+        lines += ["| Intent | Support | F1 before | F1 now | Δ |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {_code(i.intent, in_table=True)} | {i.support} | {i.f1_before:.3f} | {i.f1_after:.3f} | {i.delta:+.3f} |"
+                  for i in harmed]
+        lines.append("")
+    return lines
+
+
 def relative_to(path: str | None, base: Path | None) -> str:
     """``path`` relative to ``base`` when inside it (later steps run there), else as given."""
     if not path or base is None:
@@ -153,4 +185,7 @@ def build_outputs(result: CiResult, workspace: Path | None = None) -> dict[str, 
         "story-accuracy": number("story_accuracy"),
         "previous-model": result.previous_model or "",
         "dry-run-code": str(result.decision.code),
+        "dropped-intents": ",".join(
+            label for check in (result.gate.checks if result.gate else ()) if not check.passed for label in check.labels
+        ),
     }

@@ -15,6 +15,8 @@ import math
 from enum import Enum
 from typing import Any, Callable
 
+from pipeline.predictions import PREDICTIONS_KEY
+
 
 class SideFile(str, Enum):
     """The JSON side files of a model, by file name."""
@@ -95,6 +97,10 @@ def _fingerprint_problem(value: dict[str, Any]) -> str | None:
 
 def _metrics_problem(value: dict[str, Any]) -> str | None:
     for key, metric in value.items():
+        if key == PREDICTIONS_KEY:  # the per-utterance test predictions (pipeline.predictions)
+            if not isinstance(metric, dict) or not isinstance(metric.get("rows"), list):
+                return f"{key} must be an object with a list of rows, received {_kind(metric)}"
+            continue
         if metric is not None and not _is_number(metric):
             return f"{key} must be a number or null, received {_kind(metric)} {metric!r}"
     return None

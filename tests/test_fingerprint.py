@@ -129,6 +129,8 @@ NLU_NEW_INTENT = NLU + """- intent: goodbye
     - bye
     - see you
 """
+NLU_RENAMED = NLU.replace("- intent: greet", "- intent: hello")
+DOMAIN_NEW_INTENT = DOMAIN.replace("  - ask_weather\n", "  - ask_weather\n  - goodbye\n")
 NLU_REMOVED = NLU.replace("    - hi there\n", "")
 NLU_NEW_ENTITY = NLU + "    - weather [tomorrow](date)\n"
 NLU_NEW_ROLE = NLU + '    - fly to [Oslo]{"entity": "city", "role": "to"}\n'
@@ -161,11 +163,18 @@ SCENARIOS = [
     ("examples added", {"data/nlu.yml": NLU_ADDED}, {"nlu_examples"},
      {"examples_added": {"ask_weather": 1}}, ("finetune", "finetune", "keep", 2)),
     ("intent added", {"data/nlu.yml": NLU_NEW_INTENT}, {"nlu_examples", "nlu_labels"},
-     {"intents_added": ("goodbye",), "examples_added": {"goodbye": 2}}, ("full", "full", "keep", 2)),
+     {"intents_added": ("goodbye",), "examples_added": {"goodbye": 2}}, ("finetune", "finetune", "keep", 2)),
+    ("intent added to data and domain", {"data/nlu.yml": NLU_NEW_INTENT, "domain.yml": DOMAIN_NEW_INTENT},
+     {"nlu_labels", "domain_without_responses"}, {"intents_added": ("goodbye",), "domain_not_growth": ()},
+     ("finetune", "finetune", "finetune", 3)),
+    ("intent renamed", {"data/nlu.yml": NLU_RENAMED}, {"nlu_labels"},
+     {"intents_added": ("hello",), "intents_removed": ("greet",)}, ("full", "full", "keep", 2)),
+    ("intent removed from domain", {"domain.yml": DOMAIN.replace("  - greet\n", "")}, {"domain_without_responses"},
+     {"domain_not_growth": ("intent `greet` removed from the domain",)}, ("full", "keep", "full", 1)),
     ("example removed", {"data/nlu.yml": NLU_REMOVED}, {"nlu_examples"},
      {"examples_removed": {"greet": 1}}, ("full", "full", "keep", 2)),
     ("entity added", {"data/nlu.yml": NLU_NEW_ENTITY}, {"nlu_labels"},
-     {"entities_added": ("date",)}, ("full", "full", "keep", 2)),
+     {"entities_added": ("date",)}, ("finetune", "finetune", "keep", 2)),
     ("role added", {"data/nlu.yml": NLU_NEW_ROLE}, {"nlu_labels"},
      {"roles_added": ("city:to",)}, ("full", "full", "keep", 2)),
     ("synonym added", {"data/nlu.yml": NLU_SYNONYM}, {"nlu_features"}, {}, ("full", "full", "keep", 2)),
@@ -213,6 +222,7 @@ def test_added_intent_reason_names_file_and_line(tmp_path: Path) -> None:
     after, project = fingerprint_of(tmp_path / "after", {**BASE, "data/nlu.yml": NLU_NEW_INTENT})
     decision = decide(before, {}, summarize_changes(before, after, project))
     assert any("intent `goodbye` added in data/nlu.yml:13" in r for r in decision.reasons), decision.reasons
+    assert decision.kind == "finetune" and "label space grows" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -246,11 +256,12 @@ def test_other_model_format_forces_full(tmp_path: Path) -> None:
     assert decision.kind == "full" and "model format 0" in decision.reason
 
 
-def test_mode_finetune_cannot_finetune_new_intent(tmp_path: Path) -> None:
+def test_mode_finetune_cannot_finetune_renamed_intent(tmp_path: Path) -> None:
     before, _ = fingerprint_of(tmp_path / "before", BASE)
-    after, project = fingerprint_of(tmp_path / "after", {**BASE, "data/nlu.yml": NLU_NEW_INTENT})
+    after, project = fingerprint_of(tmp_path / "after", {**BASE, "data/nlu.yml": NLU_RENAMED})
     decision = decide(before, {}, summarize_changes(before, after, project), DecisionOptions(mode="finetune"))
     assert decision.nlu == "full"
+    assert "intent `hello` added" in decision.reason and "intent `greet` removed" in decision.reason
     epochs, _ = fingerprint_of(tmp_path / "epochs", {**BASE, "config.yml": CONFIG_EPOCHS})
     decision = decide(before, {}, summarize_changes(before, epochs), DecisionOptions(mode="finetune"))
     assert decision.nlu == "finetune"
@@ -261,4 +272,4 @@ def test_nlu_only_project_never_trains_core(tmp_path: Path) -> None:
     before, _ = fingerprint_of(tmp_path / "before", files)
     after, project = fingerprint_of(tmp_path / "after", {**files, "data/nlu.yml": NLU_NEW_INTENT})
     decision = decide(before, {}, summarize_changes(before, after, project), has_core=False)
-    assert (decision.nlu, decision.core, decision.code) == ("full", "keep", 2)
+    assert (decision.nlu, decision.core, decision.code) == ("finetune", "keep", 2)

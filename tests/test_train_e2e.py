@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import FinetuneRefused
 from pipeline.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,15 +101,18 @@ def test_finetune_after_examples_added_records_parent(trained: tuple[Path, str],
     assert metadata["parts"]["core"]["action"] == "keep"
 
 
-def test_finetune_with_new_intent_is_refused_naming_it(trained: tuple[Path, str], tmp_path: Path) -> None:
+def test_finetune_with_new_intent_grows_both_models(trained: tuple[Path, str], tmp_path: Path) -> None:
+    """Issue 17: an added intent (data and domain) is finetuned; removed/renamed ones are refused
+    (tests/training/test_evolve.py, test_core_model.py)."""
     work, _ = _copy(trained, tmp_path)
     nlu = work / "data" / "nlu.yml"
     nlu.write_text(nlu.read_text() + "\n- intent: ask_time\n  examples: |\n    - what time is it\n    - time please\n")
     domain = work / "domain.yml"
     domain.write_text(domain.read_text().replace("  - inform\n", "  - inform\n  - ask_time\n"))
-    with pytest.raises(FinetuneRefused, match="ask_time"):
-        train(work / "domain.yml", work / "config.yml", [work / "data"], output=work / "models",
-              model_to_finetune=work / "models")
+    result = train(work / "domain.yml", work / "config.yml", [work / "data"], output=work / "models",
+                   model_to_finetune=work / "models")
+    metadata = _metadata(str(result.model))
+    assert metadata["parts"]["nlu"]["action"] == "finetune"
 
 
 def test_cli_test_writes_every_report_and_parse_prints_json(

@@ -117,8 +117,10 @@ UNSEEN = """
 """
 
 
-def load(directory: Path, *, data: str = STORIES, cfg: str | None = None, tests: str | None = UNSEEN) -> Project:
-    files = {"domain.yml": DOMAIN, "data/stories.yml": data, "config.yml": cfg or config()}
+def load(
+    directory: Path, *, data: str = STORIES, cfg: str | None = None, tests: str | None = UNSEEN, domain: str = DOMAIN
+) -> Project:
+    files = {"domain.yml": domain, "data/stories.yml": data, "config.yml": cfg or config()}
     if tests is not None:
         files["tests/test_stories.yml"] = tests
     write_project(directory, files)
@@ -226,3 +228,21 @@ def test_finetune_is_refused_when_the_network_changes(trained, tmp_path):
     with pytest.raises(FinetuneRefused) as caught:
         finetune_core(tmp_path / "previous", bigger.domain, bigger.stories, bigger.config, epoch_fraction=0.5)
     assert caught.value.reasons == ("TEDPolicy option 'transformer_size' changed from 32 to 64",)
+
+
+def test_finetune_grows_the_inputs_when_the_domain_gained_an_intent(trained, tmp_path):
+    project, model, _ = trained
+    model.save(tmp_path / "previous")
+    grown = load(tmp_path / "grown", domain=DOMAIN.replace("goodbye]", "goodbye, thank]"))
+    old_trackers = [TrackerState().with_user("greet"), TrackerState().with_user("ask_time"), TrackerState().with_user("goodbye")]
+    tuned = finetune_core(tmp_path / "previous", grown.domain, grown.stories, grown.config, epoch_fraction=0.25, seed=7)
+    assert tuned.summary["ted"]["input_features_added"] == 1
+    assert "thank" in tuned.spec.intents
+    assert [tuned.predict_next_action(t).action for t in old_trackers] == [
+        model.predict_next_action(t).action for t in old_trackers
+    ]
+    removed = load(tmp_path / "removed", domain=DOMAIN.replace(", goodbye]", "]").replace('      utter_goodbye: [{text: "bye"}]\n', ""),
+                   data=STORIES)
+    with pytest.raises(FinetuneRefused) as caught:
+        finetune_core(tmp_path / "previous", removed.domain, removed.stories, removed.config, epoch_fraction=0.25)
+    assert "intent 'goodbye' removed from the domain" in caught.value.reasons

@@ -143,10 +143,16 @@ def test_rasa_options_without_meaning_here_are_ignored_and_listed() -> None:
         pytest.param(None, 640, 150, id="small-data-more-steps"),
         pytest.param(None, 24, 300, id="tiny-data-capped-at-rasa-default"),
         pytest.param(7, 24, 7, id="explicit-epochs-win"),
+        pytest.param(100, 9960, 18, id="config-epochs-are-an-upper-bound-on-large-data"),
+        pytest.param(100, 640, 100, id="config-epochs-below-the-step-floor"),
     ],
 )
 def test_auto_epochs(epochs: int | None, examples: int, expected: int) -> None:
     assert auto_epochs(DietOptions(epochs=epochs), examples) == expected
+
+
+def test_config_epochs_run_exactly_without_early_stopping() -> None:
+    assert auto_epochs(DietOptions(epochs=100, early_stopping=False), 9960) == 100
 
 
 def test_auto_epochs_with_pretrained_features() -> None:

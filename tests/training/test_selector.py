@@ -218,6 +218,27 @@ def test_finetune_keeps_and_trains_the_selector(data: NluData, one_selector: tup
     assert chosen["intent_response_key"] == "faq/ask_price"
 
 
+def test_selector_keeps_working_through_a_label_growing_finetune(
+    data: NluData, one_selector: tuple[NluModel, Path], tmp_path: Path
+) -> None:
+    _, directory = one_selector
+    merged = data.merge(read_yaml(tmp_path, """
+        version: "3.1"
+        nlu:
+        - intent: thanks
+          examples: |
+            - thank you
+            - thanks a lot
+            - many thanks
+            - cheers
+    """, "thanks.yml"))
+    model = finetune_nlu(directory, merged, config({}), epoch_fraction=0.5, seed=3, responses=RESPONSES)
+    assert model.summary["intents_added"] == ["thanks"] and "thanks" in model.labels.intents
+    assert model.selectors[0].keys == ("chitchat/ask_name", "chitchat/ask_weather", "faq/ask_hours", "faq/ask_price")
+    chosen = model.parse("how much does it cost")["response_selector"]["default"]["response"]
+    assert chosen["intent_response_key"] == "faq/ask_price"
+
+
 def test_finetune_is_refused_when_retrieval_intents_or_selectors_change(
     data: NluData, one_selector: tuple[NluModel, Path], tmp_path: Path
 ) -> None:

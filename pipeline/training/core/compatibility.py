@@ -6,7 +6,9 @@ A dialogue model can be finetuned when, compared with the saved model:
 * the domain's dialogue sections are the same -- intents (with their entity
   filters), entities (roles, groups, influence), slots that influence the
   conversation, actions, forms -- because they define the ML policy's inputs
-  and outputs (Rasa's rule: finetuning needs an unchanged domain);
+  and outputs (Rasa's rule: finetuning needs an unchanged domain), except that
+  intents and entities may be *added*: they only add input features, which the
+  finetune grows (:mod:`.growth`; existing items must stay as they were);
 * the policies are the same, and TEDPolicy's network options are the same
   (``epochs``, ``priority`` and ``ranking_length`` may change);
 * the saved TEDPolicy was trained.
@@ -112,13 +114,22 @@ def _by_name(items: Any) -> dict[str, Any]:
     return {item if isinstance(item, str) else item["name"]: item for item in items or ()}
 
 
-def describe_domain_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human reasons for every difference: ``intent 'x' added``, ``slot 'y' changed``."""
+#: Domain sections whose additions a finetune absorbs by growing the input features.
+GROWABLE_SECTIONS = ("intents", "entities")
+
+
+def describe_domain_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, allow_growth: bool = False
+) -> list[str]:
+    """Human reasons for every difference: ``intent 'x' added``, ``slot 'y' changed``;
+    with ``allow_growth``, added intents and entities are not reasons."""
     reasons = []
     for section in DOMAIN_SECTIONS:
         before, after = _by_name(old.get(section)), _by_name(new.get(section))
         what = _SINGULAR[section]
         for name in sorted(set(after) - set(before)):
+            if allow_growth and section in GROWABLE_SECTIONS:
+                continue
             reasons.append(f"{what} '{name}' added to the domain")
         for name in sorted(set(before) - set(after)):
             reasons.append(f"{what} '{name}' removed from the domain")
@@ -175,7 +186,7 @@ def check_finetune_compatible(previous_dir: Path, domain: Domain, config: Config
     saved_domain = _read_json(directory, layout.DOMAIN_FILE)
     sections = compute_domain_sections(domain)
     if compute_domain_fingerprint(sections)["all"] != saved_domain.get("fingerprint", {}).get("all"):
-        reasons.extend(describe_domain_changes(saved_domain.get("sections", {}), sections) or ["the domain changed"])
+        reasons.extend(describe_domain_changes(saved_domain.get("sections", {}), sections, allow_growth=True))
     try:
         new_settings = resolve_settings(config)
     except ConfigError as exc:

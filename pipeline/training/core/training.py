@@ -27,6 +27,7 @@ from pipeline.rule_check import analyze_rules, rule_check_options
 from pipeline.training.runtime import Progress
 
 from .compatibility import check_finetune_compatible, compute_domain_fingerprint, compute_domain_sections
+from .growth import grow_input_weights
 from .memoization import MemoizationPolicy
 from .model import CoreModel, Policy
 from .rules import RulePolicy
@@ -68,8 +69,9 @@ def finetune_core(
 
     TEDPolicy trains ``ceil(epochs * epoch_fraction)`` epochs, where ``epochs``
     is TEDPolicy's ``epochs`` in the new config when given there, else the
-    previous model's. Raises FinetuneRefused (with every reason) when the
-    domain, the policies or TEDPolicy's network options changed.
+    previous model's. Intents and entities added to the domain grow TEDPolicy's
+    input features (:mod:`.growth`). Raises FinetuneRefused (with every reason)
+    when the domain changed otherwise, the policies or TEDPolicy's network options changed.
     """
     if isinstance(epoch_fraction, bool) or not isinstance(epoch_fraction, (int, float)) or not epoch_fraction > 0:
         raise UsageError(
@@ -123,6 +125,11 @@ def _train(
             built[policy_settings.name] = MemoizationPolicy.train(policy_settings, replays)
         elif isinstance(policy_settings, TedSettings):
             previous_ted = previous.ted_policy if previous is not None else None
+            if previous_ted is not None and previous_ted.weights is not None and previous.spec != spec:
+                # the domain gained intents/entities (checked by check_finetune_compatible): grow the inputs
+                grown = grow_input_weights(previous_ted.weights, previous.spec, spec)
+                previous_ted = TEDPolicy(previous_ted.settings, previous_ted.max_history, grown)
+                ted_info["input_features_added"] = spec.feature_size - previous.spec.feature_size
             epochs = policy_settings.epochs
             if previous is not None and epoch_fraction is not None:
                 base = _explicit_ted_epochs(config)

@@ -1,4 +1,10 @@
-"""Can a saved NLU model be finetuned on new data and config? Reads JSON only (no TensorFlow)."""
+"""Can a saved NLU model be finetuned on new data and config? Reads JSON only (no TensorFlow).
+
+Added intents and entity types are allowed (the finetune grows the label space);
+removed or renamed labels, role/group changes, a config change beyond epochs,
+new or removed ResponseSelectors and a shrinking feature space are refused, each
+with its reason.
+"""
 
 from __future__ import annotations
 
@@ -29,13 +35,17 @@ def _names(values: Any) -> str:
     return ", ".join(f"`{v}`" for v in sorted(values))
 
 
-def _label_reasons(kind: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[str]:
+def _label_reasons(kind: str, old: tuple[str, ...], new: tuple[str, ...], *, may_grow: bool = False) -> list[str]:
+    """Why the label set ``old`` cannot become ``new``; with ``may_grow``, additions alone are fine."""
     reasons = []
     added, removed = set(new) - set(old), set(old) - set(new)
-    if added:
-        reasons.append(f"{kind} added: {_names(added)}")
     if removed:
+        # a rename is an addition plus a removal: both are named so the user sees the pair
+        if added:
+            reasons.append(f"{kind} added: {_names(added)}")
         reasons.append(f"{kind} removed: {_names(removed)}")
+    elif added and not may_grow:
+        reasons.append(f"{kind} added: {_names(added)}")
     return reasons
 
 
@@ -62,10 +72,12 @@ def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[
                 f"config `{key}` changed from {before.get(key)!r} to {after.get(key)!r} (only epochs may change)"
             )
     labels = LabelMaps.from_data(data, bilou=new.diet.BILOU_flag)
+    # intents and entity types may be added (the finetune grows the label space, see .growth);
+    # removed or renamed ones, and any change of roles or groups, need a full training
     if new.diet.intent_classification:
-        reasons += _label_reasons("intents", saved_labels.intents, labels.intents)
+        reasons += _label_reasons("intents", saved_labels.intents, labels.intents, may_grow=True)
     if new.diet.entity_recognition:
-        reasons += _label_reasons("entities", saved_labels.entities, labels.entities)
+        reasons += _label_reasons("entities", saved_labels.entities, labels.entities, may_grow=True)
         reasons += _label_reasons("entity roles", saved_labels.roles, labels.roles)
         reasons += _label_reasons("entity groups", saved_labels.groups, labels.groups)
     reasons += _selector_reasons(previous_dir, data, config)

@@ -75,6 +75,7 @@ class DietNetwork:
         weights: Mapping[str, np.ndarray],
         options: TrainingOptions,
         anchor_pull: float = 0.0,
+        unanchored: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.options = options
@@ -83,7 +84,8 @@ class DietNetwork:
         # finetuning: after every step, the shared (non-embedding) weights are pulled this
         # fraction of the way back to ``weights`` (decoupled L2-SP); embedding rows move freely
         self.anchor_pull = anchor_pull
-        anchored = [n for n in self.names if not n.startswith("embed/")] if anchor_pull > 0 else []
+        # ``unanchored``: weights a label-growing finetune must move freely (their new rows start untrained)
+        anchored = [n for n in self.names if not n.startswith("embed/") and n not in unanchored] if anchor_pull > 0 else []
         self._anchors = {n: tf.constant(weights[n]) for n in anchored}
         self._m = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}
         self._v = {n: tf.Variable(tf.zeros_like(v)) for n, v in self.variables.items()}

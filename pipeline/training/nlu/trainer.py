@@ -1,16 +1,21 @@
 """Full training and incremental finetuning of the NLU model (imports TensorFlow).
 
-Training runs ``epochs`` epochs (fewer when the epoch loss plateaus with the
-train intent accuracy at PLATEAU_ACCURACY) over shuffled, length-bucketed
-batches whose size grows linearly over ``batch_size`` (as in Rasa), with the
-learning rate decaying linearly to zero over the planned epochs.
+Training runs ``epochs`` epochs over shuffled, length-bucketed batches whose
+size grows linearly over ``batch_size`` (as in Rasa), with the learning rate
+decaying linearly to zero over the planned epochs. When the epoch loss
+plateaus first (with the train intent accuracy at PLATEAU_ACCURACY), training
+anneals instead: ANNEAL_EPOCHS more epochs take the learning rate from where it
+is to zero and the batch size to its maximum, then it stops (on HWU64 with
+``epochs: 100`` and early stopping at epoch 34, annealing gained 1.0 entity F1
+at the same intent accuracy: bench/RESULTS.md, issue 18).
 
 Finetuning continues from the previous weights: vocabularies grow
 append-only (new embedding rows start at zero, see
 :func:`~.architecture.grow_weights`), and each of the ``ceil(epochs ×
 epoch_fraction)`` epochs sees every *new* example (not in the previous
 model's training data, by content hash) plus a seeded replay sample of the
-old ones, so an epoch costs a fraction of a full one without forgetting. The
+old ones, so an epoch costs a fraction of a full one without forgetting.
+Added intents and entity types grow the label space (:mod:`.growth`). The
 replay sample is drawn once, so only it and the new examples are featurized
 (pretrained features cost more than an epoch). With pretrained features, the
 shared weights are pulled part of the way back to the previous model's after
@@ -29,7 +34,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,9 +46,19 @@ from . import pretrained
 from .architecture import NetworkConfig, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
+from .growth import (
+    NEW_INTENT_EXAMPLES,
+    added_labels,
+    fit_new_tag_columns,
+    grow_label_weights,
+    grown_config,
+    sentence_vectors,
+    token_vectors,
+)
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
 from .network import Batch, DietNetwork, TrainingOptions
+from .rasa_defaults import differing_defaults
 from .selector import SelectorSettings, TrainedSelector, resolve_selectors, retrieval_responses, selector_examples
 from .pretrained_tf import tensorflow_forward
 from .runtime_tf import import_tensorflow
@@ -65,6 +80,14 @@ ANCHOR_PULL = 0.1
 ANCHOR_PULL_SPARSE_ONLY = 0.0
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
+#: When intents are added, at least this many old examples per old intent are replayed (when there
+#: are that many), and each epoch sees at most as many examples of each new intent as the replay
+#: holds per old intent (a fresh seeded choice every epoch): a finetune sample dominated by the new
+#: intents teaches the classifier they are frequent, and it then predicts them for old intents'
+#: texts (bench/RESULTS.md, issue 17).
+GROWTH_REPLAY_PER_INTENT = 30
+#: New entity types' tag columns are fitted on the tokens of this many sample examples (new ones first).
+TAG_PROBE_EXAMPLES = 600
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
 TENSORFLOW_FEATURIZE_MINIMUM = 1000
 #: Examples are sorted by length inside shuffled chunks of this many batches (less padding).
@@ -74,6 +97,8 @@ PLATEAU_TOLERANCE = 0.01
 #: ... for this many epochs in a row, with train intent accuracy at least PLATEAU_ACCURACY.
 PLATEAU_PATIENCE = 3
 PLATEAU_ACCURACY = 0.99
+#: ... and then anneal for this many epochs (learning rate to zero, batch size to its maximum).
+ANNEAL_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -131,6 +156,19 @@ def featurize(
 _EMPTY = np.zeros(0, dtype=np.int32)
 
 
+def _record_inputs(record: Record) -> tuple[list[np.ndarray], list[np.ndarray], int, np.ndarray | None]:
+    """A record as the NumPy predictor's inputs: per featurizer flat ids and their positions."""
+    ids, positions = [], []
+    for pos, unit_ids in zip(record.unit_positions, record.unit_ids):
+        if len(unit_ids):
+            ids.append(np.concatenate(unit_ids).astype(np.int64))
+            positions.append(np.repeat(pos, [len(u) for u in unit_ids]))
+        else:
+            ids.append(_EMPTY)
+            positions.append(_EMPTY)
+    return ids, positions, record.num_tokens, record.dense
+
+
 def make_batch(records: Sequence[Record]) -> Batch:
     """Pack records: per featurizer the batch's distinct units (their feature ids, summed
     once) and which unit sits at which flat position ``example * length + position``."""
@@ -177,6 +215,16 @@ def batch_size_for(epoch: int, epochs: int, sizes: tuple[int, int]) -> int:
     return int(sizes[0] + epoch * (sizes[1] - sizes[0]) / (epochs - 1))
 
 
+def schedule(epoch: int, epochs: int, sizes: tuple[int, int], anneal_from: int | None = None) -> tuple[float, int]:
+    """Learning-rate fraction and batch size of ``epoch``: linear over the planned ``epochs``, or,
+    from ``anneal_from`` on (after a plateau), linear to zero and to ``sizes[1]`` over ANNEAL_EPOCHS."""
+    if anneal_from is None or epoch < anneal_from:
+        return 1.0 - epoch / epochs, batch_size_for(epoch, epochs, sizes)
+    start_fraction, start_size = 1.0 - anneal_from / epochs, batch_size_for(anneal_from, epochs, sizes)
+    progress = (epoch - anneal_from + 1) / (ANNEAL_EPOCHS + 1)
+    return start_fraction * (1.0 - progress), int(start_size + progress * (sizes[1] - start_size))
+
+
 def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled batches of similar-length examples (indices into ``lengths``)."""
     order = rng.permutation(len(lengths))
@@ -206,20 +254,28 @@ def _fit(
     progress: Progress | None,
     phase: str,
     learning_rate_scale: float = 1.0,
+    epoch_subset: Callable[[int], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Run the epochs; return the training history."""
+    """Run the epochs (each over ``epoch_subset(epoch)`` of the records when given); return the training history."""
     diet = settings.diet
-    lengths = np.array([r.num_tokens for r in records])
+    all_lengths = np.array([r.num_tokens for r in records])
     losses: list[float] = []
     accuracies: list[float] = []
     step = 0
+    anneal_from: int | None = None  # first epoch of the annealing after a plateau
+    end = epochs
     for epoch in range(epochs):
+        if epoch >= end:
+            break
         rng = np.random.default_rng([seed, epoch])
-        batch_size = batch_size_for(epoch, epochs, diet.batch_size)
-        learning_rate = np.float32(learning_rate_scale * diet.learning_rate * (1.0 - epoch / epochs))  # linear decay
+        fraction, batch_size = schedule(epoch, epochs, diet.batch_size, anneal_from)
+        learning_rate = np.float32(learning_rate_scale * diet.learning_rate * fraction)
         total_loss = total_accuracy = 0.0
         seen = 0
-        for batch_index in plan_batches(lengths, batch_size, rng):
+        subset = epoch_subset(epoch) if epoch_subset is not None else np.arange(len(records))
+        lengths = all_lengths[subset]
+        for planned in plan_batches(lengths, batch_size, rng):
+            batch_index = subset[planned]
             batch = make_batch([records[i] for i in batch_index])
             loss, accuracy = network.train_step(
                 batch.features,
@@ -240,8 +296,9 @@ def _fit(
         losses.append(total_loss / max(seen, 1))
         accuracies.append(total_accuracy / max(seen, 1))
         emit(progress, model="nlu", phase=phase, epoch=epoch + 1, epochs=epochs, loss=losses[-1], accuracy=accuracies[-1])
-        if diet.early_stopping and _plateaued(losses, accuracies):
-            break
+        if diet.early_stopping and anneal_from is None and _plateaued(losses, accuracies):
+            anneal_from = epoch + 1
+            end = min(epochs, anneal_from + ANNEAL_EPOCHS)
     return {"losses": losses, "accuracies": accuracies}
 
 
@@ -348,6 +405,7 @@ def train_nlu(
     summary = _summary(
         "full", history, epochs, data, labels, preprocessor, settings, started, seed,
         featurize_seconds=round(featurize_seconds, 3),
+        rasa_defaults_differing=differing_defaults(config, epochs),
     )
     selectors = _train_selectors(config, settings, preprocessor, data, data.examples, records, (), 1.0, seed, progress)
     if selectors:
@@ -457,6 +515,33 @@ def _train_selector(
     return TrainedSelector(selector, keys, network_config, weights, summary)
 
 
+def _balanced_epochs(
+    needed: np.ndarray, data: NluData, intents_added: Sequence[str], replay: int, old_intents: int, seed: int
+) -> Callable[[int], np.ndarray] | None:
+    """Per epoch, the records (indices into ``needed``) a label-growing finetune trains on: all but the
+    new intents' examples, of which each new intent contributes at most what the replay holds per old
+    intent (GROWTH_REPLAY_PER_INTENT); ``None`` (every record, every epoch) when no intent was added."""
+    if not intents_added:
+        return None
+    cap = max(1, math.ceil(replay / max(old_intents, 1)))
+    added = set(intents_added)
+    by_intent: dict[str, list[int]] = {}
+    rest: list[int] = []
+    for j, i in enumerate(needed):
+        intent = data.examples[i].intent
+        (by_intent.setdefault(intent, []) if intent in added else rest).append(j)
+
+    def subset(epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 2_000_003, epoch])
+        chosen = [np.array(rest, dtype=np.int64)]
+        for intent in sorted(by_intent):
+            rows = np.array(by_intent[intent], dtype=np.int64)
+            chosen.append(rng.choice(rows, size=min(cap, len(rows)), replace=False))
+        return np.sort(np.concatenate(chosen))
+
+    return subset
+
+
 def finetune_nlu(
     previous_dir: Path,
     data: NluData,
@@ -471,8 +556,10 @@ def finetune_nlu(
 
     Its ResponseSelectors are finetuned the same way (their new and replayed retrieval examples).
 
-    Raises FinetuneRefused (see :func:`check_finetune_compatible`) when the
-    labels, the config beyond ``epochs``, the model format or the feature
+    Added intents and entity types grow the label space (:mod:`.growth`: old weights
+    kept, new label weights initialised from what the previous network computes).
+    Raises FinetuneRefused (see :func:`check_finetune_compatible`) when removed or
+    renamed labels, the config beyond ``epochs``, the model format or the feature
     space do not allow it.
     """
     started = time.perf_counter()
@@ -485,26 +572,69 @@ def finetune_nlu(
     previous = NluModel.load(previous_dir)
     settings = resolve_settings(config)
     _check_data(data, settings)
-    labels = previous.labels
+    labels = LabelMaps.from_data(data, bilou=settings.diet.BILOU_flag)
+    labels = replace(labels, roles=previous.labels.roles, groups=previous.labels.groups)  # compat: unchanged
+    if not settings.diet.intent_classification:
+        labels = replace(labels, intents=previous.labels.intents)
+    if not settings.diet.entity_recognition:
+        labels = replace(labels, entities=previous.labels.entities)
+    intents_added, entities_added = added_labels(previous.labels, labels)
     preprocessor = NluPreprocessor(settings, [v.keys for v in previous.preprocessor.vocabularies], data.regexes, data.lookups)
     known = set(previous.example_hashes)
     hashes = [example_hash(e) for e in data.examples]
     new_index = np.array([i for i, h in enumerate(hashes) if h not in known], dtype=np.int64)
     old_index = np.array([i for i, h in enumerate(hashes) if h in known], dtype=np.int64)
     preprocessor.adapt(data.examples[i].text for i in new_index)
-    network_config = replace(previous.network, feature_sizes=tuple(len(v) for v in preprocessor.vocabularies))
-    weights = grow_weights(previous.weights, previous.network, network_config)
+    network_config = grown_config(
+        previous.network,
+        [len(v) for v in preprocessor.vocabularies],
+        labels,
+        previous.network.entity_recognition or (settings.diet.entity_recognition and bool(labels.entities)),
+    )
+    weights = grow_weights(previous.weights, previous.network, replace(previous.network, feature_sizes=network_config.feature_sizes))
 
     epochs = math.ceil(auto_epochs(settings.diet, len(data.examples), pretrained=bool(settings.language_model)) * epoch_fraction)
-    replay = min(len(old_index), max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index)))))
+    replay = max(REPLAY_MINIMUM, int(math.ceil(REPLAY_RATIO * len(new_index))))
+    if intents_added:
+        replay = max(replay, GROWTH_REPLAY_PER_INTENT * len(previous.labels.intents))
+    replay = min(len(old_index), replay)
     rng = np.random.default_rng([seed, 1_000_003])
     sample = np.sort(rng.choice(old_index, size=replay, replace=False)) if replay else old_index[:0]
     needed = np.concatenate([new_index, sample])
     import_tensorflow(seed)
     pull = ANCHOR_PULL if network_config.dense_size else ANCHOR_PULL_SPARSE_ONLY
-    network = DietNetwork(network_config, weights, _options(settings), pull)
-    traced = network.start_tracing()
     records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
+    if intents_added or entities_added:
+        # the new labels' weights start from what the previous network already computes (.growth)
+        before = replace(previous.network, feature_sizes=network_config.feature_sizes)
+        vectors = {}
+        for intent in intents_added:
+            chosen = [j for j, i in enumerate(needed) if data.examples[i].intent == intent][:NEW_INTENT_EXAMPLES]
+            vectors[intent] = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in chosen])
+        replayed = range(len(new_index), len(new_index) + min(len(sample), NEW_INTENT_EXAMPLES * 4))
+        reference = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in replayed])
+        weights = grow_label_weights(
+            weights,
+            before,
+            network_config,
+            previous.labels,
+            labels,
+            vectors,
+            seed,
+            reference=reference,
+        )
+        if entities_added and previous.network.entity_recognition:
+            # fit the new tag columns on what the previous network computes for the sample's tokens
+            probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
+            new_columns = [k for k, tag in enumerate(labels.tags) if tag not in previous.labels.tags]
+            weights["entity/kernel"], weights["entity/bias"] = fit_new_tag_columns(
+                weights["entity/kernel"], weights["entity/bias"],
+                token_vectors(weights, before, [_record_inputs(r) for r in probe]),
+                np.concatenate([r.tags for r in probe if r.num_tokens]), new_columns,
+            )
+    unanchored = (("intent/labels",) if intents_added else ()) + (("entity/kernel", "entity/bias") if entities_added else ())
+    network = DietNetwork(network_config, weights, _options(settings), pull, unanchored)
+    traced = network.start_tracing()
     featurize_seconds = time.perf_counter() - started
     traced()
     history = _fit(
@@ -516,6 +646,7 @@ def finetune_nlu(
         progress,
         "finetune",
         FINETUNE_LEARNING_RATE_SCALE,
+        _balanced_epochs(needed, data, intents_added, replay, len(previous.labels.intents), seed),
     )
     summary = _summary(
         "finetune",
@@ -528,8 +659,11 @@ def finetune_nlu(
         started,
         seed,
         new_examples=int(len(new_index)),
+        intents_added=list(intents_added),
+        entities_added=list(entities_added),
         replayed_per_epoch=int(replay),
         anchor_pull=pull,
+        unanchored=list(unanchored),
         epoch_fraction=epoch_fraction,
         featurize_seconds=round(featurize_seconds, 3),
         features_added={

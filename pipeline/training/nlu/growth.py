@@ -1,0 +1,182 @@
+"""Growing a trained NLU network's label space for a finetune (NumPy only).
+
+When the data only *gained* intents and/or entity types, the previous weights
+are kept and the label-dependent weights grow:
+
+* ``intent/labels`` [I, E]: old rows move to their new (sorted) positions; a
+  new intent's row starts at the mean direction of its training examples'
+  sentence embeddings under the previous network (``intent/kernel`` applied to
+  the sentence vector) minus that of old examples (what all sentences share),
+  scaled to the old rows' mean norm, so the new intent scores high for texts
+  like its examples and not for every text, before any training step.
+* ``entity/kernel`` [D, K], ``entity/bias`` [K]: old tag columns move to their
+  new positions (tag ids are per entity type in sorted order); a new type's
+  ``B-``/``I-``/``L-``/``U-`` columns start at the mean of the old types'
+  columns with the same prefix, their bias one logit lower, then only they are
+  fitted by softmax regression on the previous network's token vectors of the
+  finetune sample (:func:`fit_new_tag_columns`); with no old entity head at
+  all, the head starts from the seeded initial weights.
+
+Roles and groups do not grow (a finetune refuses them, see :mod:`.compat`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .architecture import NetworkConfig, initial_weights
+from .inference import encode
+from .labels import LabelMaps
+
+#: A new entity tag column's bias starts this many logits below its prefix's old mean.
+NEW_TAG_BIAS_OFFSET = 1.0
+#: At most this many examples of a new intent set its initial label embedding.
+NEW_INTENT_EXAMPLES = 64
+
+__all__ = [
+    "added_labels", "grow_label_weights", "fit_new_tag_columns", "token_vectors", "sentence_vectors",
+    "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES",
+]
+
+
+def added_labels(old: LabelMaps, new: LabelMaps) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The intents and entity types ``new`` has and ``old`` has not, sorted."""
+    return (
+        tuple(sorted(set(new.intents) - set(old.intents))),
+        tuple(sorted(set(new.entities) - set(old.entities))),
+    )
+
+
+def grow_label_weights(
+    weights: Mapping[str, np.ndarray],
+    old_config: NetworkConfig,
+    new_config: NetworkConfig,
+    old_labels: LabelMaps,
+    new_labels: LabelMaps,
+    sentence_vectors: Mapping[str, np.ndarray],
+    seed: int,
+    *,
+    reference: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Weights for ``new_config``/``new_labels`` from the previous ones (see the module docstring).
+
+    ``sentence_vectors``: per new intent, the previous network's sentence vectors
+    [n, D] of (some of) its training examples; ``reference``: those of old examples,
+    whose mean direction is taken out of a new intent's (the part every sentence shares
+    would otherwise make the new intent score high on every text).
+    """
+    grown = dict(weights)
+    fresh = initial_weights(new_config, seed)
+    if new_config.intent_classification and old_labels.intents != new_labels.intents:
+        old_rows = weights["intent/labels"]
+        rows = fresh["intent/labels"].copy()
+        norm = float(np.mean(np.linalg.norm(old_rows, axis=1))) if len(old_rows) else 1.0
+        for i, name in enumerate(new_labels.intents):
+            if name in old_labels.intents:
+                rows[i] = old_rows[old_labels.intents.index(name)]
+            elif name in sentence_vectors and len(sentence_vectors[name]):
+                direction = _mean_direction(sentence_vectors[name], weights)
+                if reference is not None and len(reference):
+                    direction = direction - _mean_direction(reference, weights)
+                rows[i] = direction / max(float(np.linalg.norm(direction)), 1e-9) * norm
+        grown["intent/labels"] = rows.astype(np.float32)
+    if new_config.entity_recognition:
+        if not old_config.entity_recognition:
+            for name in ("entity/kernel", "entity/bias"):
+                grown[name] = fresh[name]
+        elif old_labels.tags != new_labels.tags:
+            grown["entity/kernel"], grown["entity/bias"] = _grow_tags(
+                weights["entity/kernel"], weights["entity/bias"], old_labels, new_labels
+            )
+    return grown
+
+
+def _mean_direction(vectors: np.ndarray, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Mean of the unit-length intent-space embeddings of sentence vectors [n, D]."""
+    u = vectors @ weights["intent/kernel"] + weights["intent/bias"]
+    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-9)
+    return u.mean(axis=0)
+
+
+def _grow_tags(
+    kernel: np.ndarray, bias: np.ndarray, old: LabelMaps, new: LabelMaps
+) -> tuple[np.ndarray, np.ndarray]:
+    old_index = {tag: i for i, tag in enumerate(old.tags)}
+    new_kernel = np.zeros((kernel.shape[0], len(new.tags)), dtype=np.float32)
+    new_bias = np.zeros(len(new.tags), dtype=np.float32)
+    for j, tag in enumerate(new.tags):
+        if tag in old_index:
+            new_kernel[:, j], new_bias[j] = kernel[:, old_index[tag]], bias[old_index[tag]]
+            continue
+        prefix = tag.split("-", 1)[0]
+        same = [i for t, i in old_index.items() if t.startswith(prefix + "-")]
+        if same:
+            new_kernel[:, j] = kernel[:, same].mean(axis=1)
+            new_bias[j] = bias[same].mean() - NEW_TAG_BIAS_OFFSET
+        else:
+            new_bias[j] = bias[0] - NEW_TAG_BIAS_OFFSET
+    return new_kernel, new_bias
+
+
+def grown_config(old: NetworkConfig, feature_sizes: Sequence[int], labels: LabelMaps, entity_recognition: bool) -> NetworkConfig:
+    """The previous network's config with grown vocabularies and label space."""
+    return replace(
+        old,
+        feature_sizes=tuple(feature_sizes),
+        num_intents=len(labels.intents),
+        num_tags=len(labels.tags),
+        entity_recognition=entity_recognition,
+    )
+
+
+#: Full-batch gradient steps (and their step size) of the new tag columns' softmax regression.
+TAG_PROBE_STEPS, TAG_PROBE_RATE = 300, 0.5
+
+
+def fit_new_tag_columns(
+    kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new_columns: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit only the ``new_columns`` of the entity head by softmax regression on token vectors
+    ``hidden`` [n, D] (the previous network's) with their tag ids ``tags`` [n]; old columns stay.
+
+    A finetune runs few steps at a reduced learning rate: from a generic start the new tags would
+    barely move, so they start where the previous network's token vectors already separate them.
+    """
+    kernel, bias = kernel.astype(np.float32).copy(), bias.astype(np.float32).copy()
+    new = np.asarray(new_columns, dtype=np.int64)
+    if not len(new) or not len(hidden):
+        return kernel, bias
+    n = len(hidden)
+    rows = np.arange(n)
+    for _ in range(TAG_PROBE_STEPS):
+        logits = hidden @ kernel + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[rows, tags] -= 1.0
+        kernel[:, new] -= TAG_PROBE_RATE * (hidden.T @ probs[:, new]) / n
+        bias[new] -= TAG_PROBE_RATE * probs[:, new].mean(axis=0)
+    return kernel, bias
+
+
+def token_vectors(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    inputs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray], int, np.ndarray | None]],
+) -> np.ndarray:
+    """Token vectors [total tokens, D] of messages given as ``(ids, positions, num_tokens, dense)``."""
+    parts = [encode(weights, config, ids, pos, n, dense)[1:] for ids, pos, n, dense in inputs if n]
+    return np.concatenate(parts) if parts else np.zeros((0, config.size), dtype=np.float32)
+
+
+def sentence_vectors(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    inputs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray], int, np.ndarray | None]],
+) -> np.ndarray:
+    """Sentence vectors [n, D] of messages given as ``(ids, positions, num_tokens, dense)``."""
+    if not inputs:
+        return np.zeros((0, config.size), dtype=np.float32)
+    return np.stack([encode(weights, config, ids, pos, n, dense)[0] for ids, pos, n, dense in inputs])

@@ -1,0 +1,141 @@
+"""Finetuning through a growing label space (added intents and entity types): tiny real models."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.errors import FinetuneRefused
+from pipeline.evaluation import evaluate_nlu
+from pipeline.predictions import build_prediction_rows, compute_prediction_diff
+from pipeline.training.nlu import NluModel, check_finetune_compatible, finetune_nlu, train_nlu
+
+from .test_nlu import NEW_INTENT, NLU_YAML, read_yaml, tiny_config
+
+NEW_ENTITY = """
+    version: "3.1"
+    nlu:
+    - intent: check_weather
+      examples: |
+        - weather for [skiing](activity) in [Oslo](city)
+        - is it good for [surfing](activity) [today](date)
+        - can i go [hiking](activity) [tomorrow](date)
+        - weather for [sailing](activity) please
+"""
+
+MORE_TIME = """
+    version: "3.1"
+    nlu:
+    - intent: ask_time
+      examples: |
+        - what is the time
+        - do you know the time
+        - time please
+        - what time is it now
+"""
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[NluModel, Path]:
+    data = read_yaml(tmp_path_factory.mktemp("data"), NLU_YAML)
+    model = train_nlu(data, tiny_config(epochs=40), seed=3)
+    directory = tmp_path_factory.mktemp("model") / "nlu"
+    model.save(directory)
+    return model, directory
+
+
+def _intents(model: NluModel, texts: list[str]) -> list[str]:
+    return [r["intent"]["name"] for r in model.parse_batch(texts)]
+
+
+def test_finetune_with_an_added_intent_predicts_it_and_keeps_the_old_ones(
+    base: tuple[NluModel, Path], tmp_path: Path
+) -> None:
+    model, directory = base
+    data = read_yaml(tmp_path, NLU_YAML, NEW_INTENT, MORE_TIME)
+    old_texts = [e.text for e in data.examples if e.intent != "ask_time"]
+    before = _intents(model, old_texts)
+    check_finetune_compatible(directory, data, tiny_config(epochs=40))  # does not raise
+    tuned = finetune_nlu(directory, data, tiny_config(epochs=40), epoch_fraction=0.5, seed=3)
+    assert tuned.labels.intents == ("ask_time", "book_flight", "check_weather", "goodbye", "greet")
+    assert tuned.summary["intents_added"] == ["ask_time"]
+    new_texts = [e.text for e in data.examples if e.intent == "ask_time"]
+    assert _intents(tuned, new_texts) == ["ask_time"] * len(new_texts)
+    assert _intents(tuned, old_texts) == before
+    # saved and reloaded, it predicts the same
+    tuned.save(tmp_path / "tuned")
+    assert _intents(NluModel.load(tmp_path / "tuned"), new_texts + old_texts) == _intents(tuned, new_texts + old_texts)
+
+
+def test_finetune_with_an_added_entity_type_extracts_it(base: tuple[NluModel, Path], tmp_path: Path) -> None:
+    model, directory = base
+    data = read_yaml(tmp_path, NLU_YAML, NEW_ENTITY)
+    tuned = finetune_nlu(directory, data, tiny_config(epochs=40), epoch_fraction=1.0, seed=3)
+    assert tuned.labels.entities == ("activity", "city", "date")
+    assert tuned.summary["entities_added"] == ["activity"]
+    found = [
+        e["value"] for r in tuned.parse_batch([e.text for e in data.examples if any(s.entity == "activity" for s in e.entities)])
+        for e in r["entities"] if e["entity"] == "activity"
+    ]
+    assert len(found) >= 3, found
+    cities_before = [sorted(e["value"] for e in r["entities"] if e["entity"] == "city") for r in model.parse_batch(["weather in Berlin tomorrow", "forecast for NYC"])]
+    cities_after = [sorted(e["value"] for e in r["entities"] if e["entity"] == "city") for r in tuned.parse_batch(["weather in Berlin tomorrow", "forecast for NYC"])]
+    assert cities_after == cities_before
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        pytest.param(("- intent: goodbye", "- intent: farewell"), ["intents added: `farewell`", "intents removed: `goodbye`"], id="renamed"),
+        pytest.param(("- intent: goodbye", "- intent: greet"), ["intents removed: `goodbye`"], id="removed"),
+    ],
+)
+def test_removed_or_renamed_intents_still_refuse_the_finetune(
+    base: tuple[NluModel, Path], tmp_path: Path, edit: tuple[str, str], expected: list[str]
+) -> None:
+    _, directory = base
+    with pytest.raises(FinetuneRefused) as refused:
+        check_finetune_compatible(directory, read_yaml(tmp_path, NLU_YAML.replace(*edit)), tiny_config(epochs=40))
+    assert list(refused.value.reasons) == expected
+
+
+def test_prediction_diff_lists_exactly_the_flipped_utterances_of_a_crafted_pair(base: tuple[NluModel, Path]) -> None:
+    """The second model is the first with the label embeddings of `greet` and `goodbye` swapped."""
+    model, _ = base
+    swapped = NluModel(
+        model.settings, model.preprocessor, model.labels, model.network,
+        {**model.weights, "intent/labels": _swap_rows(model.weights["intent/labels"], model.labels.intents, "greet", "goodbye")},
+        model.synonyms,
+    )
+    test = read_yaml(Path(tempfile.mkdtemp()), NLU_YAML)
+    before = evaluate_nlu(model.parse_batch, test)
+    after = evaluate_nlu(swapped.parse_batch, test)
+    diff = compute_prediction_diff(
+        build_prediction_rows(before.predictions), build_prediction_rows(after.predictions), [e.text for e in test.examples]
+    )
+    right_before = {p["text"] for p in before.predictions if _right(p)}
+    right_after = {p["text"] for p in after.predictions if _right(p)}
+    assert right_before != right_after  # the swap changed something
+    assert {f.text for f in diff.broken} == right_before - right_after
+    assert {f.text for f in diff.fixed} == right_after - right_before
+    assert diff.compared == len(test.examples)
+    assert all(b.gold in ("greet", "goodbye") for b in diff.broken)
+    harmed = [i.intent for i in diff.intents if i.delta < 0]
+    assert set(harmed) == {"greet", "goodbye"} and [i.intent for i in diff.intents[:2]] == harmed[:2]
+
+
+def _swap_rows(rows: np.ndarray, names: tuple[str, ...], a: str, b: str) -> np.ndarray:
+    out = rows.copy()
+    i, j = names.index(a), names.index(b)
+    out[[i, j]] = rows[[j, i]]
+    return out
+
+
+def _right(p: dict[str, Any]) -> bool:
+    spans = sorted((e["start"], e["end"], e["entity"]) for e in p["entities"])
+    predicted = sorted((e["start"], e["end"], e["entity"]) for e in p["entity_predictions"])
+    return p["intent"] == p["intent_prediction"]["name"] and spans == predicted
