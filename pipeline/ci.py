@@ -341,7 +341,6 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         if options.upload:
             tick = time.perf_counter()
             log(f"uploading {built.name} to {store.url}")
-<<<<<<< HEAD
             from pipeline.stores.forge import ReadOnlyTokenError
 
             try:
@@ -350,7 +349,8 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                     name=built.name,
                     fingerprint=dict(fingerprint),
                     metadata=dict(built.metadata),
-                    metrics={k: v for k, v in metrics.items()},
+                    metrics={**metrics,
+                             **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
                     keep=options.keep,
                     committed_at=(git_info or {}).get("committed_at"),
                 )
@@ -359,16 +359,6 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
                 return replace(result, notes=(*result.notes, f"not uploaded: {exc.message}"),
                                timings={**timings,
                                         "total_seconds": round(time.perf_counter() - started, 3)})
-=======
-            stored = store.publish(
-                built.archive,
-                name=built.name,
-                fingerprint=dict(fingerprint),
-                metadata=dict(built.metadata),
-                metrics={**metrics, **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
-                keep=options.keep,
-            )
->>>>>>> main
             timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
             cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
                        for name in stored.orphans_removed]

@@ -320,15 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--pr-comment", action=argparse.BooleanOptionalAction, default=False,
                     help="keep one pull-request comment up to date (GitHub Actions, needs GITHUB_TOKEN)")
     ci.add_argument("--no-git", action="store_true", help="read files from disk even inside a git repository")
-<<<<<<< HEAD
-    from pipeline.store_commands import add_store_parser
-
-    add_store_parser(sub)
-=======
     ci.add_argument("--compare-config", choices=[c.value for c in CompareConfig],
                     help="default: also train deltatrain's default NLU pipeline (pretrained features) when the "
                     "config has none, and report what it would gain (costs a second NLU training)")
->>>>>>> main
+    from pipeline.store_commands import add_store_parser
+
+    add_store_parser(sub)
     return parser
 
 
