@@ -193,6 +193,10 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         previous_problem = _unusable_reason(exc)
     if previous is None and previous_problem is None:
         previous_problem = f"no previous model in the store {store.url}"
+    if previous is not None and previous.newer:
+        notes.append(f"the store's latest was rolled back to {previous.name} (newer models: "
+                     f"{', '.join(previous.newer)}); comparing against {previous.name}")
+        log(notes[-1])
     timings["store_read_seconds"] = round(time.perf_counter() - started - timings["load_seconds"], 3)
 
     # 3. decide
@@ -337,14 +341,24 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         if options.upload:
             tick = time.perf_counter()
             log(f"uploading {built.name} to {store.url}")
-            stored = store.publish(
-                built.archive,
-                name=built.name,
-                fingerprint=dict(fingerprint),
-                metadata=dict(built.metadata),
-                metrics={**metrics, **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
-                keep=options.keep,
-            )
+            from pipeline.stores.forge import ReadOnlyTokenError
+
+            try:
+                stored = store.publish(
+                    built.archive,
+                    name=built.name,
+                    fingerprint=dict(fingerprint),
+                    metadata=dict(built.metadata),
+                    metrics={**metrics,
+                             **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
+                    keep=options.keep,
+                    committed_at=(git_info or {}).get("committed_at"),
+                )
+            except ReadOnlyTokenError as exc:  # a fork's pull request: report, do not fail
+                log(f"not uploaded: {exc.message}")
+                return replace(result, notes=(*result.notes, f"not uploaded: {exc.message}"),
+                               timings={**timings,
+                                        "total_seconds": round(time.perf_counter() - started, 3)})
             timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
             cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
                        for name in stored.orphans_removed]
@@ -353,6 +367,17 @@ def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress 
         else:
             result = replace(result, notes=(*result.notes, "upload disabled (--no-upload)"))
     return replace(result, timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+
+
+def _committed_at(repo: Any, commit: str) -> str | None:
+    """The commit's committer time in ISO 8601 UTC (orders models built by racing pipelines)."""
+    from datetime import UTC, datetime
+
+    try:
+        seconds = repo.commit(commit).committed_date
+    except Exception:  # a shallow or odd repository: the order falls back to publish order
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict[str, Any] | None, Any, Any]:
@@ -367,7 +392,8 @@ def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict
                 notes.append(
                     f"the work tree differs from commit {state.commit[:10]} ({shown}); training on the committed files"
                 )
-            info = {"commit": state.commit, "branch": state.branch, "prefix": state.prefix}
+            info = {"commit": state.commit, "branch": state.branch, "prefix": state.prefix,
+                    "committed_at": _committed_at(repo, state.commit)}
             return GitCommitSource(repo, state.commit, state.prefix), info, repo, state
         notes.append("not a git repository: reading the files on disk")
     return DirectorySource(options.project_dir), None, None, None

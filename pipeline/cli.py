@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--compare-config", choices=[c.value for c in CompareConfig],
                     help="default: also train deltatrain's default NLU pipeline (pretrained features) when the "
                     "config has none, and report what it would gain (costs a second NLU training)")
+    from pipeline.store_commands import add_store_parser
+
+    add_store_parser(sub)
     return parser
 
 
@@ -679,6 +682,13 @@ def prefix_of(project_dir: Path, workspace: Path) -> str:
 # ------------------------------------------------------------------ entry
 
 
+def _cmd_store(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
+    from pipeline.store_commands import run_store_command
+
+    console.add_secret_urls([args.store])
+    return run_store_command(args, console, environ)
+
+
 def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None,
          stdin: TextIO | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 data errors, 2 usage, 3 gate failed, 4 store)."""
@@ -695,6 +705,7 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
         "parse": lambda: _cmd_parse(args, console, stdin or sys.stdin),
         "ci": lambda: _cmd_ci(args, console, environ),
         "serve": lambda: _cmd_serve(args, console, environ),
+        "store": lambda: _cmd_store(args, console, environ),
     }
     try:
         if args.command == "data":

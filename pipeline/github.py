@@ -22,6 +22,7 @@ import requests
 
 from pipeline.errors import DeltatrainError, prefix_path
 from pipeline.safe_output import CommandName, redact, render_command, render_markdown_code, render_markdown_text
+from pipeline.stores.http import make_session
 
 #: Hidden HTML comment that identifies deltatrain's report among PR comments.
 COMMENT_MARKER = "<!-- deltatrain-report -->"
@@ -200,7 +201,7 @@ def upsert_pr_comment(
         )
     base = api_url.rstrip("/")
     text = render_comment_body(body)
-    http = session if session is not None else requests.Session()
+    http = session if session is not None else make_session()  # retries 5xx and rate limits
     try:
         existing = _find_marked_comment(http, base, repository, pr_number, token)
         if existing is None:

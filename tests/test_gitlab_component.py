@@ -29,7 +29,8 @@ GITHUB_ONLY = {"github-token", "pr-comment", "store-token"}
 #: Inputs of the component only: where and how the job runs.
 GITLAB_ONLY = {"job-name", "stage", "image", "dotenv"}
 #: Defaults that differ on purpose: no silent store (required), artifact folders named from the root.
-GITLAB_DEFAULTS = {"store": None, "out": "models", "results-dir": RESULTS_DIR}
+PACKAGE_STORE = "gitlab://$CI_SERVER_HOST/$CI_PROJECT_ID/deltatrain-models"
+GITLAB_DEFAULTS = {"store": PACKAGE_STORE, "out": "models", "results-dir": RESULTS_DIR}
 
 
 def split_component() -> tuple[dict[str, Any], str]:
@@ -89,7 +90,7 @@ def test_inputs_mirror_the_action_with_the_same_defaults() -> None:
             else action_inputs[name].get("default")
         assert component_inputs[name].get("default") == expected, name
         assert component_inputs[name].get("description"), name
-    assert "default" not in component_inputs["store"]
+    assert component_inputs["store"]["default"] == PACKAGE_STORE  # persists between pipelines
     assert component_inputs["mode"]["options"] == ["auto", "full", "finetune", "skip-check"]
 
 
@@ -151,6 +152,6 @@ def test_reports_name_the_files_deltatrain_writes() -> None:
     assert "models/" in job["artifacts"]["paths"]
 
 
-def test_an_include_without_a_store_is_refused() -> None:
-    with pytest.raises(AssertionError, match="store"):
-        render({})
+def test_an_include_without_a_store_keeps_models_in_the_package_registry() -> None:
+    (job,) = render({}).values()
+    assert job["variables"]["INPUT_STORE"] == PACKAGE_STORE

@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
 from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
@@ -23,20 +26,102 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "DELTATRAIN_STORE_TOKEN"
 _CHUNK = 1024 * 1024
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``attempts`` tries; waits ``backoff * 2**n`` seconds (capped) between them."""
+    """At most ``attempts`` tries; waits ``backoff * 2**n`` seconds (capped) between them.
+
+    Carried out by ``urllib3.util.Retry`` on the session's adapter (see :func:`make_session`),
+    which also honours ``Retry-After``; GitHub's ``x-ratelimit-reset`` is honoured too.
+    """
 
     attempts: int = 4
     backoff: float = 0.5
     max_delay: float = 8.0
+    #: Longest wait a Retry-After or rate-limit reset may ask for before we give up instead.
+    max_wait: float = 120.0
 
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th failed try."""
-        return float(min(self.max_delay, self.backoff * 2 ** (failures - 1)))
+    def to_urllib3(self) -> Retry:
+        """The equivalent urllib3 Retry (every method, connect/read errors and 429/5xx)."""
+        return ForgeRetry(
+            total=self.attempts - 1,
+            connect=self.attempts - 1,
+            read=self.attempts - 1,
+            status=self.attempts - 1,
+            other=0,
+            allowed_methods=None,  # PUT/POST too: every write we make is idempotent or checked
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=self.backoff,
+            backoff_max=self.max_delay,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            max_wait=self.max_wait,
+        )
+
+
+class ForgeRetry(Retry):
+    """urllib3 Retry that also waits out GitHub's primary rate limit.
+
+    GitHub answers 403 or 429 with ``x-ratelimit-remaining: 0`` and the epoch second
+    of the reset in ``x-ratelimit-reset`` (secondary limits send ``Retry-After``,
+    which urllib3 already honours). Waits longer than ``max_wait`` are not slept:
+    the answer is returned so the caller can report it.
+    """
+
+    def __init__(self, *args: Any, max_wait: float = 120.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_wait = max_wait
+
+    def new(self, **kwargs: Any) -> ForgeRetry:
+        """Copy with changed counters, keeping ``max_wait``."""
+        kwargs.setdefault("max_wait", self.max_wait)
+        return cast(ForgeRetry, super().new(**kwargs))
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        """Also retry a 403 that is a rate limit (decided in :meth:`increment`'s response)."""
+        if status_code == 403 and has_retry_after:
+            return self.total is None or self.total > 0
+        return bool(super().is_retry(method, status_code, has_retry_after))
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        """Seconds from ``Retry-After``, else until ``x-ratelimit-reset`` when none remain."""
+        seconds = super().get_retry_after(response)
+        if seconds is None and response.headers.get("x-ratelimit-remaining") == "0":
+            reset = response.headers.get("x-ratelimit-reset", "")
+            if reset.isdigit():
+                seconds = max(0.0, int(reset) - time.time()) + 1.0
+        if seconds is not None and seconds > self.max_wait:
+            return None  # too long to wait inside a CI job: report the answer instead
+        return seconds
+
+    def increment(self, *args: Any, **kwargs: Any) -> ForgeRetry:
+        """Count one more try; see urllib3."""
+        return cast(ForgeRetry, super().increment(*args, **kwargs))
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        """Sleep for the rate-limit wait if there is one, else the backoff."""
+        if response is not None:
+            seconds = self.get_retry_after(response)
+            if seconds is not None:
+                time.sleep(seconds)
+                return
+        self._sleep_backoff()
+
+
+def make_session(retry: RetryPolicy = RetryPolicy(), *, user_agent: str = "deltatrain") -> requests.Session:
+    """A requests Session whose adapters retry network errors, 429/5xx and rate limits."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry.to_urllib3())
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
 
 
 class HttpBackend:
@@ -77,8 +162,7 @@ class HttpBackend:
         self.retry = retry
         self.timeout = timeout
         self._token = token
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = "deltatrain-store"
+        self._session = make_session(retry, user_agent="deltatrain-store")
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
         elif parts.username is not None:
@@ -248,34 +332,20 @@ class HttpBackend:
         collection: bool = False,
         headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """Send one request, retrying network errors and 429/5xx answers with backoff."""
+        """Send one request; the session's urllib3 Retry retries network errors and 429/5xx."""
         import requests
 
         url = self.describe(key) + ("/" if collection else "")
-        failures = 0
-        while True:
-            try:
-                response = self._send_once(
-                    method, url, data=data, path=path, stream=stream, headers=headers
-                )
-            except requests.RequestException as exc:
-                failures += 1
-                if failures >= self.retry.attempts or not _retryable(exc):
-                    raise StoreError(
-                        f"{method} {url} failed after {failures} attempt(s): {type(exc).__name__}",
-                        location=url,
-                        hint="check that the store server is reachable (tried"
-                        f" {self.retry.attempts} times with backoff)",
-                    ) from exc
-            else:
-                if (
-                    response.status_code not in _RETRY_STATUSES
-                    or failures + 1 >= self.retry.attempts
-                ):
-                    return response
-                response.close()
-                failures += 1
-            time.sleep(self.retry.delay(failures))
+        try:
+            return self._send_once(method, url, data=data, path=path, stream=stream, headers=headers)
+        except requests.RequestException as exc:
+            raise StoreError(
+                f"{method} {url} failed after {self.retry.attempts} attempt(s):"
+                f" {network_reason(exc)}",
+                location=url,
+                hint="check that the store server is reachable (tried"
+                f" {self.retry.attempts} times with backoff)",
+            ) from exc
 
     def _send_once(
         self,
@@ -336,10 +406,14 @@ class HttpBackend:
         return text.replace(self._token, "***") if self._token else text
 
 
-def _retryable(exc: Exception) -> bool:
-    import requests
+def network_reason(exc: BaseException) -> str:
+    """The name of what went wrong underneath requests' wrapping (e.g. ``ReadTimeoutError``)."""
+    from urllib3.exceptions import MaxRetryError
 
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+    inner = exc.args[0] if exc.args else None
+    if isinstance(inner, MaxRetryError) and inner.reason is not None:
+        return type(inner.reason).__name__
+    return type(exc).__name__
 
 
 def _display(url: str) -> str:

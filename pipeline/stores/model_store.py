@@ -9,7 +9,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,7 @@ class StoredModel:
     url: str
     orphans_removed: tuple[str, ...] = ()  # publish only: models of failed runs cleaned up
     pruned: tuple[str, ...] = ()  # publish only: models dropped by --keep
+    newer: tuple[str, ...] = ()  # read_latest only: listed models newer than latest (a rollback)
 
 
 def _utc_now() -> datetime:
@@ -97,7 +98,60 @@ class ModelStore:
             return None
         entry = manifest.entry(manifest.latest)
         assert entry is not None  # parse_manifest guarantees latest is listed
-        return self._stored_model(entry)
+        newer = tuple(m.name for m in manifest.models[: manifest.models.index(entry)])
+        return replace(self._stored_model(entry), newer=newer)
+
+    def read_model(self, name: str) -> StoredModel:
+        """A listed model with its side files (no archive download)."""
+        return self._stored_model(self._require_entry(name))
+
+    def rollback(self, name: str | None = None) -> tuple[str | None, StoredModel]:
+        """Point ``latest`` at ``name`` (default: the model listed after the current latest);
+        its archive and side files are checked first. Returns (previous latest, new latest)."""
+        manifest = self._read_manifest()
+        if manifest is None or manifest.latest is None:
+            raise StoreNotFoundError(f"the store {self.url} has no models to roll back to",
+                                     location=self.url)
+        if name is None:
+            names = [m.name for m in manifest.models]
+            position = names.index(manifest.latest)
+            if position + 1 >= len(names):
+                raise StoreError(
+                    f"{manifest.latest!r} is the oldest model in the store; nothing to roll back to",
+                    location=self.url, hint="name a model with `deltatrain store rollback NAME`",
+                )
+            name = names[position + 1]
+        target = self.read_model(name)  # side files readable and well-formed
+        self.check_archive(target)  # archive there with the listed size
+
+        def point(current: Manifest | None) -> tuple[Manifest, str | None]:
+            if current is None or current.entry(name) is None:
+                raise StoreNotFoundError(f"model {name!r} left the store while rolling back",
+                                         location=self.url)
+            return replace(current, latest=name), current.latest
+
+        _, (_, before) = self._update_manifest(point)
+        return before, target
+
+    def collect_garbage(self) -> tuple[str, ...]:
+        """Delete files of interrupted uploads (announced longer than the grace period ago, or
+        unlisted model folders where the backend can list); return the model names cleaned."""
+
+        def end_stale(current: Manifest | None) -> tuple[Manifest, tuple[str, ...]]:
+            if current is None:
+                return Manifest(latest=None, models=()), ()
+            stale = find_stale(current, self._clock(), grace=self.orphan_grace)
+            ended = {p.name for p in stale}
+            kept = tuple(p for p in current.publishing if p.name not in ended)
+            return replace(current, publishing=kept), tuple(sorted(ended))
+
+        if self._read_manifest() is None:
+            return self._sweep_unlisted(Manifest(latest=None, models=()))
+        _, (written, stale) = self._update_manifest(end_stale)
+        in_use = written.referenced_keys()
+        orphans = tuple(n for n in stale if written.entry(n) is None)
+        self._delete_quietly(k for n in orphans for k in model_keys(n).all() if k not in in_use)
+        return orphans + self._sweep_unlisted(written)
 
     def download(self, name: str, dest_dir: Path) -> Path:
         """Download model ``name`` to ``dest_dir/<name>.tar.gz``; verify the manifest's sha256."""
@@ -155,8 +209,14 @@ class ModelStore:
         metadata: dict[str, Any],
         metrics: dict[str, Any],
         keep: int = 10,
+        committed_at: str | None = None,
     ) -> StoredModel:
         """Announce, upload archive and side files, verify, list the model last, then clean up.
+
+        With ``committed_at`` (ISO 8601 UTC of the commit the model was built from, also in
+        ``metadata["git"]["committed_at"]``) a model built from an older commit than the
+        current latest is listed without becoming latest: when two pipelines race, latest
+        ends up on the model of the newer commit, whichever run finishes last.
 
         Safe when several runs publish to one store at once: every manifest change is a
         compare-and-swap that re-reads and merges on conflict, models another run published
@@ -197,6 +257,13 @@ class ModelStore:
             manifest, pruned = commit_entry(
                 current, entry, keep=keep, protected=protected, stale=stale
             )
+            if current is not None and current.latest not in (None, name) and self._newer_than(
+                current, committed_at
+            ):
+                # the latest stays first: models are listed newest commit first
+                first = tuple(m for m in manifest.models if m.name == current.latest)
+                rest = tuple(m for m in manifest.models if m.name != current.latest)
+                manifest = replace(manifest, latest=current.latest, models=first + rest)
             return manifest, (pruned, stale)
 
         try:
@@ -224,6 +291,18 @@ class ModelStore:
             orphans_removed=orphans,
             pruned=tuple(m.name for m in pruned),
         )
+
+    def _newer_than(self, current: Manifest, committed_at: str | None) -> bool:
+        """Whether ``current``'s latest was built from a commit newer than ``committed_at``."""
+        entry = current.entry(current.latest) if committed_at and current.latest else None
+        if entry is None:
+            return False
+        try:
+            theirs = self._read_side_file(entry, entry.metadata, SideFile.METADATA)
+        except StoreError:
+            return False  # an unreadable latest never outranks a fresh model
+        their_time = (theirs.get("git") or {}).get("committed_at")
+        return isinstance(their_time, str) and their_time > str(committed_at)
 
     def _sweep_unlisted(self, manifest: Manifest) -> tuple[str, ...]:
         """On backends that can list: delete model folders neither listed nor announced, whose

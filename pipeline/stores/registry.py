@@ -22,6 +22,8 @@ BACKENDS: dict[str, str] = {
     "http": "pipeline.stores.http",
     "https": "pipeline.stores.http",
     "s3": "pipeline.stores.s3",
+    "github": "pipeline.stores.github",
+    "gitlab": "pipeline.stores.gitlab",
 }
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")

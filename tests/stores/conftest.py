@@ -20,6 +20,7 @@ from pipeline.stores.backend import Backend, Versioned
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.s3 import S3Backend
 
+from ..fake_forges import GITHUB_TOKEN, GITLAB_TOKEN, FakeGitHubReleases, FakeGitLabPackages
 from .fake_http import FakeStoreServer
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_delay=0.02)
@@ -193,7 +194,37 @@ def s3_url(s3_bucket: str, aws_env: None) -> str:
     return f"s3://{s3_bucket}/runs/{uuid.uuid4().hex}"
 
 
-@pytest.fixture(params=["local", "http", "s3"])
+@pytest.fixture
+def github_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHubReleases]:
+    """A fake GitHub Releases API; GITHUB_API_URL and GITHUB_TOKEN point at it (as on a runner)."""
+    fake = FakeGitHubReleases()
+    fake.start()
+    monkeypatch.setenv("GITHUB_API_URL", fake.api_url)
+    monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gitlab_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitLabPackages]:
+    """A fake GitLab packages API; CI_API_V4_URL and GITLAB_TOKEN point at it."""
+    fake = FakeGitLabPackages()
+    fake.start()
+    monkeypatch.setenv("CI_API_V4_URL", fake.api_url)
+    monkeypatch.setenv("GITLAB_TOKEN", GITLAB_TOKEN)
+    monkeypatch.delenv("GITLAB_CI", raising=False)
+    yield fake
+    fake.stop()
+
+
+def forge_url(fake: FakeGitHubReleases | FakeGitLabPackages) -> str:
+    """The store URL of a fake forge."""
+    if isinstance(fake, FakeGitHubReleases):
+        return f"github://{fake.repo}/models-test"
+    return f"gitlab://{fake.origin.split('://', 1)[1]}/{fake.project_path}/deltatrain-models"
+
+
+@pytest.fixture(params=["local", "http", "s3", "github", "gitlab"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> StoreHarness:
     """The same store behaviour, on each backend, opened through open_store."""
     kind: str = request.param
@@ -203,6 +234,9 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> StoreHarness:
     elif kind == "http":
         server = request.getfixturevalue("http_server")
         opened = open_store(server.url("/store/"), base_dir=tmp_path, token=None)
+    elif kind in ("github", "gitlab"):
+        fake = request.getfixturevalue(f"{kind}_fake")
+        opened = open_store(forge_url(fake), base_dir=tmp_path)
     else:  # built directly to share one client; test_s3.py covers open_store("s3://...")
         bucket = request.getfixturevalue("s3_bucket")
         opened = ModelStore(

@@ -21,7 +21,7 @@ from pipeline.stores.layout import model_keys
 
 from pipeline.stores.http import HttpBackend
 
-from .conftest import FAST_RETRY, FixedClock, RecordingBackend, StoreHarness, write_archive
+from .conftest import FAST_RETRY, FixedClock, forge_url, RecordingBackend, StoreHarness, write_archive
 from .fake_http import FakeStoreServer
 from .publisher import BARRIER_TIMEOUT, model_name, publish_rounds
 
@@ -244,9 +244,12 @@ def test_check_archive_finds_a_missing_or_resized_archive_without_downloading(ha
 # ------------------------------------------------------------------ two real processes
 
 
-@pytest.fixture(params=["local", "http", "s3"])
+@pytest.fixture(params=["local", "http", "s3", "github", "gitlab"])
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
-    """(URL, S3 endpoint) of one store that two processes publish to."""
+    """(URL, S3 endpoint) of one store that two processes publish to (the forge fakes' URLs
+    and tokens reach the spawned processes through the environment, as on a runner)."""
+    if request.param in ("github", "gitlab"):
+        return forge_url(request.getfixturevalue(f"{request.param}_fake")), None
     if request.param == "local":
         return str(tmp_path / "store"), None
     if request.param == "http":

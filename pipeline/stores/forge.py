@@ -1,0 +1,241 @@
+"""What the GitHub and GitLab stores share: one retrying session, JSON calls, pagination, errors.
+
+Both forges keep the store as a flat set of named files (release assets, package
+files); :func:`flatten` maps a store key onto such a name and back. Every call goes
+through :func:`pipeline.stores.http.make_session`, so 429/5xx answers, dropped
+connections and ``Retry-After`` / ``x-ratelimit-reset`` are retried by urllib3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
+from pipeline.stores.http import RetryPolicy, make_session, network_reason
+from pipeline.stores.layout import MODELS_DIR, check_key
+
+if TYPE_CHECKING:
+    import requests
+
+SEPARATOR = "--"
+PAGE_SIZE = 100
+_CHUNK = 1024 * 1024
+#: Manifest generations are immutable files ``manifest.<generation>[.<writer>].json``.
+MANIFEST_FILE_RE = re.compile(r"manifest\.(\d{1,12})(?:\.([0-9a-f]{32}))?\.json")
+
+
+def flatten(key: str) -> str:
+    """``models/x/model.tar.gz`` -> ``models--x--model.tar.gz`` (a forge file name)."""
+    return check_key(key).replace("/", SEPARATOR)
+
+
+def model_key_of(file_name: str) -> str | None:
+    """The ``models/<name>/<file>`` key a flattened file name stands for, else None."""
+    prefix = MODELS_DIR + SEPARATOR
+    if not file_name.startswith(prefix) or SEPARATOR not in file_name[len(prefix):]:
+        return None
+    name, file = file_name[len(prefix):].rsplit(SEPARATOR, 1)
+    return f"{MODELS_DIR}/{name}/{file}"
+
+
+class ReadOnlyTokenError(StoreAuthError):
+    """A write refused with 403 in a pull-request run: the token is read-only (e.g. a fork's).
+
+    ``ci`` reports it and goes on without uploading instead of failing the job."""
+
+
+#: Events whose token GitHub makes read-only for pull requests from forks.
+PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_review", "pull_request_review_comment"})
+
+
+class ForgeClient:
+    """A retrying requests session bound to one API origin; never sends its token elsewhere."""
+
+    def __init__(
+        self,
+        api_url: str,
+        headers: Mapping[str, str],
+        *,
+        service: str,
+        token_hint: str,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: tuple[float, float] = (10.0, 300.0),
+        secret: str | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.service = service
+        self.token_hint = token_hint
+        self.retry = retry
+        self.timeout = timeout
+        self.requests_sent = 0  # counted for the measurements (requests per skip decision)
+        self._secret = secret
+        self._origin = _origin(self.api_url)
+        self.session = make_session(retry, user_agent="deltatrain-store")
+        self.session.headers.update(headers)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        allow: tuple[int, ...] = (),
+        what: str,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one call (retried by the session); HTTP errors outside ``allow`` raise."""
+        import requests
+
+        if _origin(url) not in (self._origin, *self.extra_origins()):
+            raise StoreError(
+                f"{self.service} pointed deltatrain at another host; refusing to send the token",
+                location=url,
+                hint=f"check the API URL (now {self.api_url})",
+            )
+        self.requests_sent += 1
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            raise StoreError(
+                f"{method} {url} failed after {self.retry.attempts} attempt(s):"
+                f" {network_reason(exc)}",
+                location=url,
+                hint=f"check that {self.service} is reachable (tried {self.retry.attempts}"
+                " times with backoff)",
+            ) from exc
+        if response.status_code >= 400 and response.status_code not in allow:
+            self.raise_for(response, method, url, what)
+        return response
+
+    def extra_origins(self) -> tuple[str, ...]:
+        """Other origins the token may go to (GitHub's uploads host)."""
+        return ()
+
+    def json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
+        """A call whose answer is JSON."""
+        response = self.request(method, url, what=what, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise StoreError(
+                f"{self.service} answered {method} {url} with a body that is not JSON",
+                location=url,
+                hint="check the API URL",
+            ) from exc
+
+    def pages(self, url: str, *, what: str, params: Mapping[str, Any] | None = None
+              ) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list, following ``Link: rel="next"``."""
+        next_url: str | None = url
+        query: Mapping[str, Any] | None = {"per_page": PAGE_SIZE, **(params or {})}
+        seen: set[str] = set()
+        while next_url is not None and next_url not in seen:
+            seen.add(next_url)
+            response = self.request("GET", next_url, what=what, params=query)
+            query = None  # the next link carries the query
+            try:
+                page = response.json()
+            except ValueError as exc:
+                raise StoreError(f"{self.service} answered with a body that is not JSON",
+                                 location=next_url) from exc
+            if not isinstance(page, list):
+                raise StoreError(
+                    f"{self.service} answered with {type(page).__name__}, expected a list",
+                    location=next_url,
+                )
+            yield from (item for item in page if isinstance(item, dict))
+            next_url = response.links.get("next", {}).get("url")
+
+    def download(self, url: str, path: Path, *, what: str, **kwargs: Any) -> None:
+        """Stream a file into ``path``."""
+        import requests
+
+        with self.request("GET", url, what=what, stream=True, **kwargs) as response:
+            try:
+                with open(path, "wb") as out:
+                    for chunk in response.iter_content(_CHUNK):
+                        out.write(chunk)
+            except requests.RequestException as exc:
+                raise StoreError(
+                    f"download of {what} was interrupted: {network_reason(exc)}",
+                    location=url,
+                    hint="retry; if it keeps failing check the network",
+                ) from exc
+            except OSError as exc:
+                raise StoreError(f"cannot write {path}: {exc.strerror}", location=str(path)) from exc
+
+    def raise_for(self, response: requests.Response, method: str, url: str, what: str) -> None:
+        """Translate an error answer into a store error with a fix."""
+        status = response.status_code
+        detail = self.message(response)
+        received = f"HTTP {status}" + (f": {detail}" if detail else "")
+        if status == 401:
+            raise StoreAuthError(
+                f"{self.service} rejected the token for {what} ({received})",
+                location=f"{method} {url}",
+                hint=self.token_hint,
+            )
+        if status == 403 and method in ("POST", "PUT", "PATCH", "DELETE") and (
+            os.environ.get("GITHUB_EVENT_NAME") in PULL_REQUEST_EVENTS
+        ):
+            raise ReadOnlyTokenError(
+                f"{self.service} refused {what} in a pull-request run ({received}): the job's"
+                " token is read-only (always so for pull requests from forks)",
+                location=f"{method} {url}",
+                hint="nothing to do for a fork's pull request: its model is trained, tested and"
+                " gated but not uploaded; for pull requests from this repository grant"
+                " `permissions: contents: write`, or run with --no-upload",
+            )
+        if status == 403:
+            limited = response.headers.get("x-ratelimit-remaining") == "0"
+            reset = response.headers.get("x-ratelimit-reset", "")
+            until = (f" until {datetime.fromtimestamp(int(reset), UTC):%H:%M:%S} UTC"
+                     if reset.isdigit() else "")
+            raise StoreAuthError(
+                f"{self.service} refused {what} ({received})"
+                + (f" — the API rate limit is used up{until}" if limited else ""),
+                location=f"{method} {url}",
+                hint=("wait until the rate limit resets, or use a token with a higher limit"
+                      if limited else self.token_hint),
+            )
+        if status == 404:
+            raise StoreNotFoundError(
+                f"{self.service} found nothing at {what} ({received})",
+                location=f"{method} {url}",
+                hint="check the store URL; a token without access to a private project also"
+                " gets 404",
+            )
+        raise StoreError(
+            f"{self.service} failed {what} ({received})",
+            location=f"{method} {url}",
+            hint=f"retry the job (429/5xx answers were tried {self.retry.attempts} times)",
+        )
+
+    def message(self, response: requests.Response) -> str:
+        """The service's error message from a JSON body, without the token."""
+        try:
+            data = response.json()
+        except ValueError:
+            return ""
+        message = data.get("message") if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("errors"), list):
+            codes = [e.get("code") for e in data["errors"] if isinstance(e, dict)]
+            message = f"{message} ({', '.join(str(c) for c in codes if c)})" if codes else message
+        text = json.dumps(message)[1:-1][:200] if message else ""
+        return text.replace(self._secret, "***") if self._secret else text
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
