@@ -26,7 +26,7 @@ from pipeline.training.options import Resolution
 from tests.helpers import write_project
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = Path("/work/shared/rasa-examples")
+EXAMPLES = ROOT.parent / "shared" / "rasa-examples"  # shared/ lies beside the checkout (here and in CI)
 
 NLU = """
     version: "3.1"
