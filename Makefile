@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: install
 	$(BIN)/python bench/nlu.py ../shared/bench/hwu64
