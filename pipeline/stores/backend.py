@@ -31,6 +31,9 @@ from typing import Protocol, runtime_checkable
 from pipeline.errors import StoreIntegrityError
 
 
+#: How often a manifest update is retried when other runs keep changing the manifest.
+CAS_ATTEMPTS = 12
+
 @dataclass(frozen=True)
 class Versioned:
     """The bytes of a key and the version they were read at (ETag, content hash)."""

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
 from pipeline.stores.http import RetryPolicy, make_session, network_reason
-from pipeline.stores.layout import MODELS_DIR, check_key
+from pipeline.stores.backend import CAS_ATTEMPTS, Backend
+from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
 
 if TYPE_CHECKING:
     import requests
@@ -239,3 +240,17 @@ class ForgeClient:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def write_manifest_generation(backend: Backend, data: bytes) -> None:
+    """A plain write of the manifest on a store whose manifest is a chain of generations: a
+    compare-and-swap onto the newest generation, retried at most CAS_ATTEMPTS times."""
+    for _ in range(CAS_ATTEMPTS):
+        current = backend.get_versioned(MANIFEST_KEY)
+        if backend.put_if_version(MANIFEST_KEY, data, current.version if current else None):
+            return
+    raise StoreError(
+        f"{MANIFEST_KEY} changed {CAS_ATTEMPTS} times while this run tried to write it",
+        location=backend.describe(MANIFEST_KEY),
+        hint="another pipeline keeps publishing to this store; run the step again",
+    )

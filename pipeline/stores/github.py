@@ -46,7 +46,7 @@ from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
 from pipeline.stores.backend import BackendOptions, ListedKey, Versioned, too_large
-from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, _origin, flatten, model_key_of
+from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, _origin, flatten, model_key_of, write_manifest_generation
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, check_key
 
@@ -289,9 +289,7 @@ class GitHubReleasesBackend:
     def put_bytes(self, key: str, data: bytes) -> None:
         """Replace an asset (delete + upload); for the manifest, write a new generation."""
         if key == MANIFEST_KEY:
-            current = self.get_versioned(key)
-            while not self.put_if_version(key, data, current.version if current else None):
-                current = self.get_versioned(key)
+            write_manifest_generation(self, data)
             return
         self._replace(key, lambda: data, len(data))
 

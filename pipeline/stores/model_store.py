@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pipeline.errors import BrokenModelError, StoreError, StoreIntegrityError, StoreNotFoundError
 from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
-from pipeline.stores.backend import Backend, ListedKey, ListingBackend
+from pipeline.stores.backend import CAS_ATTEMPTS, Backend, ListedKey, ListingBackend
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_name, model_keys
 from pipeline.stores.manifest import (
     Manifest,
@@ -38,8 +38,6 @@ T = TypeVar("T")
 
 #: A run's announced upload older than this is taken for dead and its files deleted.
 ORPHAN_GRACE = timedelta(hours=1)
-#: How often a manifest update is retried when other runs keep changing the manifest.
-CAS_ATTEMPTS = 12
 
 
 @dataclass(frozen=True)

@@ -323,3 +323,29 @@ def test_a_used_up_primary_rate_limit_on_403_names_the_reset_time(
     with pytest.raises(StoreAuthError, match="rate limit is used up until") as caught:
         store.read_latest()
     assert "wait until the rate limit resets" in caught.value.render()
+
+
+def test_a_plain_manifest_write_gives_up_after_bounded_conflicts() -> None:
+    """Another run winning every generation ends in a StoreError, not an endless loop."""
+    from pipeline.errors import StoreError
+    from pipeline.stores.backend import CAS_ATTEMPTS, Versioned
+    from pipeline.stores.forge import write_manifest_generation
+
+    class AlwaysLoses:
+        def __init__(self) -> None:
+            self.tries = 0
+
+        def get_versioned(self, key: str) -> Versioned:
+            return Versioned(b"{}", str(self.tries))
+
+        def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
+            self.tries += 1
+            return False
+
+        def describe(self, key: str) -> str:
+            return f"fake://{key}"
+
+    backend = AlwaysLoses()
+    with pytest.raises(StoreError, match=f"changed {CAS_ATTEMPTS} times"):
+        write_manifest_generation(backend, b"{}")  # type: ignore[arg-type]
+    assert backend.tries == CAS_ATTEMPTS
