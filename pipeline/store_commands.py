@@ -30,20 +30,30 @@ class Output(Protocol):
 def add_store_parser(sub: Any) -> None:
     """Register ``deltatrain store ...``."""
     store = sub.add_parser("store", help="list, show, pull, roll back and clean the model store")
-    store.add_argument("--store", help="model store URL, as for `ci` (default: .deltatrain/store)")
-    store.add_argument("--working-directory", "-C", default=".",
-                       help="folder the default store is relative to (default: .)")
+    _add_location_options(store, default=None)
+    # the same options after the action too (`deltatrain store list --store URL`); SUPPRESS keeps
+    # a value given before the action when none is given after it
+    after = argparse.ArgumentParser(add_help=False)
+    _add_location_options(after, default=argparse.SUPPRESS)
     actions = store.add_subparsers(dest="store_command", metavar="ACTION")
-    actions.add_parser("list", help="models with commit, decision, metrics, gate and size")
-    show = actions.add_parser("show", help="one model's manifest entry and side files as JSON")
+    actions.add_parser("list", parents=[after], help="models with commit, decision, metrics, gate and size")
+    show = actions.add_parser("show", parents=[after], help="one model's manifest entry and side files as JSON")
     show.add_argument("name")
-    pull = actions.add_parser("pull", help="download a model archive (default: latest), verified")
+    pull = actions.add_parser("pull", parents=[after], help="download a model archive (default: latest), verified")
     pull.add_argument("name", nargs="?")
     pull.add_argument("--out", default=".", help="folder to write <name>.tar.gz to (default: .)")
     rollback = actions.add_parser(
-        "rollback", help="point latest back at an earlier model (default: the one before it)")
+        "rollback", parents=[after], help="point latest back at an earlier model (default: the one before it)")
     rollback.add_argument("name", nargs="?")
-    actions.add_parser("gc", help="delete files of interrupted uploads")
+    actions.add_parser("gc", parents=[after], help="delete files of interrupted uploads")
+
+
+def _add_location_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """``--store`` and ``-C``: where the store is (``default`` None: the top level's defaults)."""
+    parser.add_argument("--store", default=default,
+                        help="model store URL, as for `ci` (default: .deltatrain/store)")
+    parser.add_argument("--working-directory", "-C", default="." if default is None else default,
+                        help="folder the default store is relative to (default: .)")
 
 
 def run_store_command(args: argparse.Namespace, out: Output, environ: Mapping[str, str]) -> int:

@@ -114,3 +114,14 @@ def test_a_fork_pull_request_trains_and_gates_but_does_not_fail_for_the_refused_
     data = json.loads(report.read_text())
     assert code == 0 and data["uploaded"] is False
     assert any("not uploaded" in note and "read-only" in note for note in data["notes"])
+
+
+@pytest.mark.parametrize("where", ["before", "after"], ids=["store-before-action", "store-after-action"])
+def test_store_url_may_stand_before_or_after_the_action(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "empty-store"
+    options = ["--store", str(folder)]
+    argv = ["store", *options, "list"] if where == "before" else ["store", "list", *options]
+    assert main(argv, environ={}) == 0
+    assert f"no models in {folder.as_uri()}" in capsys.readouterr().out
