@@ -21,6 +21,7 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 tests
 
 bench: install

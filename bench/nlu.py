@@ -133,7 +133,7 @@ def run_worker(
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"worker {kind} failed:\n{done.stderr[-4000:]}")
-    line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    line = [out for out in done.stdout.splitlines() if out.startswith("RESULT ")][-1]
     summary = json.loads(line[len("RESULT ") :])
     summary["wall_seconds_process"] = wall
     # CPU seconds (user + system) of the worker: steadier than wall time on a shared machine

@@ -407,7 +407,7 @@ def render_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
             f"| {name} | " + " | ".join(str(sum(r["kind"] == k for r in items)) for k in kinds) + f" | {len(items)} |"
             for name, items in groups.items()
         ),
-        f"| **total** | " + " | ".join(str(sum(r["kind"] == k for r in rows)) for k in kinds) + f" | {len(rows)} |",
+        "| **total** | " + " | ".join(str(sum(r["kind"] == k for r in rows)) for k in kinds) + f" | {len(rows)} |",
         "",
         f"Rule conflicts (contradictions, incomplete and too-long rules) named identically by both: "
         f"{sum(r['rule_findings'] == 'same' for r in rows)} projects; by deltatrain with more (Rasa stops at its "

@@ -72,11 +72,11 @@ def run(size_mb: int, repeat: int) -> list[dict[str, Any]]:
                 skip_requests = manifest_requests = 0
                 for index in range(repeat):
                     name = f"m{index}"
-                    uploads.append(_timed(lambda: store.publish(
+                    uploads.append(_timed(lambda store=store, name=name: store.publish(
                         archive, name=name, fingerprint={"sections": {"nlu": "a" * 64}},
                         metadata={"name": name}, metrics={"intent_f1": 0.9})))
                     reads.append(_timed(store.read_latest))
-                    downloads.append(_timed(lambda: store.download(name, work / "dl" / kind)))
+                    downloads.append(_timed(lambda store=store, name=name, kind=kind: store.download(name, work / "dl" / kind)))
                     before = counters[kind]()
                     latest = store.read_latest()
                     assert latest is not None

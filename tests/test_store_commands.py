@@ -3,7 +3,6 @@ pull, rollback (the next ci compares against the rolled-back model and says so),
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from pathlib import Path

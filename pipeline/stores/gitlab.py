@@ -276,7 +276,7 @@ class GitLabPackagesBackend:
 
     def _replace(self, key: str, body: Any, size: int) -> None:
         version, file_name = self._split(key)
-        for attempt in range(2):
+        for _attempt in range(2):
             data = body()
             try:
                 status, mine = self._upload(version, file_name, data, size)

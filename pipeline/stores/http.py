@@ -139,7 +139,6 @@ class HttpBackend:
         retry: RetryPolicy = RetryPolicy(),
         timeout: tuple[float, float] = (10.0, 120.0),
     ) -> None:
-        import requests
 
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -22,7 +22,6 @@ a model predicts identically after saving and loading. NumPy only.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import struct
@@ -33,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipeline.errors import ConfigError, ModelError
+from pipeline.errors import ModelError
 
 from .inference import layer_norm, softmax
 from .pretrained_source import (  # noqa: F401 - re-exported: the weights' identity lives there
@@ -160,7 +159,7 @@ class WordPiece:
             start = end
         return pieces
 
-    @lru_cache(maxsize=65536)
+    @lru_cache(maxsize=65536)  # noqa: B019 - one tokenizer per loaded model, cached for its lifetime
     def token_ids(self, token: str) -> tuple[int, ...]:
         """WordPiece ids of one token of deltatrain's tokenizer (``[UNK]`` when nothing is left)."""
         ids = [i for word in self._basic(token) for i in self._pieces(word)]

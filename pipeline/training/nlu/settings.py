@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from pipeline.data.config import NLU_COMPONENTS, default_pipeline
 from pipeline.data.model import Component, Config, thaw
