@@ -363,7 +363,8 @@ def render_confidence_histogram(
 ) -> bytes:
     """PNG histogram of intent confidence, correct vs wrong predictions, like Rasa's
     (``target="intent_response_key_target"``: of response selection predictions)."""
-    correct, wrong = [], []
+    correct: list[float] = []
+    wrong: list[float] = []
     prediction = "intent_response_key_prediction" if target == "intent_response_key_target" else "intent_prediction"
     for p in predictions:
         hit = p[target] == p[prediction]["name"]

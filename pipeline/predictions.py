@@ -169,7 +169,8 @@ def compute_prediction_diff(
         for r in current
         if r.text_hash in old and old[r.text_hash].gold == r.gold and old[r.text_hash].gold_entities == r.gold_entities
     ]
-    fixed, broken = [], []
+    fixed: list[FlippedUtterance] = []
+    broken: list[FlippedUtterance] = []
     for before, after in pairs:
         if before.right == after.right:
             continue

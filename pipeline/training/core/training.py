@@ -158,7 +158,8 @@ def _train(
             built[policy_settings.name] = MemoizationPolicy.train(policy_settings, replays)
         elif isinstance(policy_settings, TedSettings):
             previous_ted = previous.ted_policy if previous is not None else None
-            if previous_ted is not None and previous_ted.weights is not None and previous.spec != spec:
+            if (previous is not None and previous_ted is not None and previous_ted.weights is not None
+                    and previous.spec != spec):
                 # the domain gained intents/entities (checked by check_finetune_compatible): grow the inputs
                 grown = grow_input_weights(previous_ted.weights, previous.spec, spec)
                 previous_ted = TEDPolicy(previous_ted.settings, previous_ted.max_history, grown)
