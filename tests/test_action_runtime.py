@@ -244,7 +244,7 @@ def test_data_errors_in_the_decide_phase_fail_it_with_paths_from_the_repository_
     completed, decided = runner.run("decide", core_only=True)
 
     assert completed.returncode == 1
-    assert decided["decision"] == "data-error"
+    assert decided["decision"] == "error"  # documented in action.yml
     annotations = [line for line in completed.stdout.splitlines() if line.startswith("::error file=")]
     assert annotations and all(line.startswith("::error file=bot/") for line in annotations), annotations
     assert "bot/data/nlu.yml" in runner.summary.read_text()
