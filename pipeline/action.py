@@ -24,7 +24,6 @@ from typing import Mapping, MutableMapping, TextIO
 from pipeline import github
 from pipeline.errors import DeltatrainError, UsageError
 from pipeline.metrics import FLOOR_METRICS
-from pipeline.report import OUTPUT_NAMES
 from pipeline.safe_output import (
     CommandName,
     find_secrets,
@@ -33,8 +32,6 @@ from pipeline.safe_output import (
     render_log_text,
     render_mask_commands,
 )
-
-__all__ = ["OUTPUT_NAMES", "main"]  # OUTPUT_NAMES: declared once, with their values, in pipeline.report
 
 #: Inputs passed on as ``--<name>=<value>`` (omitted when empty).
 VALUE_INPUTS: tuple[str, ...] = (

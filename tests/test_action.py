@@ -15,6 +15,7 @@ import yaml
 
 from pipeline import action
 from pipeline.errors import UsageError
+from pipeline.report import OUTPUT_NAMES
 from tests.helpers import write_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,7 +405,7 @@ def test_action_inputs_are_documented_kebab_case_with_defaults() -> None:
 
 def test_every_output_is_in_output_names() -> None:
     outputs = load_action()["outputs"]
-    assert list(outputs) == list(action.OUTPUT_NAMES)
+    assert list(outputs) == list(OUTPUT_NAMES)
     assert all(spec.get("description") for spec in outputs.values())
 
 

@@ -34,7 +34,6 @@ def test_build_outputs_the_declared_outputs_and_action_yml_name_the_same_outputs
     outputs = build_outputs(_result())
 
     assert list(outputs) == list(OUTPUT_NAMES) == list(ACTION["outputs"])
-    assert action.OUTPUT_NAMES is OUTPUT_NAMES
     assert outputs["intent-f1"] == "0.9000" and outputs["entity-f1"] == "" and outputs["dropped-intents"] == "greet"
 
 
