@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -192,17 +192,6 @@ def test_action_yml_defaults_build_a_valid_command() -> None:
 
 
 # --- main -------------------------------------------------------------------
-
-
-@pytest.fixture
-def clean_environ() -> Iterator[None]:
-    """``os.environ`` without GitHub variables and inputs; put back afterwards (main() moves secrets in)."""
-    saved = dict(os.environ)
-    for key in [k for k in os.environ if k.startswith(("INPUT_", "GITHUB_", "DELTATRAIN_"))]:
-        del os.environ[key]
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _tiny_project(root: Path, **files: str) -> Path:
