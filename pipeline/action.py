@@ -16,7 +16,6 @@ printed here passes :mod:`pipeline.safe_output`. Everything the Action does,
 from __future__ import annotations
 
 import enum
-import importlib
 import os
 import shlex
 import sys
@@ -24,29 +23,14 @@ from typing import Mapping, MutableMapping, TextIO
 
 from pipeline import github
 from pipeline.errors import DeltatrainError, UsageError
+from pipeline.metrics import FLOOR_METRICS
 from pipeline.safe_output import (
     CommandName,
-    escape_controls,
     find_secrets,
     find_url_secrets,
     render_command,
     render_log_text,
     render_mask_commands,
-)
-
-#: Outputs written to ``$GITHUB_OUTPUT``; ``action.yml`` documents exactly these.
-OUTPUT_NAMES: tuple[str, ...] = (
-    "decision",
-    "reason",
-    "model-name",
-    "model-path",
-    "model-url",
-    "intent-f1",
-    "entity-f1",
-    "story-accuracy",
-    "previous-model",
-    "dry-run-code",
-    "dropped-intents",
 )
 
 #: Inputs passed on as ``--<name>=<value>`` (omitted when empty).
@@ -55,9 +39,7 @@ VALUE_INPUTS: tuple[str, ...] = (
     "mode",
     "epoch-fraction",
     "max-finetunes",
-    "min-intent-f1",
-    "min-entity-f1",
-    "min-story-accuracy",
+    *(str(metric.floor_flag) for metric in FLOOR_METRICS),
     "max-drop",
     "max-intent-drop",
     "min-intent-support",
@@ -249,49 +231,31 @@ def build_docs_url(environ: Mapping[str, str]) -> str | None:
     return f"{server}/{repository}/blob/{ref}/action.yml"
 
 
-def report_error(
-    error: DeltatrainError,
-    environ: Mapping[str, str],
-    stream: TextIO | None = None,
-    log: TextIO | None = None,
-) -> None:
-    """Show an error in the log, as an ``::error::`` annotation and in the step summary."""
-    out = sys.stdout if stream is None else stream
-    err = sys.stderr if log is None else log
-    secrets = find_action_secrets(environ)
-    docs_url = build_docs_url(environ)
-    print(render_log_text(f"deltatrain: error: {error.render()}", secrets), file=err, flush=True)
-    annotation = error.message + (f" Fix: {error.hint}" if error.hint else "")
-    if docs_url:
-        annotation += f" See {docs_url}"
-    print(render_command(CommandName.ERROR, annotation, {"title": "deltatrain"}, secrets), file=out, flush=True)
-    summary_path = environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path:
-        github.append_to_file(summary_path, escape_controls(github.render_error_summary(error, docs_url, secrets)))
-
-
 def main(environ: MutableMapping[str, str] | None = None) -> int:
     """Run ``deltatrain ci`` from action inputs; return its exit code.
 
-    ``environ`` defaults to ``os.environ``. The CLI reads its secrets from
-    ``os.environ``, so pass another mapping only to test input handling.
+    ``environ`` defaults to ``os.environ``; the CLI gets the same mapping (with the
+    secrets moved to their variables). An input error is shown the way the CLI
+    shows every error of its own (:meth:`pipeline.cli.Console.error`): log,
+    annotation with the fix and a link to the inputs, job summary, outputs.
     """
+    from pipeline import cli
+
     env = os.environ if environ is None else environ
     try:
         inputs = read_inputs(env)
         argv = build_phase_argv(build_ci_argv(inputs), env.get(PHASE_ENV))
-        if env.get(DOTENV_ENV, "").strip():
-            argv.append(f"--dotenv={env[DOTENV_ENV].strip()}")
     except DeltatrainError as error:
-        report_error(error, env)
+        console = cli.Console(env)
+        console.add_secret_urls(_read_input(env, name) for name in URL_INPUTS)
+        console.failure_outputs, console.dotenv = True, env.get(DOTENV_ENV, "").strip() or None
+        console.docs_url = build_docs_url(env)
+        console.error(error)
         return error.exit_code
+    if env.get(DOTENV_ENV, "").strip():
+        argv.append(f"--dotenv={env[DOTENV_ENV].strip()}")
     print(render_log_text(f"deltatrain {shlex.join(argv)}", find_action_secrets(env)), flush=True)
-    cli = importlib.import_module("pipeline.cli")
-    try:
-        return int(cli.main(argv))
-    except DeltatrainError as error:
-        report_error(error, env)
-        return error.exit_code
+    return cli.main(argv, environ=env)  # every error of the run is rendered there
 
 
 if __name__ == "__main__":  # `python -m pipeline.action`, as the composite action runs it

@@ -1,9 +1,14 @@
-"""The CI step, the one orchestrator: load → diff → decide → train → test → gate → upload.
+"""The CI step, the one orchestrator, in named phases::
+
+    load → read previous → decide → train, test and gate (one fallback to full) → publish → report
 
 It sequences the pure core (fingerprint, decision, metrics) and the I/O leaves
-(git, store, trainers, report files). It never prints and never exits: it
+(git, store, trainer, tester, report files). It never prints and never exits: it
 reports progress through a callback and returns a :class:`CiResult`; the CLI
-and the Action turn that into output and an exit code.
+and the Action turn that into output and an exit code. The trainer and the
+tester are passed in (:class:`Trainer`, :class:`Tester`; by default the real
+:func:`~pipeline.build.build_model` and :func:`~pipeline.testing.test_model`), so
+every branch is tested in milliseconds with fakes (tests/test_orchestrator.py).
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from pipeline import RESULTS_DIR
 from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
-from pipeline.data.model import Project
+from pipeline.data.model import NluData, Project, Story
 from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
-from pipeline.errors import ArchiveError, BrokenModelError, FinetuneRefused, Problem
+from pipeline.errors import ArchiveError, BrokenModelError, ExitCode, FinetuneRefused, Problem
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
 from pipeline.metrics import (
+    CI_METRICS,
+    FLOOR_METRICS,
     GATED_METRICS,
     INTENT_DROP_CHECK,
     MIN_INTENT_SUPPORT,
@@ -30,6 +37,7 @@ from pipeline.metrics import (
     GateResult,
     check_intent_drops,
     compare_metrics,
+    pick_ci_metrics,
 )
 from pipeline.predictions import (
     PREDICTIONS_KEY,
@@ -42,13 +50,61 @@ from pipeline.predictions import (
 )
 from pipeline.train import check_project
 
+if TYPE_CHECKING:  # the store and the tester are imported where used: a decision needs neither requests nor NumPy
+    from pipeline.gitrepo import GitState
+    from pipeline.stores.model_store import ModelStore, StoredModel
+    from pipeline.testing import ModelTestResult
+
 Log = Callable[[str], None]
 Progress = Callable[[Mapping[str, Any]], None]
 
-EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
-METRIC_KEYS = ("intent_f1", "intent_accuracy", "entity_f1", "story_accuracy")
-#: Metrics reported only when measured (models with a ResponseSelector).
-OPTIONAL_METRIC_KEYS = ("response_selection_f1",)
+
+class Trainer(Protocol):
+    """Builds one model archive from a plan (the real one: :func:`pipeline.build.build_model`)."""
+
+    def __call__(
+        self, project: Project, fingerprint: Mapping[str, Any], plan: BuildPlan, *, progress: Progress | None = None
+    ) -> BuildResult: ...
+
+
+class Tester(Protocol):
+    """Tests an archive on held-out data (the real one: :func:`pipeline.testing.test_model`)."""
+
+    def __call__(
+        self, archive: Path, test_nlu: NluData, test_stories: Sequence[Story], out_dir: Path | None = None
+    ) -> ModelTestResult: ...
+
+
+def run_model_tests(
+    archive: Path, test_nlu: NluData, test_stories: Sequence[Story], out_dir: Path | None = None
+) -> ModelTestResult:
+    """The real tester, :func:`pipeline.testing.test_model`, imported on first use (NumPy, TensorFlow)."""
+    from pipeline.testing import test_model
+
+    return test_model(archive, test_nlu, test_stories, out_dir)
+
+
+class Stopwatch:
+    """The timings of one run: each phase a lap (laps of one name add up), plus the total."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._started = clock()
+        self._laps: dict[str, float] = {}
+
+    @contextmanager
+    def lap(self, name: str) -> Iterator[None]:
+        """Time the block as ``<name>_seconds``."""
+        tick = self._clock()
+        try:
+            yield
+        finally:
+            self._laps[name] = self._laps.get(name, 0.0) + self._clock() - tick
+
+    def timings(self) -> dict[str, float]:
+        """Seconds per lap, in the order first started, and ``total_seconds``, rounded to ms."""
+        laps = {f"{name}_seconds": round(seconds, 3) for name, seconds in self._laps.items()}
+        return {**laps, "total_seconds": round(self._clock() - self._started, 3)}
 
 
 @contextmanager
@@ -63,13 +119,6 @@ def _section(progress: Progress | None, title: str) -> Iterator[None]:
             progress({"section": None})
 
 
-def _pick_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """The metrics a CI result carries: METRIC_KEYS, and the optional ones when measured."""
-    picked = {k: metrics.get(k) for k in METRIC_KEYS}
-    picked.update({k: metrics[k] for k in OPTIONAL_METRIC_KEYS if metrics.get(k) is not None})
-    return picked
-
-
 @dataclass(frozen=True)
 class CiOptions:
     """Everything the CI step needs to know, from flags, action inputs or environment."""
@@ -82,9 +131,8 @@ class CiOptions:
     scheduled: bool = False
     epoch_fraction: float = 0.2
     max_finetunes: int = 5
-    min_intent_f1: float | None = None
-    min_entity_f1: float | None = None
-    min_story_accuracy: float | None = None
+    #: the gate's floors by metric key (``{"intent_f1": 0.8}``); see ``FLOOR_METRICS``
+    floors: Mapping[str, float | None] = field(default_factory=dict)
     max_drop: float = 0.02
     max_intent_drop: float | None = None  # per-intent gate (None: off)
     min_intent_support: int = MIN_INTENT_SUPPORT
@@ -117,7 +165,7 @@ class CiResult:
     gate: GateResult | None = None
     fell_back_to_full: bool = False
     uploaded: bool = False
-    exit_code: int = EXIT_OK
+    exit_code: int = ExitCode.OK
     warnings: tuple[Problem, ...] = ()
     notes: tuple[str, ...] = ()
     git: Mapping[str, Any] = field(default_factory=dict)
@@ -147,7 +195,7 @@ class CiResult:
             },
             "fell_back_to_full": self.fell_back_to_full,
             "uploaded": self.uploaded,
-            "exit_code": self.exit_code,
+            "exit_code": int(self.exit_code),
             "warnings": [p.render() for p in self.warnings],
             "notes": list(self.notes),
             "git": dict(self.git),
@@ -162,211 +210,333 @@ class CiResult:
         }
 
 
-def run_ci(options: CiOptions, *, log: Log = lambda _: None, progress: Progress | None = None) -> CiResult:
-    """Run the whole CI step; raises DataError / StoreError / UsageError for the adapters."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    notes: list[str] = []
+@dataclass(frozen=True)
+class Loaded:
+    """The committed data and where it came from."""
 
-    # 1. load the committed data
-    source, git_info, repo, state = _open_source(options, notes)
-    project, warnings = _load(source, options.paths)
+    project: Project
+    fingerprint: Mapping[str, Any]
+    warnings: tuple[Problem, ...]
+    git_info: Mapping[str, Any] | None = None
+    repo: Any = None  # a git.Repo (gitpython is imported only when the project is in one)
+    state: GitState | None = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The store's latest model as far as the decision can use it: the model, or why there is none."""
+
+    model: StoredModel | None
+    problem: str | None = None  # why there is no usable previous model (a reason for a full retrain)
+    broken: Mapping[str, str] | None = None  # {name, problem} of an unusable stored model
+
+    def without_model(self, exc: BrokenModelError | ArchiveError) -> Previous:
+        """The same store after the model turned out unusable: no model, and the reason why."""
+        name = self.model.name if self.model is not None else None
+        url = self.model.url if self.model is not None else None
+        return Previous(None, _unusable_reason(exc, name), _broken_entry(exc, name, url))
+
+
+@dataclass(frozen=True)
+class Tested:
+    """A built model, tested and gated."""
+
+    built: BuildResult
+    decision: Decision  # the decision the model was built by (full after a fallback)
+    metrics: dict[str, float | None]
+    files: tuple[Path, ...]
+    diff: PredictionDiff | None
+    gate: GateResult
+    rows: list[PredictionRow] | None
+    fell_back: bool = False
+
+
+@dataclass
+class _Run:
+    """What every phase of one run shares."""
+
+    options: CiOptions
+    log: Log
+    progress: Progress | None
+    trainer: Trainer
+    tester: Tester
+    clock: Stopwatch
+    notes: list[str]
+
+
+def run_ci(
+    options: CiOptions,
+    *,
+    log: Log = lambda _: None,
+    progress: Progress | None = None,
+    trainer: Trainer = build_model,
+    tester: Tester = run_model_tests,
+    store: ModelStore | None = None,
+) -> CiResult:
+    """Run the whole CI step; raises DataError / StoreError / UsageError for the adapters.
+
+    ``store`` defaults to the one ``options.store_url`` names.
+    """
+    run = _Run(options, log, progress, trainer, tester, Stopwatch(), [])
+    with run.clock.lap("load"):
+        loaded = _load(run)
+    with run.clock.lap("store_read"):
+        # A store that cannot be read (network, auth, corrupt manifest) fails here, before
+        # anything trains; a listed model that cannot be used only means a full retrain.
+        store = store if store is not None else _open_store(options)
+        previous = _read_previous(run, store)
+    previous, decision = _decide(run, loaded, previous, store)
+    result = _base_result(run, loaded, previous, decision)
+    if decision.check_only:
+        return _finish(run, result, "check only (--mode skip-check): nothing trained")
+    if options.decide_only and decision.trains:
+        return _finish(run, replace(result, stopped_before_training=True), "decide only: training needed")
+    if decision.kind == SKIP:
+        kept = previous.model
+        return _finish(run, replace(
+            result,
+            model_name=kept.name if kept else None,
+            model_url=kept.url if kept else None,
+            metrics=pick_ci_metrics(kept.metrics) if kept else {},
+        ))
+    with tempfile.TemporaryDirectory(prefix="deltatrain-ci-") as tmp:
+        previous, decision, previous_archive = _fetch_previous_archive(run, store, previous, decision, loaded, Path(tmp))
+        if previous.model is None and result.previous_metrics:
+            result = replace(result, previous_metrics={})
+        tested = _train_test_gate(run, loaded, previous, decision, previous_archive)
+        if options.compare_config and tested.decision.nlu in (FULL, FINETUNE):
+            with run.clock.lap("compare"):
+                log("training deltatrain's default NLU pipeline for --compare-config default")
+                run.notes.append(_compare(loaded.project, tested.metrics, options))
+        result = replace(
+            result,
+            decision=tested.decision,
+            model_name=tested.built.name,
+            model_path=str(tested.built.archive),
+            metrics=tested.metrics,
+            gate=tested.gate,
+            fell_back_to_full=tested.fell_back,
+            prediction_diff=tested.diff,
+            report_files=tuple(str(f) for f in tested.files),
+            broken_model=previous.broken,
+        )
+        if not tested.gate.passed:
+            log("quality gate failed: the model is not uploaded")
+            return _finish(run, replace(result, exit_code=ExitCode.GATE))
+        result = _publish(run, store, loaded, tested, result)
+    return _finish(run, result)
+
+
+# ------------------------------------------------------------------ phases
+
+
+def _finish(run: _Run, result: CiResult, *notes: str) -> CiResult:
+    """The result with the run's notes and timings (the report phase's input)."""
+    return replace(result, notes=(*run.notes, *notes), timings=run.clock.timings())
+
+
+def _load(run: _Run) -> Loaded:
+    """Phase 1: the committed data (or the files on disk), checked, and its fingerprint."""
+    source, git_info, repo, state = _open_source(run.options, run.notes)
+    project, warnings = check_project(*load_project(source, run.options.paths))
     fingerprint = compute_fingerprint(project)
-    timings["load_seconds"] = round(time.perf_counter() - started, 3)
-    log(f"loaded {fingerprint['counts']['examples']} NLU examples, {fingerprint['counts']['stories']} stories, "
-        f"{fingerprint['counts']['rules']} rules" + (f" from commit {git_info['commit'][:10]}" if git_info else ""))
+    counts = fingerprint["counts"]
+    run.log(f"loaded {counts['examples']} NLU examples, {counts['stories']} stories, {counts['rules']} rules"
+            + (f" from commit {git_info['commit'][:10]}" if git_info else ""))
+    return Loaded(project, fingerprint, warnings, git_info, repo, state)
 
-    # 2. previous model: fingerprint and metadata only, no download
+
+def _open_store(options: CiOptions) -> ModelStore:
     from pipeline.stores import open_store
 
-    store = open_store(options.store_url, base_dir=options.project_dir, token=options.store_token,
-                       s3_endpoint_url=options.s3_endpoint_url)
-    # A store that cannot be read (network, auth, corrupt manifest) fails here, before
-    # anything trains; a listed model that cannot be used only means a full retrain.
-    previous = None
-    previous_problem = None
-    broken: dict[str, str] | None = None
-    try:
-        previous = store.read_latest()
-    except BrokenModelError as exc:
-        broken = _broken_entry(exc)
-        previous_problem = _unusable_reason(exc)
-    if previous is None and previous_problem is None:
-        previous_problem = f"no previous model in the store {store.url}"
-    if previous is not None and previous.newer:
-        notes.append(f"the store's latest was rolled back to {previous.name} (newer models: "
-                     f"{', '.join(previous.newer)}); comparing against {previous.name}")
-        log(notes[-1])
-    timings["store_read_seconds"] = round(time.perf_counter() - started - timings["load_seconds"], 3)
+    return open_store(options.store_url, base_dir=options.project_dir, token=options.store_token,
+                      s3_endpoint_url=options.s3_endpoint_url)
 
-    # 3. decide
-    changes = summarize_changes(previous.fingerprint, fingerprint, project) if previous else None
-    dialogue = has_dialogue(project)
+
+def _read_previous(run: _Run, store: ModelStore) -> Previous:
+    """Phase 2: the previous model's fingerprint and metadata, no download."""
+    try:
+        model = store.read_latest()
+    except BrokenModelError as exc:
+        return Previous(None, _unusable_reason(exc), _broken_entry(exc))
+    if model is None:
+        return Previous(None, f"no previous model in the store {store.url}")
+    if model.newer:
+        run.notes.append(f"the store's latest was rolled back to {model.name} (newer models: "
+                         f"{', '.join(model.newer)}); comparing against {model.name}")
+        run.log(run.notes[-1])
+    return Previous(model)
+
+
+def _decide(run: _Run, loaded: Loaded, previous: Previous, store: ModelStore) -> tuple[Previous, Decision]:
+    """Phase 3: what to train and why; a skip checks that the model it keeps is still there."""
+    model, options = previous.model, run.options
+    changes = summarize_changes(model.fingerprint, loaded.fingerprint, loaded.project) if model else None
     decision = decide(
-        previous.fingerprint if previous else None,
-        previous.metadata if previous else None,
+        model.fingerprint if model else None,
+        model.metadata if model else None,
         changes,
         DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
-        has_core=dialogue,
-        previous_problem=previous_problem,
+        has_core=has_dialogue(loaded.project),
+        previous_problem=previous.problem,
     )
-    if decision.kind == SKIP and previous is not None and not decision.check_only:
+    if decision.kind == SKIP and model is not None and not decision.check_only:
         try:
-            store.check_archive(previous)  # one HEAD: the model we would keep must be there
+            store.check_archive(model)  # one HEAD: the model we would keep must be there
         except BrokenModelError as exc:
-            broken, previous = _broken_entry(exc), None
-            decision = _without_previous(_unusable_reason(exc), options, dialogue)
-    log(f"decision: {decision.kind} — {decision.reason}")
-    if broken is not None:
-        notes.append(_broken_note(broken))
+            previous = previous.without_model(exc)
+            decision = _without_previous(previous, run.options, loaded.project)
+    run.log(f"decision: {decision.kind} — {decision.reason}")
+    if previous.broken is not None:
+        run.notes.append(_broken_note(previous.broken))
+    return previous, decision
+
+
+def _base_result(run: _Run, loaded: Loaded, previous: Previous, decision: Decision) -> CiResult:
+    """What is known before training: the decision, the previous model, the changes."""
     change_report = None
-    if repo is not None and state is not None:
+    model = previous.model
+    if loaded.repo is not None and loaded.state is not None:
         from pipeline.gitrepo import compute_change_report
 
-        base = (previous.metadata.get("git") or {}).get("commit") if previous else None
-        change_report = compute_change_report(repo, base, state.commit, state.prefix, project.files).to_dict()
-
-    base_result = CiResult(
+        base = (model.metadata.get("git") or {}).get("commit") if model else None
+        change_report = compute_change_report(
+            loaded.repo, base, loaded.state.commit, loaded.state.prefix, loaded.project.files
+        ).to_dict()
+    return CiResult(
         decision=decision,
-        broken_model=broken,
-        previous_model=previous.name if previous else None,
-        previous_metrics={k: v for k, v in previous.metrics.items() if k != PREDICTIONS_KEY} if previous else {},
-        warnings=warnings,
-        git=git_info or {},
+        broken_model=previous.broken,
+        previous_model=model.name if model else None,
+        previous_metrics={k: v for k, v in model.metrics.items() if k != PREDICTIONS_KEY} if model else {},
+        warnings=loaded.warnings,
+        git=loaded.git_info or {},
         change_report=change_report,
-        counts=fingerprint["counts"],
+        counts=loaded.fingerprint["counts"],
     )
-    if decision.check_only:
-        return replace(base_result, notes=(*notes, "check only (--mode skip-check): nothing trained"),
-                       timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
-    if options.decide_only and decision.trains:
-        return replace(base_result, stopped_before_training=True, notes=(*notes, "decide only: training needed"),
-                       timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
-    if decision.kind == SKIP:
-        return replace(
-            base_result,
-            model_name=previous.name if previous else None,
-            model_url=previous.url if previous else None,
-            metrics=_pick_metrics(previous.metrics) if previous else {},
-            notes=tuple(notes),
-            timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)},
-        )
 
-    # 4.-5. train and test (TensorFlow is imported from here on)
-    out_dir = options.out_dir or options.project_dir / "models"
-    results_dir = options.results_dir or options.project_dir / RESULTS_DIR
-    with tempfile.TemporaryDirectory(prefix="deltatrain-ci-") as tmp:
-        previous_archive = None
-        reuses = decision.nlu in (KEEP, FINETUNE) or (dialogue and decision.core in (KEEP, FINETUNE))
-        if previous is not None and reuses:
-            log(f"downloading previous model {previous.name}")
-            try:
-                previous_archive = _fetch_previous(store, previous.name, Path(tmp))
-            except (BrokenModelError, ArchiveError) as exc:
-                broken = _broken_entry(exc, previous.name, previous.url)
-                reason = _unusable_reason(exc, previous.name)
-                log(f"{reason}: training in full")
-                notes.append(_broken_note(broken))
-                previous = None
-                decision = _without_previous(reason, options, dialogue)
-                base_result = replace(base_result, decision=decision, previous_metrics={})
-        if decision.nlu != KEEP:
-            ensure_trainable(project)
-        plan = BuildPlan(
-            nlu=decision.nlu,
-            core=decision.core,
-            output_dir=out_dir,
-            epoch_fraction=options.epoch_fraction,
-            previous_archive=previous_archive,
-            nlu_epochs=options.nlu_epochs,
-            core_epochs=options.core_epochs,
-            num_threads=options.num_threads,
-            finetunes_in_a_row=decision.finetunes_in_a_row,
-            extra_metadata={
-                "git": git_info or {},
-                "reasons": list(decision.reasons),
-                "decision": decision.kind,
-            },
-        )
-        tick = time.perf_counter()
-        with _section(progress, f"deltatrain: training (NLU {plan.nlu}, dialogue {plan.core})"):
-            built, fell_back, decision = _build(project, fingerprint, plan, decision, log, progress)
-        timings["train_seconds"] = round(time.perf_counter() - tick, 3)
-        tick = time.perf_counter()
-        with _section(progress, "deltatrain: testing"):
-            metrics, files, rows = _test(built, project, previous, results_dir, log)
-        timings["test_seconds"] = round(time.perf_counter() - tick, 3)
-        previous_rows = _previous_predictions(previous, previous_archive, project, decision, rows, log)
-        diff = _prediction_diff(previous_rows, rows, project)
-        gate = _gate(metrics, previous, options, diff)
-        if not gate.passed and FINETUNE in (decision.nlu, decision.core) and options.fallback_full:
-            log("finetuned model failed the gate: retraining in full")
-            built.archive.unlink(missing_ok=True)
-            decision = _as_full(decision, "finetuned model failed the quality gate: " + "; ".join(c.reason for c in gate.failures))
-            plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0,
-                           extra_metadata={**plan.extra_metadata, "reasons": list(decision.reasons), "decision": FULL})
-            tick = time.perf_counter()
-            with _section(progress, "deltatrain: training in full (fallback)"):
-                built = build_model(project, fingerprint, plan, progress=progress)
-            timings["train_seconds"] += round(time.perf_counter() - tick, 3)
-            with _section(progress, "deltatrain: testing"):
-                metrics, files, rows = _test(built, project, previous, results_dir, log)
-            diff = _prediction_diff(previous_rows, rows, project)
-            gate = _gate(metrics, previous, options, diff)
-            fell_back = True
-        if options.compare_config and decision.nlu in (FULL, FINETUNE):
-            tick = time.perf_counter()
-            log("training deltatrain's default NLU pipeline for --compare-config default")
-            notes.append(_compare(project, metrics, options))
-            timings["compare_seconds"] = round(time.perf_counter() - tick, 3)
-        result = replace(
-            base_result,
-            decision=decision,
-            model_name=built.name,
-            model_path=str(built.archive),
-            metrics=metrics,
-            gate=gate,
-            fell_back_to_full=fell_back,
-            prediction_diff=diff,
-            notes=tuple(notes),
-            report_files=tuple(str(f) for f in files),
-            broken_model=broken,
-        )
-        if not gate.passed:
-            log("quality gate failed: the model is not uploaded")
-            return replace(result, exit_code=EXIT_GATE,
-                           timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
 
-        # 6. upload: archive, side files, manifest last
-        if options.upload:
-            tick = time.perf_counter()
-            log(f"uploading {built.name} to {store.url}")
-            from pipeline.stores.forge import ReadOnlyTokenError
+def _fetch_previous_archive(
+    run: _Run, store: ModelStore, previous: Previous, decision: Decision, loaded: Loaded, directory: Path
+) -> tuple[Previous, Decision, Path | None]:
+    """Phase 4a: download the previous model when a part is kept or finetuned; unusable means full."""
+    model = previous.model
+    dialogue = has_dialogue(loaded.project)
+    reuses = decision.nlu in (KEEP, FINETUNE) or (dialogue and decision.core in (KEEP, FINETUNE))
+    if model is None or not reuses:
+        return previous, decision, None
+    run.log(f"downloading previous model {model.name}")
+    try:
+        return previous, decision, _fetch_previous(store, model.name, directory)
+    except (BrokenModelError, ArchiveError) as exc:
+        previous = previous.without_model(exc)
+        assert previous.broken is not None and previous.problem is not None
+        run.log(f"{previous.problem}: training in full")
+        run.notes.append(_broken_note(previous.broken))
+        return previous, _without_previous(previous, run.options, loaded.project), None
 
-            try:
-                stored = store.publish(
-                    built.archive,
-                    name=built.name,
-                    fingerprint=dict(fingerprint),
-                    metadata=dict(built.metadata),
-                    metrics={**metrics,
-                             **({PREDICTIONS_KEY: render_predictions(rows)} if rows is not None else {})},
-                    keep=options.keep,
-                    committed_at=(git_info or {}).get("committed_at"),
-                )
-            except ReadOnlyTokenError as exc:  # a fork's pull request: report, do not fail
-                log(f"not uploaded: {exc.message}")
-                return replace(result, notes=(*result.notes, f"not uploaded: {exc.message}"),
-                               timings={**timings,
-                                        "total_seconds": round(time.perf_counter() - started, 3)})
-            timings["upload_seconds"] = round(time.perf_counter() - tick, 3)
-            cleanup = [f"removed orphaned files of {name} (a run that never finished publishing)"
-                       for name in stored.orphans_removed]
-            result = replace(result, model_url=stored.url, uploaded=True,
-                             orphans_removed=stored.orphans_removed, notes=(*result.notes, *cleanup))
-        else:
-            result = replace(result, notes=(*result.notes, "upload disabled (--no-upload)"))
-    return replace(result, timings={**timings, "total_seconds": round(time.perf_counter() - started, 3)})
+
+def _train_test_gate(
+    run: _Run, loaded: Loaded, previous: Previous, decision: Decision, previous_archive: Path | None
+) -> Tested:
+    """Phase 4b: train, test and gate; one fallback to full, for a refused finetune and a failed gate alike."""
+    options, project = run.options, loaded.project
+    if decision.nlu != KEEP:
+        ensure_trainable(project)
+    plan = BuildPlan(
+        nlu=decision.nlu,
+        core=decision.core,
+        output_dir=options.out_dir or options.project_dir / "models",
+        epoch_fraction=options.epoch_fraction,
+        previous_archive=previous_archive,
+        nlu_epochs=options.nlu_epochs,
+        core_epochs=options.core_epochs,
+        num_threads=options.num_threads,
+        finetunes_in_a_row=decision.finetunes_in_a_row,
+        extra_metadata={"git": dict(loaded.git_info or {}), "reasons": list(decision.reasons),
+                        "decision": decision.kind},
+    )
+    run.log(f"training: NLU {plan.nlu}, dialogue {plan.core}")
+    previous_rows: list[PredictionRow] | None = None
+    with _section(run.progress, f"deltatrain: training (NLU {plan.nlu}, dialogue {plan.core})"), run.clock.lap("train"):
+        try:
+            built: BuildResult | None = run.trainer(project, loaded.fingerprint, plan, progress=run.progress)
+        except FinetuneRefused as exc:
+            built, fallback = None, "finetune refused: " + "; ".join(exc.reasons)
+            run.log(f"finetune refused ({'; '.join(exc.reasons)}): training in full")
+    if built is not None:
+        tested = _test_and_gate(run, loaded, previous, decision, built, previous_archive, None)
+        previous_rows = tested.previous_rows
+        if tested.gate.passed or FINETUNE not in (decision.nlu, decision.core) or not options.fallback_full:
+            return tested.done
+        run.log("finetuned model failed the gate: retraining in full")
+        built.archive.unlink(missing_ok=True)
+        fallback = "finetuned model failed the quality gate: " + "; ".join(c.reason for c in tested.gate.failures)
+    decision = _as_full(decision, fallback)
+    plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0,
+                   extra_metadata={**plan.extra_metadata, "reasons": list(decision.reasons), "decision": FULL})
+    with _section(run.progress, "deltatrain: training in full (fallback)"), run.clock.lap("train"):
+        built = run.trainer(project, loaded.fingerprint, plan, progress=run.progress)
+    tested = _test_and_gate(run, loaded, previous, decision, built, previous_archive, previous_rows)
+    return replace(tested.done, fell_back=True)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    done: Tested
+    previous_rows: list[PredictionRow] | None
+
+    @property
+    def gate(self) -> GateResult:
+        return self.done.gate
+
+
+def _test_and_gate(
+    run: _Run, loaded: Loaded, previous: Previous, decision: Decision, built: BuildResult,
+    previous_archive: Path | None, previous_rows: list[PredictionRow] | None,
+) -> _Attempt:
+    """Test one built model, compare its predictions with the previous model's, and gate it."""
+    options = run.options
+    with _section(run.progress, "deltatrain: testing"), run.clock.lap("test"):
+        metrics, files, rows = _test(run, built, loaded.project, previous.model,
+                                     options.results_dir or options.project_dir / RESULTS_DIR)
+    if previous_rows is None:
+        previous_rows = _previous_predictions(run, previous.model, previous_archive, loaded.project, decision, rows)
+    diff = _prediction_diff(previous_rows, rows, loaded.project)
+    gate = _gate(metrics, previous.model, options, diff)
+    return _Attempt(Tested(built, decision, metrics, files, diff, gate, rows), previous_rows)
+
+
+def _publish(run: _Run, store: ModelStore, loaded: Loaded, tested: Tested, result: CiResult) -> CiResult:
+    """Phase 5: upload archive and side files, manifest last; a read-only token only skips it."""
+    if not run.options.upload:
+        run.notes.append("upload disabled (--no-upload)")
+        return result
+    from pipeline.stores.forge import ReadOnlyTokenError
+
+    built = tested.built
+    run.log(f"uploading {built.name} to {store.url}")
+    try:
+        with run.clock.lap("upload"):
+            stored = store.publish(
+                built.archive,
+                name=built.name,
+                fingerprint=dict(loaded.fingerprint),
+                metadata=dict(built.metadata),
+                metrics={**tested.metrics,
+                         **({PREDICTIONS_KEY: render_predictions(tested.rows)} if tested.rows is not None else {})},
+                keep=run.options.keep,
+                committed_at=(loaded.git_info or {}).get("committed_at"),
+            )
+    except ReadOnlyTokenError as exc:  # a fork's pull request: report, do not fail
+        run.log(f"not uploaded: {exc.message}")
+        run.notes.append(f"not uploaded: {exc.message}")
+        return result
+    run.notes.extend(f"removed orphaned files of {name} (a run that never finished publishing)"
+                     for name in stored.orphans_removed)
+    return replace(result, model_url=stored.url, uploaded=True, orphans_removed=stored.orphans_removed)
+
+
+# ------------------------------------------------------------------ helpers
 
 
 def _committed_at(repo: Any, commit: str) -> str | None:
@@ -380,7 +550,9 @@ def _committed_at(repo: Any, commit: str) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict[str, Any] | None, Any, Any]:
+def _open_source(
+    options: CiOptions, notes: list[str]
+) -> tuple[FileSource, dict[str, Any] | None, Any, GitState | None]:
     if options.use_git:
         from pipeline.gitrepo import GitCommitSource, open_repository, read_git_state
 
@@ -399,15 +571,11 @@ def _open_source(options: CiOptions, notes: list[str]) -> tuple[FileSource, dict
     return DirectorySource(options.project_dir), None, None, None
 
 
-def _load(source: FileSource, paths: ProjectPaths) -> tuple[Project, tuple[Problem, ...]]:
-    return check_project(*load_project(source, paths))
-
-
-def _fetch_previous(store: Any, name: str, directory: Path) -> Path:
+def _fetch_previous(store: ModelStore, name: str, directory: Path) -> Path:
     """Download the previous model and check it reads as an archive (limits, side files)."""
     from pipeline.archive import read_archive_json
 
-    archive: Path = store.download(name, directory)
+    archive = store.download(name, directory)
     read_archive_json(archive)
     return archive
 
@@ -433,17 +601,18 @@ def _unusable_reason(exc: BrokenModelError | ArchiveError, name: str | None = No
     return f"previous model {model} cannot be used ({exc.message})"
 
 
-def _without_previous(reason: str, options: CiOptions, dialogue: bool) -> Decision:
-    """The decision when the previous model turned out unusable: full, with ``reason``."""
+def _without_previous(previous: Previous, options: CiOptions, project: Project) -> Decision:
+    """The decision when the previous model turned out unusable: full, with the reason why."""
     return decide(
         None, None, None,
         DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
-        has_core=dialogue,
-        previous_problem=reason,
+        has_core=has_dialogue(project),
+        previous_problem=previous.problem,
     )
 
 
 def _as_full(decision: Decision, reason: str) -> Decision:
+    """The decision of the fallback: every finetuned part trained in full, with ``reason`` added."""
     return replace(
         decision,
         kind=FULL,
@@ -454,39 +623,25 @@ def _as_full(decision: Decision, reason: str) -> Decision:
     )
 
 
-def _build(
-    project: Project, fingerprint: Mapping[str, Any], plan: BuildPlan, decision: Decision, log: Log,
-    progress: Progress | None,
-) -> tuple[BuildResult, bool, Decision]:
-    log(f"training: NLU {plan.nlu}, dialogue {plan.core}")
-    try:
-        return build_model(project, fingerprint, plan, progress=progress), False, decision
-    except FinetuneRefused as exc:
-        log(f"finetune refused ({'; '.join(exc.reasons)}): training in full")
-        decision = _as_full(decision, "finetune refused: " + "; ".join(exc.reasons))
-        plan = replace(plan, nlu=decision.nlu, core=decision.core, finetunes_in_a_row=0)
-        return build_model(project, fingerprint, plan, progress=progress), True, decision
-
-
 def _test(
-    built: BuildResult, project: Project, previous: Any, results_dir: Path, log: Log
+    run: _Run, built: BuildResult, project: Project, previous: StoredModel | None, results_dir: Path
 ) -> tuple[dict[str, float | None], tuple[Path, ...], list[PredictionRow] | None]:
     """Metrics, report files and per-utterance predictions (``None``: no NLU test) of the built model."""
     parts = built.metadata.get("parts", {})
     trained = any(p.get("action") in (FULL, FINETUNE) for p in parts.values())
     if not trained and previous is not None:
-        log("weights unchanged (repackage): metrics carried over from the previous model")
-        return _pick_metrics(previous.metrics), (), parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
+        run.log("weights unchanged (repackage): metrics carried over from the previous model")
+        return pick_ci_metrics(previous.metrics), (), parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
     if not project.test_nlu.examples and not project.test_stories:
-        log("no test data in tests/: the model is not tested")
-        return {k: None for k in METRIC_KEYS}, (), None
-    from pipeline.testing import remove_report_files, test_model
+        run.log("no test data in tests/: the model is not tested")
+        return pick_ci_metrics({}), (), None
+    from pipeline.testing import remove_report_files
 
     remove_report_files(results_dir)  # only deltatrain's own files: a stale plot must not outlive its run
-    tested = test_model(built.archive, project.test_nlu, project.test_stories, results_dir)
-    log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
+    tested = run.tester(built.archive, project.test_nlu, project.test_stories, results_dir)
+    run.log("tested: " + ", ".join(f"{k} {v:.3f}" for k, v in tested.metrics.items() if v is not None))
     rows = build_prediction_rows(tested.nlu.predictions) if tested.nlu is not None else None
-    return _pick_metrics(tested.metrics), tested.files, rows
+    return pick_ci_metrics(tested.metrics), tested.files, rows
 
 
 def _compare(project: Project, metrics: Mapping[str, float | None], options: CiOptions) -> str:
@@ -506,7 +661,8 @@ def _compare(project: Project, metrics: Mapping[str, float | None], options: CiO
 
 
 def _previous_predictions(
-    previous: Any, archive: Path | None, project: Project, decision: Decision, rows: list[PredictionRow] | None, log: Log
+    run: _Run, previous: StoredModel | None, archive: Path | None, project: Project, decision: Decision,
+    rows: list[PredictionRow] | None,
 ) -> list[PredictionRow] | None:
     """The previous model's predictions on the tests: stored with it, or, when its archive is already
     here and the stored ones cannot cover the tests (test data changed, none stored), measured now."""
@@ -516,10 +672,8 @@ def _previous_predictions(
     tests_changed = decision.changes is not None and decision.changes.changed("test_data")
     if archive is None or (stored is not None and not tests_changed):
         return stored
-    from pipeline.testing import test_model
-
-    log("testing the previous model on the current tests (for the prediction diff)")
-    tested = test_model(archive, project.test_nlu, ())
+    run.log("testing the previous model on the current tests (for the prediction diff)")
+    tested = run.tester(archive, project.test_nlu, ())
     return build_prediction_rows(tested.nlu.predictions) if tested.nlu is not None else stored
 
 
@@ -533,19 +687,17 @@ def _prediction_diff(
 
 
 def _gate(
-    metrics: Mapping[str, float | None], previous: Any, options: CiOptions, diff: PredictionDiff | None = None
+    metrics: Mapping[str, float | None], previous: StoredModel | None, options: CiOptions,
+    diff: PredictionDiff | None = None,
 ) -> GateResult:
-    # response selection is gated (drop vs the previous model) only for models with a ResponseSelector
-    gated = [k for k in GATED_METRICS if k != "response_selection_f1" or metrics.get(k) is not None]
+    """The quality gate over the gated metrics (an optional one only when measured) and, when on, per intent."""
+    optional = {m.key for m in CI_METRICS if m.optional}
+    gated = [k for k in GATED_METRICS if k not in optional or metrics.get(k) is not None]
     result = compare_metrics(
         {k: metrics.get(k) for k in gated},
         {k: previous.metrics.get(k) for k in gated} if previous else None,
         max_drop=options.max_drop,
-        floors={
-            "intent_f1": options.min_intent_f1,
-            "entity_f1": options.min_entity_f1,
-            "story_accuracy": options.min_story_accuracy,
-        },
+        floors={m.key: options.floors.get(m.key) for m in FLOOR_METRICS},
     )
     if options.max_intent_drop is None:
         return result

@@ -13,13 +13,24 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from pipeline import RESULTS_DIR, __version__
 from pipeline.compare import CompareConfig
-from pipeline.errors import DataError, DeltatrainError, Problem, UsageError, prefix_path
+from pipeline.errors import (
+    DataError,
+    DeltatrainError,
+    ExitCode,
+    GateError,
+    Problem,
+    UnexpectedError,
+    UsageError,
+    prefix_path,
+)
 from pipeline.extras import Extra, require_extra
+from pipeline.metrics import FLOOR_METRICS
 from pipeline.safe_output import (
     CommandName,
     escape_controls,
@@ -32,7 +43,9 @@ from pipeline.safe_output import (
     render_log_text,
 )
 
-EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_GATE, EXIT_STORE = 0, 1, 2, 3, 4
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
 MODEL_HELP = ("model archive, folder of archives (latest used) or model store (folder or URL as in "
               "'deltatrain ci --store'; its latest model is downloaded)")
 #: Output telling the Action's decide phase whether the training phase must run.
@@ -61,6 +74,12 @@ class Console:
         #: The project folder seen from the repository root (``-C bot``: ``bot``), put before the
         #: paths of annotations and summaries so they attach to the files of the pull request.
         self.path_prefix = ""
+        #: Whether a failure also writes the step outputs ``decision=error`` and ``reason`` (``ci``, the Action).
+        self.failure_outputs = False
+        #: The GitLab dotenv report the outputs also go to (``--dotenv``).
+        self.dotenv: str | None = None
+        #: Where the inputs are documented (the Action's ``action.yml``), linked from error annotations.
+        self.docs_url: str | None = None
 
     def add_secret_urls(self, urls: Iterable[str | None]) -> None:
         """Also hide the credentials inside these URLs (a store URL with user:password@)."""
@@ -125,32 +144,45 @@ class Console:
 
     def problems(self, problems: Sequence[Problem]) -> None:
         """Data errors and warnings: ``file:line: ...`` in the log, one annotation each in Actions."""
+        from pipeline.validation import render_annotation
+
         for problem in problems:
             self.info(problem.render())
-            level = {"error": CommandName.ERROR, "warning": CommandName.WARNING}.get(problem.severity, CommandName.NOTICE)
-            where = problem.location
-            self.annotate(
-                level,
-                problem.message + (f"\nfix: {problem.hint}" if problem.hint else ""),
-                file=where.file if where else None,
-                line=where.line if where else None,
-                col=where.column if where else None,
-            )
+            if self.in_actions:
+                self.command(render_annotation(problem, path_prefix=self.path_prefix, secrets=self.secrets))
 
-    def error(self, error: DeltatrainError) -> None:
-        """An error in the log, as an annotation and (in Actions) in the step summary."""
+    def error(self, error: DeltatrainError, *, outputs: bool = True) -> None:
+        """The one way a failure is shown, for the CLI and the Action alike: the log line(s), an annotation
+        with the fix (one per problem of a DataError), a job-summary section saying what happened and what
+        to do, and (``ci``; not with ``outputs=False``) the step outputs ``decision=error`` and ``reason``."""
+        from pipeline.github import append_to_file, render_error_annotation, render_error_summary
+
         if isinstance(error, DataError):
             self.problems(error.problems)
             self.info(f"error: {error.message}")
         else:
             self.info(f"error: {error.render()}")
-            self.annotate(CommandName.ERROR, error.message + (f"\nfix: {error.hint}" if error.hint else ""))
+            self.annotate(CommandName.ERROR, render_error_annotation(error, self.docs_url))
         summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
-            from pipeline.github import append_to_file, render_error_summary
-
             append_to_file(summary_path, escape_controls(
-                render_error_summary(error, None, self.secrets, path_prefix=self.path_prefix)))
+                render_error_summary(error, self.docs_url, self.secrets, path_prefix=self.path_prefix)))
+        if outputs and self.failure_outputs:
+            from pipeline.report import build_error_outputs
+
+            self.write_outputs(build_error_outputs(error))
+
+    def write_outputs(self, outputs: Mapping[str, str], *, dotenv: bool = True) -> None:
+        """Step outputs to ``$GITHUB_OUTPUT`` (in Actions) and to the GitLab dotenv report (``--dotenv``)."""
+        from pipeline.github import append_to_file
+        from pipeline.safe_output import render_dotenv, render_outputs
+
+        if self.environ.get("GITHUB_OUTPUT"):
+            append_to_file(self.environ["GITHUB_OUTPUT"], render_outputs(outputs, self.secrets))
+        if self.dotenv and dotenv:
+            path = Path(self.dotenv)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_dotenv(outputs, self.secrets), encoding="utf-8")
 
     def group(self, title: str | None) -> None:
         """Start a collapsible ``::group::`` in the Actions log (``None`` ends it); elsewhere a plain line."""
@@ -223,9 +255,14 @@ def _add_ignore_flag(parser: argparse.ArgumentParser) -> None:
 class _Parser(argparse.ArgumentParser):
     """argparse whose help and error messages (which quote argv) pass the output boundary."""
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         if message:
             (file or sys.stderr).write(render_log_text(message))
+
+    def error(self, message: str) -> NoReturn:
+        """A bad command line is a UsageError, shown like every other error (annotation, summary, outputs)."""
+        self.print_usage(sys.stderr)
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,9 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "skip-check: decide and report only, train nothing")
     ci.add_argument("--epoch-fraction", type=float, default=0.2, help="fraction of epochs when finetuning (default 0.2)")
     ci.add_argument("--max-finetunes", type=int, default=5, help="full retrain after this many finetunes in a row (5)")
-    ci.add_argument("--min-intent-f1", type=float, help="fail the gate below this intent F1")
-    ci.add_argument("--min-entity-f1", type=float, help="fail the gate below this entity F1")
-    ci.add_argument("--min-story-accuracy", type=float, help="fail the gate below this story accuracy")
+    for metric in FLOOR_METRICS:
+        ci.add_argument(f"--{metric.floor_flag}", type=float, help=f"fail the gate below this {metric.name}")
     ci.add_argument("--max-drop", type=float, default=0.02, help="allowed drop vs the previous model (0.02)")
     ci.add_argument("--max-intent-drop", type=float,
                     help="fail the gate when one intent's F1 drops more than this vs the previous model (off by default)")
@@ -368,7 +404,7 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
         console.problems(exc.problems)
         errors = sum(p.is_error for p in exc.problems)
         console.info(f"validation failed: {errors} error(s), {len(exc.problems) - errors} warning(s)")
-        return EXIT_DATA
+        return ExitCode.DATA
     console.problems(warnings)
     console.info(
         f"data is valid: {len(project.nlu.examples)} examples, {len(project.nlu.intents)} intents, "
@@ -376,8 +412,8 @@ def _cmd_validate(args: argparse.Namespace, console: Console) -> int:
     )
     if warnings and args.fail_on_warnings:
         console.info("failing because of warnings (--fail-on-warnings)")
-        return EXIT_DATA
-    return EXIT_OK
+        return ExitCode.DATA
+    return ExitCode.OK
 
 
 def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
@@ -389,7 +425,7 @@ def _cmd_fingerprint(args: argparse.Namespace, console: Console) -> int:
                                        tests=tuple(args.tests or ()))
     fp = compute_fingerprint(project)
     console.json({"sections": fp["sections"], "counts": fp["counts"]})
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_train(args: argparse.Namespace, console: Console) -> int:
@@ -417,7 +453,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     else:
         console.info(f"model written: {result.model}")
     console.result(str(result.model or ""))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_test(args: argparse.Namespace, console: Console) -> int:
@@ -441,7 +477,7 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
         metrics = run_cross_validation(train_project.nlu, train_project.config, args.folds, out,
                                        epochs=args.epochs, progress=ProgressPrinter(console))
         console.json(metrics)
-        return EXIT_OK
+        return ExitCode.OK
     from pipeline.testing import remove_report_files, test_model
 
     with tempfile.TemporaryDirectory(prefix="deltatrain-test-") as tmp:
@@ -451,7 +487,7 @@ def _cmd_test(args: argparse.Namespace, console: Console) -> int:
     for path in result.files:
         console.info(f"wrote {path}")
     console.json(result.metrics)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _resolve_model(model: str, download_dir: Path, console: Console) -> Path:
@@ -493,7 +529,7 @@ def _cmd_parse(args: argparse.Namespace, console: Console, stdin: TextIO) -> int
         for text in texts:
             if text.strip():
                 console.json(nlu.parse(text), indent=None)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
@@ -520,7 +556,7 @@ def _cmd_serve(args: argparse.Namespace, console: Console, environ: Mapping[str,
                          s3_endpoint_url=s3_endpoint)  # checked now: a bad URL fails before anything loads
     configure_logging(console.err)
     run_server(settings, lambda: source, require_model=args.model is not None)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, str]) -> int:
@@ -528,6 +564,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
     from pipeline.data.loader import ProjectPaths
     from pipeline.report import build_outputs, render_summary
 
+    console.failure_outputs, console.dotenv = True, args.dotenv
     console.add_secret_urls([args.store])
     project_dir = Path(args.working_directory).resolve()
     if not project_dir.is_dir():
@@ -551,9 +588,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         scheduled=scheduled,
         epoch_fraction=args.epoch_fraction,
         max_finetunes=args.max_finetunes,
-        min_intent_f1=args.min_intent_f1,
-        min_entity_f1=args.min_entity_f1,
-        min_story_accuracy=args.min_story_accuracy,
+        floors={m.key: getattr(args, str(m.floor_field)) for m in FLOOR_METRICS},
         max_drop=args.max_drop,
         max_intent_drop=args.max_intent_drop,
         **({"min_intent_support": args.min_intent_support} if args.min_intent_support is not None else {}),
@@ -576,37 +611,40 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         decide_only=args.decide_only,
         compare_config=args.compare_config,
     )
+    # TODO(merge): h/core adds the one epoch-fraction validator; call it here instead of this check
     if not 0 < options.epoch_fraction <= 1:
         raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
     if args.min_intent_support is not None and args.min_intent_support < 1:
         raise UsageError(f"--min-intent-support must be at least 1, got {args.min_intent_support}",
                          hint="e.g. --min-intent-support 5")
-    for flag, value in (("--max-drop", args.max_drop), ("--max-intent-drop", args.max_intent_drop),
-                        ("--min-intent-f1", args.min_intent_f1),
-                        ("--min-entity-f1", args.min_entity_f1), ("--min-story-accuracy", args.min_story_accuracy)):
+    fractions = (("--max-drop", args.max_drop), ("--max-intent-drop", args.max_intent_drop),
+                 *((f"--{m.floor_flag}", getattr(args, str(m.floor_field))) for m in FLOOR_METRICS))
+    for flag, value in fractions:
         if value is not None and not 0 <= value <= 1:  # checked before any training starts
             raise UsageError(f"{flag} must be between 0 and 1, got {value}", hint=f"use a fraction, e.g. {flag} 0.9")
-    try:
-        result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
-    except DataError as exc:
-        console.error(exc)
-        _write_failure_outputs(environ, console, "data-error", exc.message, args.dotenv)
-        return EXIT_DATA
+    result = run_ci(options, log=lambda line: console.info(f"deltatrain: {line}"), progress=ProgressPrinter(console))
     console.problems(result.warnings)
     if result.stopped_before_training:
         console.info(f"deltatrain: {result.decision.kind} needs training: stopping here (--decide-only)")
-        _write_outputs(environ, console, {NEEDS_TRAINING_OUTPUT: "true"}, None)
-        return EXIT_OK
+        console.write_outputs({NEEDS_TRAINING_OUTPUT: "true"}, dotenv=False)  # the training phase writes it
+        return ExitCode.OK
     summary = render_summary(result, console.path_prefix)
     console.untrusted_block(summary)
     outputs = build_outputs(result, workspace)
     if args.decide_only:
         outputs[NEEDS_TRAINING_OUTPUT] = "false"
-    _write_outputs(environ, console, outputs, args.dotenv)
+    console.write_outputs(outputs)
     if environ.get("GITHUB_STEP_SUMMARY"):
         from pipeline.github import append_to_file
 
         append_to_file(environ["GITHUB_STEP_SUMMARY"], escape_controls(console.redact(summary)) + "\n")
+    if result.exit_code == ExitCode.GATE and result.gate is not None:
+        floors = ", ".join(f"--{m.floor_flag}" for m in FLOOR_METRICS)
+        console.error(GateError(
+            "quality gate failed, the model is not uploaded: " + "; ".join(c.reason for c in result.gate.failures),
+            hint="improve the training data where the summary shows the drop, or, when the drop is expected, "
+            f"relax the gate ({floors}, --max-drop, --max-intent-drop)",
+        ), outputs=False)
     if args.report_json:
         path = Path(args.report_json)
         path = path if path.is_absolute() else project_dir / path
@@ -638,25 +676,6 @@ def _comment_on_pr(environ: Mapping[str, str], summary: str, console: Console) -
         console.annotate(CommandName.WARNING, exc.message, title="deltatrain PR comment")
         return
     console.info(f"deltatrain: PR comment updated: {url}")
-
-
-def _write_outputs(environ: Mapping[str, str], console: Console, outputs: Mapping[str, str],
-                   dotenv: str | None) -> None:
-    """Step outputs to ``$GITHUB_OUTPUT`` (in Actions) and to a GitLab dotenv report (``--dotenv``)."""
-    from pipeline.github import append_to_file
-    from pipeline.safe_output import render_dotenv, render_outputs
-
-    if environ.get("GITHUB_OUTPUT"):
-        append_to_file(environ["GITHUB_OUTPUT"], render_outputs(outputs, console.secrets))
-    if dotenv:
-        path = Path(dotenv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_dotenv(outputs, console.secrets), encoding="utf-8")
-
-
-def _write_failure_outputs(environ: Mapping[str, str], console: Console, decision: str, reason: str,
-                           dotenv: str | None = None) -> None:
-    _write_outputs(environ, console, {"decision": decision, "reason": reason}, dotenv)
 
 
 def find_workspace(environ: Mapping[str, str]) -> Path:
@@ -694,11 +713,17 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     """Run the CLI; returns the exit code (0 ok, 1 data errors, 2 usage, 3 gate failed, 4 store)."""
     environ = os.environ if environ is None else environ
     console = Console(environ)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["ci"]:  # a bad `ci` command line, too, writes the failure outputs
+        console.failure_outputs, console.dotenv = True, _find_option(arguments, "--dotenv")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0) if isinstance(exc.code, int) else ExitCode.USAGE
+    except UsageError as exc:
+        console.error(exc)
+        return exc.exit_code
     commands: dict[str, Callable[[], int]] = {
         "train": lambda: _cmd_train(args, console),
         "test": lambda: _cmd_test(args, console),
@@ -714,17 +739,32 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
             if args.data_command == "fingerprint":
                 return _cmd_fingerprint(args, console)
             parser.parse_args(["data", "--help"])
-            return EXIT_USAGE
+            return ExitCode.USAGE
         if args.command not in commands:
             parser.print_help(console.err)
-            return EXIT_USAGE
+            return ExitCode.USAGE
         return commands[args.command]()
     except DeltatrainError as exc:
         console.error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         console.info("interrupted")
-        return 130
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: the traceback for the report, then shown like every other failure
+        console.info(traceback.format_exc().rstrip())
+        unexpected = UnexpectedError(exc)
+        console.error(unexpected)
+        return unexpected.exit_code
+
+
+def _find_option(arguments: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag`` (``--flag=value`` or ``--flag value``) in raw arguments, else None."""
+    for index, argument in enumerate(arguments):
+        if argument.startswith(flag + "="):
+            return argument.split("=", 1)[1]
+        if argument == flag and index + 1 < len(arguments):
+            return arguments[index + 1]
+    return None
 
 
 def exit_process(code: int) -> NoReturn:

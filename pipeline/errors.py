@@ -2,7 +2,7 @@
 
 ::
 
-    DeltatrainError                 every error deltatrain raises on purpose
+    DeltatrainError                 every error deltatrain raises on purpose (exit 1)
     ├── UsageError                  bad command-line / action input (exit 2)
     ├── DataError                   user training data is invalid (exit 1)
     │                               carries the list of Problems found
@@ -11,12 +11,16 @@
     │   ├── ArchiveError            archive layout, unsafe member, bad metadata
     │   └── FinetuneRefused         previous model cannot be finetuned (reasons)
     ├── TrainingError               training could not run on this data
+    ├── GateError                   the model failed the quality gate (exit 3)
     ├── StoreError                  model store failure (exit 4)
     │   ├── StoreAuthError          401 / 403
     │   ├── StoreNotFoundError      404 / missing key
     │   └── StoreIntegrityError     sha256 mismatch, corrupt manifest
     │       └── BrokenModelError        one listed model is unusable (store still readable)
-    └── GitError                    repository could not be read
+    ├── GitError                    repository could not be read
+    └── UnexpectedError             anything else: a bug in deltatrain, rendered like the rest
+
+Exit codes (:class:`ExitCode`) are defined here once; the adapters return them.
 
 Every error carries *what* failed, *where* (file:line, URL, key), what was
 received and *how to fix it*. Adapters (CLI, Action) render them; nothing in
@@ -26,8 +30,20 @@ between prints. Vendor exceptions are translated at the boundary with
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Sequence
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of ``deltatrain`` and of the Action (the one definition)."""
+
+    OK = 0
+    DATA = 1  # invalid data or config, and any other error without its own code
+    USAGE = 2  # bad flags or action inputs
+    GATE = 3  # the model failed the quality gate (not uploaded)
+    STORE = 4  # the model store failed
+    INTERRUPTED = 130  # Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,9 @@ class Problem:
 class DeltatrainError(Exception):
     """Base of every error deltatrain raises on purpose."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.DATA
+    #: What to do when the error carries no ``hint`` of its own (see :attr:`fix`).
+    default_fix = "see the log of this step for what failed"
 
     def __init__(
         self,
@@ -95,7 +113,13 @@ class DeltatrainError(Exception):
         self.location = location
         self.hint = hint
 
+    @property
+    def fix(self) -> str:
+        """What to do about it: the error's hint, else what to do about errors of its kind."""
+        return self.hint or self.default_fix
+
     def render(self) -> str:
+        """``where: message`` and the hint on its own line."""
         where = f"{self.location}: " if self.location else ""
         text = f"{where}{self.message}"
         if self.hint:
@@ -109,13 +133,15 @@ class DeltatrainError(Exception):
 class UsageError(DeltatrainError):
     """Invalid command-line or action input."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
+    default_fix = "correct the flag or action input named above (deltatrain ci --help lists them)"
 
 
 class DataError(DeltatrainError):
     """The training data has errors; ``problems`` lists every one found."""
 
-    exit_code = 1
+    exit_code = ExitCode.DATA
+    default_fix = "fix every problem listed (file:line), commit, and run again"
 
     def __init__(self, problems: Sequence[Problem], message: str | None = None) -> None:
         self.problems = tuple(problems)
@@ -138,6 +164,8 @@ class DataError(DeltatrainError):
 
 class ConfigError(DeltatrainError):
     """config.yml is invalid (unknown component, bad option value, ...)."""
+
+    default_fix = "fix config.yml at the place named, then run again"
 
 
 class ModelError(DeltatrainError):
@@ -163,10 +191,17 @@ class TrainingError(DeltatrainError):
     """Training could not run on this data (e.g. fewer than two intents)."""
 
 
+class GateError(DeltatrainError):
+    """The model failed the quality gate; it is reported, not uploaded."""
+
+    exit_code = ExitCode.GATE
+
+
 class StoreError(DeltatrainError):
     """The model store failed (network, permissions, missing or corrupt files)."""
 
-    exit_code = 4
+    exit_code = ExitCode.STORE
+    default_fix = "check the store URL and its credentials (DELTATRAIN_STORE_TOKEN, AWS_*), then run again"
 
 
 class StoreAuthError(StoreError):
@@ -196,3 +231,13 @@ class BrokenModelError(StoreIntegrityError):
 
 class GitError(DeltatrainError):
     """The git repository could not be read."""
+
+
+class UnexpectedError(DeltatrainError):
+    """An exception deltatrain did not raise on purpose (a bug), wrapped to be rendered like any other."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(
+            f"unexpected {type(exc).__name__}: {exc}",
+            hint="this is a bug in deltatrain; please report it with the log of this run",
+        )

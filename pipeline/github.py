@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from pipeline.errors import DeltatrainError, prefix_path
+from pipeline.errors import DataError, DeltatrainError, prefix_path
 from pipeline.safe_output import CommandName, redact, render_command, render_markdown_code, render_markdown_text
 from pipeline.stores.http import make_session
 
@@ -149,6 +149,11 @@ def render_error_command(
     return render_command(CommandName(level), message, properties, secrets)
 
 
+def render_error_annotation(error: DeltatrainError, docs_url: str | None = None) -> str:
+    """The text of an error's ``::error::`` annotation: what failed, the fix, the docs (escaped where written)."""
+    return f"{error.message}\nfix: {error.fix}" + (f"\nsee: {docs_url}" if docs_url else "")
+
+
 def render_error_summary(
     error: DeltatrainError, docs_url: str | None, secrets: tuple[str, ...] = (), path_prefix: str = ""
 ) -> str:
@@ -162,7 +167,7 @@ def render_error_summary(
         return render_markdown_text(redact(str(value), secrets))
 
     lines = ["### :x: deltatrain failed", "", f"**{text(error.message)}**", ""]
-    problems = getattr(error, "problems", ())
+    problems = error.problems if isinstance(error, DataError) else ()
     if problems:
         errors = sum(1 for p in problems if p.is_error)
         lines += [f"{errors} error(s), {len(problems) - errors} warning(s):", ""]
@@ -170,8 +175,7 @@ def render_error_summary(
                   + (f" (fix: {text(p.hint)})" if p.hint else "") for p in problems] + [""]
     if error.location:
         lines += [f"- where: {render_markdown_code(redact(str(error.location), secrets))}"]
-    if error.hint:
-        lines += [f"- fix: {text(error.hint)}"]
+    lines += [f"- fix: {text(error.fix)}"]
     if docs_url:
         lines += [f"- inputs: {text(docs_url)}"]
     return "\n".join(lines) + "\n"

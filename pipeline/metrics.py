@@ -35,7 +35,11 @@ __all__ = [
     "REPORT_KEYS",
     "HEADLINE_KEYS",
     "METRIC_NAMES",
+    "CI_METRICS",
+    "CiMetric",
+    "FLOOR_METRICS",
     "GATED_METRICS",
+    "pick_ci_metrics",
     "INTENT_DROP_CHECK",
     "MIN_INTENT_SUPPORT",
     "check_intent_drops",
@@ -57,18 +61,66 @@ REPORT_KEYS = ("accuracy", *AVERAGE_KEYS)
 #: Keys of :func:`headline_metrics`, in display order.
 #: ``response_selection_f1`` is there only for models with a ResponseSelector (see :func:`headline_metrics`).
 HEADLINE_KEYS = ("intent_f1", "intent_accuracy", "intent_macro_f1", "entity_f1", "story_accuracy", "response_selection_f1")
+
+
+@dataclass(frozen=True)
+class CiMetric:
+    """One metric the CI step reports, declared once; the CLI, the Action and the reports iterate over
+    :data:`CI_METRICS`.
+
+    ``floor_flag`` is the gate's floor option in its three spellings (Action input ``min-intent-f1``,
+    flag ``--min-intent-f1``, field ``min_intent_f1``); ``output`` the Action/GitLab output.
+    """
+
+    key: str  #: key in the metrics of a result (and in a stored ``metrics.json``)
+    name: str  #: human name in gate reasons and help texts
+    title: str  #: row title of the job summary's metrics table
+    gated: bool = False  #: checked by the quality gate (floor and drop vs the previous model)
+    floor_flag: str | None = None  #: the ``--min-...`` option setting a floor (``None``: no floor)
+    output: str | None = None  #: step output carrying the value (``None``: none)
+    optional: bool = False  #: reported only when measured (e.g. only models with a ResponseSelector)
+
+    @property
+    def floor_field(self) -> str | None:
+        """The option's field name (``min_intent_f1``), also argparse's ``dest``."""
+        return self.floor_flag.replace("-", "_") if self.floor_flag else None
+
+
+#: The metrics of a CI result, in the order of the summary table.
+CI_METRICS: tuple[CiMetric, ...] = (
+    CiMetric("intent_f1", "intent F1", "Intent F1 (weighted)", gated=True, floor_flag="min-intent-f1",
+             output="intent-f1"),
+    CiMetric("intent_accuracy", "intent accuracy", "Intent accuracy"),
+    CiMetric("entity_f1", "entity F1", "Entity F1 (exact span, micro)", gated=True, floor_flag="min-entity-f1",
+             output="entity-f1"),
+    CiMetric("story_accuracy", "story accuracy", "Story accuracy", gated=True, floor_flag="min-story-accuracy",
+             output="story-accuracy"),
+    CiMetric("response_selection_f1", "response selection F1", "Response selection F1 (weighted)", gated=True,
+             optional=True),
+)
+#: Metrics with a floor option, in option order.
+FLOOR_METRICS: tuple[CiMetric, ...] = tuple(m for m in CI_METRICS if m.floor_flag)
 #: Human names of the headline metrics, used in gate reasons.
-METRIC_NAMES = {
-    "intent_f1": "intent F1",
-    "intent_accuracy": "intent accuracy",
+METRIC_NAMES: dict[str, str] = {
+    **{m.key: m.name for m in CI_METRICS},
     "intent_macro_f1": "intent macro F1",
-    "entity_f1": "entity F1",
-    "story_accuracy": "story accuracy",
-    "response_selection_f1": "response selection F1",
     "intent_f1_per_intent": "per-intent F1",
 }
 #: The headline metrics the quality gate checks (floors and drops), in check order.
-GATED_METRICS = ("intent_f1", "entity_f1", "story_accuracy", "response_selection_f1")
+GATED_METRICS: tuple[str, ...] = (*(m.key for m in FLOOR_METRICS),
+                                  *(m.key for m in CI_METRICS if m.gated and not m.floor_flag))
+
+
+def pick_ci_metrics(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """The metrics a CI result carries: every one of :data:`CI_METRICS`, the optional ones only when measured."""
+    picked: dict[str, float | None] = {}
+    for metric in CI_METRICS:
+        value = metrics.get(metric.key)
+        if value is not None or not metric.optional:
+            picked[metric.key] = value
+    return picked
+
+
 #: The per-intent gate (``--max-intent-drop``): the name of its check, checked after GATED_METRICS ...
 INTENT_DROP_CHECK = "intent_f1_per_intent"
 #: ... over intents with at least this many shared test utterances, so one example cannot flip it.
@@ -278,8 +330,8 @@ def entity_report(
     _check_labels(names)
     import numpy as np  # noqa: PLC0415 - lazy: the decide phase installs no NumPy
 
-    counts = [np.array([c[n] for n in names], dtype=np.int64) for c in (tp, fp, fn)]
-    return _build_report(names, *counts, confusions, _ratio(exact, len(gold)))
+    tp_counts, fp_counts, fn_counts = (np.array([c[n] for n in names], dtype=np.int64) for c in (tp, fp, fn))
+    return _build_report(names, tp_counts, fp_counts, fn_counts, confusions, _ratio(exact, len(gold)))
 
 
 def report_labels(report: Mapping[str, Any]) -> tuple[str, ...]:

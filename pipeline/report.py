@@ -9,22 +9,19 @@ the text is written (:mod:`pipeline.safe_output`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable
 
 from pipeline.ci import CiResult
-from pipeline.errors import prefix_path
+from pipeline.errors import DeltatrainError, prefix_path
 from pipeline.fingerprint import SECTION_TITLES
+from pipeline.metrics import CI_METRICS
 from pipeline.safe_output import render_markdown_code as _code
 from pipeline.safe_output import render_markdown_text as _text
 
 DECISION_ICONS = {"skip": "⏭️", "repackage": "📦", "finetune": "🔁", "full": "🏗️"}
-METRIC_TITLES = {
-    "intent_f1": "Intent F1 (weighted)",
-    "intent_accuracy": "Intent accuracy",
-    "entity_f1": "Entity F1 (exact span, micro)",
-    "story_accuracy": "Story accuracy",
-    "response_selection_f1": "Response selection F1 (weighted)",
-}
+METRIC_TITLES = {metric.key: metric.title for metric in CI_METRICS}
+#: The ``decision`` output of a run that failed (data, usage, config, store or unexpected error).
+ERROR_DECISION = "error"
 
 
 def _fmt(value: Any) -> str:
@@ -163,29 +160,43 @@ def relative_to(path: str | None, base: Path | None) -> str:
         return path
 
 
+def _number(value: Any) -> str:
+    return "" if value is None else f"{float(value):.4f}"
+
+
+def _metric_output(key: str) -> Callable[[CiResult, Path | None], str]:
+    return lambda result, _: _number(result.metrics.get(key))
+
+
+def _dropped_intents(result: CiResult) -> str:
+    checks = result.gate.checks if result.gate else ()
+    return ",".join(label for check in checks if not check.passed for label in check.labels)
+
+
+#: The step outputs (``$GITHUB_OUTPUT``, GitLab dotenv), in action.yml's order: name and value of a result.
+#: action.yml and the GitLab component document exactly these (tests/test_outputs.py holds them to it).
+OUTPUTS: tuple[tuple[str, Callable[[CiResult, Path | None], str]], ...] = (
+    ("decision", lambda result, _: result.decision.kind),
+    ("reason", lambda result, _: result.decision.reason),
+    ("model-name", lambda result, _: result.model_name or ""),
+    ("model-path", lambda result, workspace: relative_to(result.model_path, workspace)),
+    ("model-url", lambda result, _: result.model_url or ""),
+    *((metric.output, _metric_output(metric.key)) for metric in CI_METRICS if metric.output),
+    ("previous-model", lambda result, _: result.previous_model or ""),
+    ("dry-run-code", lambda result, _: str(result.decision.code)),
+    ("dropped-intents", lambda result, _: _dropped_intents(result)),
+)
+OUTPUT_NAMES: tuple[str, ...] = tuple(name for name, _ in OUTPUTS)
+
+
 def build_outputs(result: CiResult, workspace: Path | None = None) -> dict[str, str]:
     """Step outputs (``$GITHUB_OUTPUT``, GitLab dotenv): names as in action.yml.
 
     ``model-path`` is relative to ``workspace`` (the repository root of the job).
     """
-    metrics: Mapping[str, Any] = result.metrics
+    return {name: value(result, workspace) for name, value in OUTPUTS}
 
-    def number(key: str) -> str:
-        value = metrics.get(key)
-        return "" if value is None else f"{float(value):.4f}"
 
-    return {
-        "decision": result.decision.kind,
-        "reason": result.decision.reason,
-        "model-name": result.model_name or "",
-        "model-path": relative_to(result.model_path, workspace),
-        "model-url": result.model_url or "",
-        "intent-f1": number("intent_f1"),
-        "entity-f1": number("entity_f1"),
-        "story-accuracy": number("story_accuracy"),
-        "previous-model": result.previous_model or "",
-        "dry-run-code": str(result.decision.code),
-        "dropped-intents": ",".join(
-            label for check in (result.gate.checks if result.gate else ()) if not check.passed for label in check.labels
-        ),
-    }
+def build_error_outputs(error: DeltatrainError) -> dict[str, str]:
+    """The outputs of a failed run: ``decision=error`` and the error as the ``reason``."""
+    return {"decision": ERROR_DECISION, "reason": error.message}

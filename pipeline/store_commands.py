@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.errors import ExitCode
 from pipeline.limits import format_bytes
 from pipeline.stores import ModelStore, StoredModel, open_store
 
@@ -74,23 +75,23 @@ def run_store_command(args: argparse.Namespace, out: Output, environ: Mapping[st
                   "size": model.size, "uploaded_at": model.uploaded_at,
                   "metadata": model.metadata, "metrics": model.metrics,
                   "fingerprint": model.fingerprint})
-        return 0
+        return ExitCode.OK
     if action == "pull":
         name = args.name or _latest_name(store)
         path = store.download(name, Path(args.out))
         out.result(f"{path} (sha256 verified)")
-        return 0
+        return ExitCode.OK
     if action == "rollback":
         before, target = store.rollback(args.name)
         out.result(f"latest: {before} -> {target.name} ({_commit(target)}); the next `ci` run"
                    f" compares against {target.name}")
-        return 0
+        return ExitCode.OK
     if action == "gc":
         removed = store.collect_garbage()
         out.result("removed files of: " + ", ".join(removed) if removed else "nothing to remove")
-        return 0
+        return ExitCode.OK
     out.info("usage: deltatrain store {list,show,pull,rollback,gc} (see --help)")
-    return 2
+    return ExitCode.USAGE
 
 
 def _latest_name(store: ModelStore) -> str:
@@ -106,7 +107,7 @@ def _list(store: ModelStore, out: Output) -> int:
     manifest = store.read_manifest()
     if not manifest or not manifest["models"]:
         out.result(f"no models in {store.url}")
-        return 0
+        return ExitCode.OK
     out.result(f"{'':2}{'name':<28} {'commit':<10} {'decision':<10} {'intent_f1':>9}"
                f" {'entity_f1':>9} {'gate':<7} {'size':>10}  uploaded")
     for entry in manifest["models"]:
@@ -126,7 +127,7 @@ def _list(store: ModelStore, out: Output) -> int:
         out.result(f"  {item['name']:<28} (upload in progress or interrupted since"
                    f" {item['started_at']})")
     out.result("* = latest")
-    return 0
+    return ExitCode.OK
 
 
 def _commit(model: StoredModel) -> str:

@@ -49,8 +49,9 @@ from pipeline.data.model import (
     Story,
     UserStep,
 )
-from pipeline.errors import Location, Problem
+from pipeline.errors import Location, Problem, prefix_path
 from pipeline.rule_check import check_rules, rule_check_options
+from pipeline.safe_output import CommandName, render_command
 
 __all__ = [
     "DEFAULT_INTENTS",
@@ -92,29 +93,19 @@ def has_errors(problems: Iterable[Problem]) -> bool:
     return any(p.is_error for p in problems)
 
 
-def render_annotation(problem: Problem) -> str:
-    """One GitHub Actions workflow command (``::error file=..,line=..::msg``) for a problem."""
-    level = problem.severity if problem.severity in ("error", "warning") else "notice"
-    props: list[str] = []
-    if problem.location is not None:
-        props.append(f"file={_escape_property(problem.location.file)}")
-        if problem.location.line is not None:
-            props.append(f"line={problem.location.line}")
-            if problem.location.column is not None:
-                props.append(f"col={problem.location.column}")
-    props.append(f"title={_escape_property(ANNOTATION_TITLE)}")
-    message = problem.message
-    if problem.hint:
-        message += f"\nfix: {problem.hint}"
-    return f"::{level} {','.join(props)}::{_escape_data(message)}"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def render_annotation(problem: Problem, *, path_prefix: str = "", secrets: Iterable[str] = ()) -> str:
+    """One GitHub Actions workflow command (``::error file=..,line=..::msg``) for a problem, its path seen
+    from the repository root (``path_prefix``); escaped and redacted by :mod:`pipeline.safe_output`."""
+    level = {"error": CommandName.ERROR, "warning": CommandName.WARNING}.get(problem.severity, CommandName.NOTICE)
+    where = problem.location
+    file = prefix_path(where.file, path_prefix) if where is not None and where.file else None
+    line = where.line if where is not None and file else None
+    properties: dict[str, str | int | None] = {
+        "file": file, "line": line, "col": where.column if where is not None and line is not None else None,
+        "title": ANNOTATION_TITLE,
+    }
+    message = problem.message + (f"\nfix: {problem.hint}" if problem.hint else "")
+    return render_command(level, message, properties, secrets)
 
 
 # ------------------------------------------------------------------- helpers

@@ -7,15 +7,16 @@ import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
 from pipeline import action
-from pipeline.errors import DataError, Problem, UsageError
+from pipeline.errors import UsageError
+from pipeline.report import OUTPUT_NAMES
+from tests.helpers import write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION_YML = ROOT / "action.yml"
@@ -193,89 +194,166 @@ def test_action_yml_defaults_build_a_valid_command() -> None:
 # --- main -------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Replace pipeline.cli with a recorder; the real CLI is not needed here."""
-    seen: dict[str, Any] = {"code": 0}
-
-    def main(argv: list[str] | None = None) -> int:
-        seen["argv"] = argv
-        seen["store_token"] = os.environ.get("DELTATRAIN_STORE_TOKEN")
-        seen["github_token"] = os.environ.get("GITHUB_TOKEN")
-        if isinstance(seen["code"], Exception):
-            raise seen["code"]
-        return int(seen["code"])
-
-    module = types.ModuleType("pipeline.cli")
-    module.main = main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pipeline.cli", module)
-    saved = dict(os.environ)  # main() moves secrets into os.environ; put it back afterwards
-    for key in [k for k in os.environ if k.startswith(("INPUT_", "GITHUB_"))]:
-        del os.environ[key]
-    os.environ.pop("DELTATRAIN_STORE_TOKEN", None)
-    yield seen
-    os.environ.clear()
-    os.environ.update(saved)
+def _tiny_project(root: Path, **files: str) -> Path:
+    """A project that loads and validates (nothing here trains it)."""
+    return write_project(root, {
+        "config.yml": "language: en\npipeline:\n  - name: WhitespaceTokenizer\n  - name: CountVectorsFeaturizer\n"
+                      "  - name: DIETClassifier\n",
+        "domain.yml": "intents:\n  - greet\n  - goodbye\n",
+        "data/nlu.yml": "nlu:\n- intent: greet\n  examples: |\n    - hello\n    - hi\n"
+                        "- intent: goodbye\n  examples: |\n    - bye\n    - ciao\n",
+        **files,
+    })
 
 
-def test_main_runs_the_cli_with_secrets_in_the_environment(
-    fake_cli: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("INPUT_STORE-TOKEN", STORE_TOKEN)
-    monkeypatch.setenv("INPUT_GITHUB-TOKEN", GITHUB_TOKEN)
-    monkeypatch.setenv("INPUT_WORKING-DIRECTORY", "examples/assistant")
-    monkeypatch.setenv("INPUT_UPLOAD", "false")
-    fake_cli["code"] = 3
-
-    assert action.main() == 3
-
-    assert fake_cli["argv"] == ["ci", "--working-directory=examples/assistant", "--no-upload"]
-    assert fake_cli["store_token"] == STORE_TOKEN and fake_cli["github_token"] == GITHUB_TOKEN
-    out = capsys.readouterr().out
-    assert f"::add-mask::{STORE_TOKEN}" in out and f"::add-mask::{GITHUB_TOKEN}" in out
-    command_line = [line for line in out.splitlines() if line.startswith("deltatrain ci")]
-    assert command_line == ["deltatrain ci --working-directory=examples/assistant --no-upload"]
-
-
-def test_main_reports_bad_input_in_log_annotation_and_summary(
-    fake_cli: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    summary = tmp_path / "summary.md"
-    environ = {
-        "INPUT_UPLOAD": "yes",
-        "GITHUB_STEP_SUMMARY": str(summary),
+def _action_environ(tmp_path: Path, **inputs: str) -> dict[str, str]:
+    """What a GitHub runner gives the action's step: inputs, output files, the action's own repository."""
+    for name in ("output", "summary"):
+        (tmp_path / name).write_text("")
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
         "GITHUB_ACTION_REPOSITORY": "octo/deltatrain",
         "GITHUB_ACTION_REF": "v1",
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
     }
+
+
+def _outputs(tmp_path: Path) -> dict[str, str]:
+    from tests.test_output_safety import parse_github_output
+
+    return parse_github_output((tmp_path / "output").read_text())
+
+
+def test_main_runs_the_real_cli_with_the_secret_token_in_its_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.stores.fake_http import FakeStoreServer
+
+    project = _tiny_project(tmp_path / "bot")
+    server = FakeStoreServer().start()
+    server.token = STORE_TOKEN  # the store answers 401 without it: exit 0 proves the CLI got it
+    try:
+        environ = _action_environ(tmp_path, **{
+            "STORE-TOKEN": STORE_TOKEN, "GITHUB-TOKEN": GITHUB_TOKEN, "STORE": server.url("/store/"),
+            "WORKING-DIRECTORY": str(project), "MODE": "skip-check", "UPLOAD": "false",
+        })
+        code = action.main(environ)
+    finally:
+        server.stop()
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert environ["DELTATRAIN_STORE_TOKEN"] == STORE_TOKEN and environ["GITHUB_TOKEN"] == GITHUB_TOKEN
+    assert not any(key.startswith(("INPUT_STORE-TOKEN", "INPUT_GITHUB-TOKEN")) for key in environ)
+    assert f"::add-mask::{STORE_TOKEN}" in captured.out and f"::add-mask::{GITHUB_TOKEN}" in captured.out
+    command_line = [line for line in captured.out.splitlines() if line.startswith("deltatrain ci")]
+    assert command_line == [f"deltatrain ci --store={server.url('/store/')} --mode=skip-check "
+                            f"--working-directory={project} --no-upload"]
+    outputs = _outputs(tmp_path)
+    assert outputs["decision"] == "full" and outputs["reason"].startswith("no previous model in the store")
+    assert STORE_TOKEN not in captured.out.replace(f"::add-mask::{STORE_TOKEN}", "") + captured.err
+
+
+def test_main_reports_bad_input_in_log_annotation_summary_and_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = _action_environ(tmp_path, UPLOAD="yes")
 
     assert action.main(environ) == 2
 
-    assert "argv" not in fake_cli
     captured = capsys.readouterr()
     assert "::error title=deltatrain::" in captured.out
     assert "https://github.com/octo/deltatrain/blob/v1/action.yml" in captured.out
-    assert "'yes'" in captured.err
-    text = summary.read_text()
+    assert "'yes'" in captured.err and "deltatrain ci" not in captured.out  # the CLI never ran
+    text = (tmp_path / "summary").read_text()
     assert "deltatrain failed" in text and "`upload`" in text and "fix:" in text
+    assert _outputs(tmp_path) == {"decision": "error", "reason": "action input `upload` must be `true` or "
+                                  "`false` (any case); received 'yes'"}
 
 
-def test_main_renders_an_error_the_cli_lets_through(
-    fake_cli: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def _config_error(project: Path) -> dict[str, str]:
+    (project / "config.yml").write_text("language: en\npipeline:\n  - name: NoSuchClassifier\n")
+    return {}
+
+
+def _data_error(project: Path) -> dict[str, str]:
+    (project / "data" / "nlu.yml").write_text("nlu:\n- intent: greet\n  examples: |\n    - hi [there]{\"entity\": city}\n")
+    return {}
+
+
+def _unsupported_scheme(project: Path) -> dict[str, str]:
+    return {"STORE": "ftp://models.example/bot"}
+
+
+def _corrupt_store(project: Path) -> dict[str, str]:
+    store = project.parent / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text('{"format": 1, "models": {}}')
+    return {"STORE": str(store)}
+
+
+def _bad_flag_value(project: Path) -> dict[str, str]:
+    return {"EPOCH-FRACTION": "a fifth"}
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "message", "fix"),
+    [
+        pytest.param(_config_error, 1, "NoSuchClassifier", "fix", id="config-error"),
+        pytest.param(_data_error, 1, "error(s) in the training data", "use double quotes", id="data-error"),
+        pytest.param(_unsupported_scheme, 4, "unsupported model store URL scheme 'ftp'", "use a path", id="scheme"),
+        pytest.param(_corrupt_store, 4, "corrupt manifest.json", "repair or delete manifest.json", id="store-error"),
+        pytest.param(_bad_flag_value, 2, "argument --epoch-fraction: invalid float value", "--help", id="usage"),
+    ],
+)
+def test_every_failure_of_the_real_cli_reaches_log_annotation_summary_and_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, code: int, message: str, fix: str,
 ) -> None:
-    summary = tmp_path / "summary.md"
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    fake_cli["code"] = DataError([Problem("error", "intent `greet` has no examples", hint="add examples")])
+    project = _tiny_project(tmp_path / "bot")
+    inputs = {"WORKING-DIRECTORY": str(project), "MODE": "skip-check", **make(project)}
+    environ = _action_environ(tmp_path, **inputs)
 
-    assert action.main() == 1
+    assert action.main(environ) == code
 
-    assert "::error title=deltatrain::" in capsys.readouterr().out
-    assert "1 error(s) in the training data" in summary.read_text()
+    captured = capsys.readouterr()
+    annotations = [line for line in captured.out.splitlines() if line.startswith("::error ")]
+    assert annotations and any(message in line for line in annotations + [captured.err]), captured
+    assert any("fix: " in line.replace("%0A", "\n") for line in annotations), annotations
+    assert "Traceback" not in captured.err
+    summary = (tmp_path / "summary").read_text()
+    assert "### :x: deltatrain failed" in summary and "- fix: " in summary and fix in summary
+    outputs = _outputs(tmp_path)
+    assert outputs["decision"] == "error" and outputs["reason"], outputs
+
+
+def test_an_unexpected_exception_is_rendered_like_any_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import ci
+
+    def broken_decide(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(ci, "decide", broken_decide)  # a bug deep inside, not a DeltatrainError
+    project = _tiny_project(tmp_path / "bot")
+    environ = _action_environ(tmp_path, **{"WORKING-DIRECTORY": str(project)})
+
+    assert action.main(environ) == 1
+
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "ZeroDivisionError" in captured.err  # for the bug report
+    assert "::error title=deltatrain::unexpected ZeroDivisionError: division by zero%0Afix: this is a bug" in captured.out
+    assert "unexpected ZeroDivisionError" in (tmp_path / "summary").read_text()
+    assert _outputs(tmp_path)["decision"] == "error"
 
 
 def test_entrypoint_script_delegates_to_the_action(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INPUT_")}
-    env.update({"INPUT_PR-COMMENT": "maybe", "GITHUB_STEP_SUMMARY": str(summary), "PYTHONPATH": str(ROOT)})
+    env.update({"INPUT_PR-COMMENT": "maybe", "GITHUB_STEP_SUMMARY": str(summary), "PYTHONPATH": str(ROOT),
+                "GITHUB_ACTIONS": "true"})
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "entrypoint.py")], env=env, capture_output=True, text=True, timeout=60
@@ -316,7 +394,7 @@ def test_action_inputs_are_documented_kebab_case_with_defaults() -> None:
 
 def test_every_output_is_in_output_names() -> None:
     outputs = load_action()["outputs"]
-    assert list(outputs) == list(action.OUTPUT_NAMES)
+    assert list(outputs) == list(OUTPUT_NAMES)
     assert all(spec.get("description") for spec in outputs.values())
 
 

@@ -28,6 +28,7 @@ import yaml
 
 from pipeline import action
 from pipeline.cli import Console, main
+from pipeline.report import OUTPUT_NAMES
 from pipeline.errors import DataError, Location, Problem
 from tests.helpers import copy_into_git_repo
 
@@ -244,7 +245,7 @@ def test_data_errors_in_the_decide_phase_fail_it_with_paths_from_the_repository_
     completed, decided = runner.run("decide", core_only=True)
 
     assert completed.returncode == 1
-    assert decided["decision"] == "data-error"
+    assert decided["decision"] == "error"  # documented in action.yml
     annotations = [line for line in completed.stdout.splitlines() if line.startswith("::error file=")]
     assert annotations and all(line.startswith("::error file=bot/") for line in annotations), annotations
     assert "bot/data/nlu.yml" in runner.summary.read_text()
@@ -407,5 +408,5 @@ def test_dotenv_report_carries_the_outputs(checkout: git.Repo, tmp_path: Path) -
                 environ={"GITLAB_CI": "true", "CI": "true", "CI_PROJECT_DIR": str(project.parent)})
     assert code == 0
     values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines())
-    assert set(values) == {f"DELTATRAIN_{n.upper().replace('-', '_')}" for n in action.OUTPUT_NAMES}
+    assert set(values) == {f"DELTATRAIN_{n.upper().replace('-', '_')}" for n in OUTPUT_NAMES}
     assert values["DELTATRAIN_DECISION"] == "skip" and values["DELTATRAIN_MODEL_NAME"] == "seed"

@@ -90,18 +90,36 @@ def test_gate_failure_falls_back_to_full_then_keeps_the_good_model(first_run: Pa
     assert _manifest(work)["latest"] == previous
 
 
-def test_finetune_without_fallback_reports_the_gate(first_run: Path, tmp_path: Path) -> None:
+def test_a_finetune_failing_the_gate_without_fallback_exits_3_and_says_what_to_do(
+    first_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     work, repo = _clone(first_run, tmp_path)
+    previous = _manifest(work)["latest"]
+    metrics_file = work / ".deltatrain" / "store" / "models" / previous / "metrics.json"
+    metrics_file.write_text(json.dumps({"intent_f1": 1.01, "entity_f1": 1.0, "story_accuracy": 1.0}))
     _add_examples(work, repo)
-    report = tmp_path / "report.json"
+    report, summary, output = tmp_path / "report.json", tmp_path / "summary.md", tmp_path / "output"
+    environ = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}
+    models = sorted((work / "models").iterdir())
     code = main(["ci", "-C", str(work), *TINY, "--no-fallback-full", "--min-intent-f1", "1.01",
-                 "--report-json", str(report)], environ={})
-    assert code == 2  # a floor above 1 is a usage error, caught before the gate is trusted
-    code = main(["ci", "-C", str(work), *TINY, "--no-fallback-full", "--max-drop", "1",
-                 "--report-json", str(report)], environ={})
+                 "--report-json", str(report)], environ=environ)
+    assert code == 2  # a floor above 1 is a usage error, caught before anything trains
+    assert sorted((work / "models").iterdir()) == models
+    capsys.readouterr()
+
+    code = main(["ci", "-C", str(work), *TINY, "--no-fallback-full", "--max-drop", "0",
+                 "--report-json", str(report)], environ=environ)
+
     data = _report(report)
-    assert code == 0 and data["decision"] == "finetune" and data["fell_back_to_full"] is False
-    assert data["uploaded"] is True
+    assert code == 3
+    assert data["decision"] == "finetune" and data["fell_back_to_full"] is False
+    assert data["gate"]["passed"] is False and data["uploaded"] is False
+    assert any("below the previous model's 1.010" in c["reason"] for c in data["gate"]["checks"] if not c["passed"])
+    assert _manifest(work)["latest"] == previous
+    out = capsys.readouterr().out
+    assert "::error title=deltatrain::quality gate failed, the model is not uploaded: intent F1" in out
+    text = summary.read_text()
+    assert "**Quality gate failed ❌**" in text and "relax the gate (--min-intent-f1" in text
 
 
 @pytest.fixture

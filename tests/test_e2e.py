@@ -68,7 +68,8 @@ def test_full_then_skip_then_finetune_then_full(repo: git.Repo, tmp_path: Path) 
     assert outputs["decision"] == "full"
     assert "no previous model" in outputs["reason"]
     assert outputs["model-name"] and Path(outputs["model-path"]).is_file()
-    assert float(outputs["intent-f1"]) >= 0.0
+    intent_report = json.loads((work / ".deltatrain" / "results" / "intent_report.json").read_text())
+    assert outputs["intent-f1"] == f"{intent_report['weighted avg']['f1-score']:.4f}"
     assert outputs["dry-run-code"] == "3"
     assert "deltatrain" in summary and "`full`" in summary
     first_model = outputs["model-name"]
@@ -140,7 +141,7 @@ print("ok")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert completed.returncode == 0, completed.stderr
-    assert "decision" not in completed.stderr or "skip" in completed.stdout + completed.stderr
+    assert "deltatrain: decision: skip — " in completed.stderr
     assert "`skip`" in completed.stdout
     assert store.joinpath("manifest.json").is_file()
 

@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from pipeline import safe_output as so
-from pipeline.action import OUTPUT_NAMES
+from pipeline.report import OUTPUT_NAMES
 from tests.fake_github import PR, REPO, TOKEN, FakeGitHub
 from tests.helpers import write_project
 

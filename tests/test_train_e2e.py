@@ -151,10 +151,13 @@ def test_cli_cross_validation_writes_fold_reports(trained: tuple[Path, str], tmp
     assert main(["test", "nlu", "--cross-validation", "--folds", "2", "--epochs", "1", "--out", "cv"], environ={}) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
-    assert 0.0 <= summary["mean"]["intent_f1"] <= 1.0
-    for fold in ("fold_1", "fold_2"):
-        assert (work / "cv" / fold / "intent_report.json").is_file()
-    assert (work / "cv" / "cross_validation.json").is_file()
+    for index, fold in enumerate(("fold_1", "fold_2")):
+        report = json.loads((work / "cv" / fold / "intent_report.json").read_text())
+        assert summary["per_fold"][index]["intent_f1"] == pytest.approx(report["weighted avg"]["f1-score"])
+        assert sum(v["support"] for k, v in report.items() if isinstance(v, dict) and "avg" not in k) > 0
+    folds_f1 = [fold["intent_f1"] for fold in summary["per_fold"]]
+    assert summary["mean"]["intent_f1"] == pytest.approx(sum(folds_f1) / 2)
+    assert json.loads((work / "cv" / "cross_validation.json").read_text()) == summary
 
 
 def test_text_only_user_turn_is_trained_as_the_intent_the_fresh_nlu_model_gives_it(tmp_path: Path) -> None:

@@ -332,7 +332,7 @@ def test_validates_a_project_built_from_literals() -> None:
         ),
         pytest.param(
             Problem("warning", "100% sure:\r\nyes, really", Location("data/a,b:c%.yml")),
-            "::warning file=data/a%2Cb%3Ac%25.yml,title=deltatrain::100%25 sure:%0D%0Ayes, really",
+            "::warning file=data/a%2Cb%3Ac%25.yml,title=deltatrain::100%25 sure:%0Ayes, really",
             id="escaping",
         ),
         pytest.param(
