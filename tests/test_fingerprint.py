@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.decision import DecisionOptions, decide
-from pipeline.fingerprint import compute_fingerprint, summarize_changes
+from pipeline.fingerprint import Fingerprint, compute_fingerprint, summarize_changes
 from tests.helpers import write_project
 
 CONFIG = """
@@ -82,7 +82,7 @@ BASE = {
 }
 
 
-def fingerprint_of(tmp_path: Path, files: dict[str, str]) -> tuple[dict, object]:
+def fingerprint_of(tmp_path: Path, files: dict[str, str]) -> tuple[Fingerprint, object]:
     root = write_project(tmp_path, files)
     project, _ = load_project(DirectorySource(root))
     return compute_fingerprint(project), project
@@ -113,12 +113,13 @@ def test_fingerprint_ignores_order_comments_and_whitespace(tmp_path: Path) -> No
     """
     second, _ = fingerprint_of(tmp_path / "b", {**BASE, "data/nlu.yml": reordered})
     assert first["sections"] == second["sections"]
-    assert json.loads(json.dumps(first)) == first  # JSON-serialisable, round-trips
+    stored = json.loads(json.dumps(first.to_json()))  # JSON-serialisable, round-trips
+    assert Fingerprint.from_json(stored) == first and Fingerprint.from_json(stored).to_json() == first.to_json()
 
 
 def test_fingerprint_holds_no_paths_or_times(tmp_path: Path) -> None:
     fp, _ = fingerprint_of(tmp_path, BASE)
-    text = json.dumps(fp)
+    text = json.dumps(fp.to_json())
     assert str(tmp_path) not in text
     assert "nlu.yml" not in text
 
