@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.decision import DecisionOptions, decide
-from pipeline.fingerprint import Fingerprint, compute_fingerprint, summarize_changes
+from pipeline.fingerprint import Fingerprint, Section, compute_fingerprint, summarize_changes
 from tests.helpers import write_project
 
 CONFIG = """
@@ -274,3 +274,39 @@ def test_nlu_only_project_never_trains_core(tmp_path: Path) -> None:
     after, project = fingerprint_of(tmp_path / "after", {**files, "data/nlu.yml": NLU_NEW_INTENT})
     decision = decide(before, {}, summarize_changes(before, after, project), has_core=False)
     assert (decision.nlu, decision.core, decision.code) == ("finetune", "keep", 2)
+
+
+def test_fingerprint_reads_like_its_stored_json(tmp_path: Path) -> None:
+    fp, _ = fingerprint_of(tmp_path, BASE)
+    stored = fp.to_json()
+    assert list(stored) == ["fingerprint_format", "model_format", "sections", "labels", "domain_items", "domain",
+                            "examples", "stories", "counts"]
+    assert dict(fp) == stored and fp == stored and fp["counts"] == {**fp.counts}
+    assert fp.section(Section.NLU_EXAMPLES) == stored["sections"]["nlu_examples"]
+    assert all(isinstance(v, list) for v in stored["labels"].values())  # plain JSON types, not tuples
+
+
+def test_an_old_fingerprint_still_loads_and_compares(tmp_path: Path) -> None:
+    """Fingerprints written before per-item domain digests existed (and with a numeric model format)."""
+    before, _ = fingerprint_of(tmp_path / "before", BASE)
+    old = {k: v for k, v in before.to_json().items() if k != "domain_items"}
+    old["model_format"] = int(old["model_format"])
+    old["written_by_a_newer_version"] = {"kept": True}
+    loaded = Fingerprint.from_json(json.loads(json.dumps(old)))
+    assert loaded.domain_items is None and loaded.model_format == str(before.model_format)
+    assert loaded.to_json()["written_by_a_newer_version"] == {"kept": True}
+    after, project = fingerprint_of(tmp_path / "after", {**BASE, "domain.yml": DOMAIN_NEW_INTENT,
+                                                         "data/nlu.yml": NLU_NEW_INTENT})
+    changes = summarize_changes(old, after, project)
+    assert changes.intents_added == ("goodbye",)
+    # without per-item digests a domain change cannot be told to be growth: the dialogue model is retrained
+    assert changes.domain_not_growth == ("the previous model's fingerprint has no per-item domain digests",)
+    decision = decide(old, {}, changes)
+    assert (decision.nlu, decision.core) == ("finetune", "full")
+
+
+def test_an_unknown_section_is_kept_and_left_out_of_the_comparison(tmp_path: Path) -> None:
+    fp, _ = fingerprint_of(tmp_path, BASE)
+    newer = {**fp.to_json(), "sections": {**fp.to_json()["sections"], "future_section": "abc"}}
+    assert Fingerprint.from_json(newer).sections["future_section"] == "abc"
+    assert summarize_changes(newer, fp).nothing_changed  # only the sections this version knows are compared
