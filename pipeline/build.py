@@ -31,8 +31,9 @@ from pipeline.archive import (
 )
 from pipeline.data.model import Component, Config, Project, freeze, thaw
 from pipeline.data.writer import render_domain_yaml, render_nlu_yaml
-from pipeline.decision import FINETUNE, FULL, KEEP
+from pipeline.decision import FINETUNE, FULL, KEEP, REPACKAGE, DecisionKind, PartAction
 from pipeline.errors import ModelError, TrainingError
+from pipeline.fingerprint import Fingerprint
 
 Progress = Callable[[Mapping[str, Any]], None]
 
@@ -41,8 +42,8 @@ Progress = Callable[[Mapping[str, Any]], None]
 class BuildPlan:
     """What to do with each model part and where the result goes."""
 
-    nlu: str  # keep | finetune | full
-    core: str  # keep | finetune | full (keep without a previous core model: no core)
+    nlu: PartAction
+    core: PartAction  # KEEP without a previous dialogue model: no dialogue model
     output_dir: Path
     name: str | None = None  # default: UTC timestamp
     epoch_fraction: float = 1.0
@@ -62,7 +63,7 @@ class BuildResult:
     archive: Path
     name: str
     metadata: Mapping[str, Any]
-    fingerprint: Mapping[str, Any]
+    fingerprint: Fingerprint
 
 
 def default_model_name(now: datetime | None = None) -> str:
@@ -96,13 +97,14 @@ def with_epochs(config: Config, nlu_epochs: int | None, core_epochs: int | None)
 
 def build_model(
     project: Project,
-    fingerprint: Mapping[str, Any],
+    fingerprint: Fingerprint | Mapping[str, Any],
     plan: BuildPlan,
     *,
     progress: Progress | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> BuildResult:
     """Train/finetune/copy each part per ``plan`` and pack the archive."""
+    fingerprint = Fingerprint.from_json(fingerprint)
     started = time.perf_counter()
     trained_at = now()
     name = plan.name or default_model_name(trained_at)
@@ -111,7 +113,7 @@ def build_model(
     previous_meta: dict[str, Any] = {}
     previous_fp: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    parts: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any] | None] = {}
     with tempfile.TemporaryDirectory(prefix="deltatrain-build-") as tmp:
         staging = Path(tmp, "model")
         staging.mkdir()
@@ -154,41 +156,41 @@ def build_model(
             (staging / DOMAIN_FILE).write_text(render_domain_yaml(project.domain), encoding="utf-8")
         if plan.persist_nlu_data:
             (staging / NLU_DATA_FILE).write_text(render_nlu_yaml(project.nlu), encoding="utf-8")
-        parts = {k: v for k, v in parts.items() if v["action"] != "none"}
-        for part_name in parts:
+        built = {k: v for k, v in parts.items() if v is not None}
+        for part_name in built:
             if not (staging / part_name).is_dir():
                 raise ModelError(f"{part_name} model was not written", hint="report this as a bug")
-        actions = {p["action"] for p in parts.values()}
-        mode = FULL if FULL in actions else FINETUNE if FINETUNE in actions else "repackage"
+        actions = {p["action"] for p in built.values()}
+        mode = DecisionKind.FULL if FULL in actions else DecisionKind.FINETUNE if FINETUNE in actions else REPACKAGE
         metadata = {
             "deltatrain_version": __version__,
             "model_format": MODEL_FORMAT_VERSION,
             "name": name,
             "trained_at": trained_at.isoformat(),
-            "mode": mode,
-            "parts": parts,
+            "mode": str(mode),
+            "parts": built,
             "epoch_fraction": plan.epoch_fraction if FINETUNE in actions else None,
-            "finetunes_in_a_row": plan.finetunes_in_a_row if mode == FINETUNE else (0 if mode == FULL else previous_meta.get("finetunes_in_a_row", 0)),
+            "finetunes_in_a_row": plan.finetunes_in_a_row if mode == DecisionKind.FINETUNE else (0 if mode == DecisionKind.FULL else previous_meta.get("finetunes_in_a_row", 0)),
             "finetuned_from": (
                 {"name": previous_meta.get("name") or model_name_of(plan.previous_archive), "fingerprint": previous_fp.get("sections", {})}
                 if plan.previous_archive is not None and (FINETUNE in actions or KEEP in actions)
                 else None
             ),
-            "data": dict(fingerprint.get("counts", {})),
+            "data": dict(fingerprint.counts),
             "language": project.config.language,
             "assistant_id": project.config.assistant_id,
             "timings": {**timings, "total_seconds": round(time.perf_counter() - started, 3)},
             **dict(plan.extra_metadata),
         }
         write_json(staging / METADATA_FILE, metadata)
-        write_json(staging / FINGERPRINT_FILE, dict(fingerprint))
+        write_json(staging / FINGERPRINT_FILE, fingerprint.to_json())
         archive = pack_archive(staging, Path(plan.output_dir) / archive_name(name))
     return BuildResult(archive=archive, name=name, metadata=metadata, fingerprint=fingerprint)
 
 
 def _build_part(
     part: str,
-    action: str,
+    action: PartAction,
     previous_dir: Path | None,
     staging: Path,
     progress: Progress | None,
@@ -196,14 +198,15 @@ def _build_part(
     train: Callable[[], Any],
     finetune: Callable[[Path], Any],
     num_threads: int | None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Keep, finetune or train one part into ``staging``; its metadata (``None``: nothing to keep)."""
     target = staging / part
     previous_part = previous_dir / part if previous_dir is not None else None
     if action == KEEP:
         if previous_part is None or not previous_part.is_dir():
-            return {"action": "none", "summary": {}}  # nothing to carry over (e.g. train_core only)
+            return None  # nothing to carry over (e.g. train_core only)
         shutil.copytree(previous_part, target)
-        return {"action": KEEP, "summary": {}}
+        return {"action": str(KEEP), "summary": {}}
     if action not in (FINETUNE, FULL):
         raise ValueError(f"unknown action {action!r}")
     from pipeline.extras import Extra, require_extra
@@ -219,7 +222,7 @@ def _build_part(
         model = train()
     model.save(target)
     summary = dict(getattr(model, "summary", {}) or {})
-    return {"action": action, "summary": summary}
+    return {"action": str(action), "summary": summary}
 
 
 def _nlu() -> Any:

@@ -15,7 +15,9 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, Iterable, Iterator, Mapping
 
 from pipeline import MODEL_FORMAT_VERSION
 from pipeline.data.config import default_pipeline
@@ -37,40 +39,150 @@ from pipeline.errors import Location
 
 FINGERPRINT_FORMAT = 1
 
-#: Section names, in the order reports list them.
-SECTIONS = (
-    "config_nlu",
-    "config_core",
-    "config_other",
-    "config_nlu_without_epochs",
-    "config_core_without_epochs",
-    "domain_without_responses",
-    "responses",
-    "retrieval_responses",
-    "nlu_examples",
-    "nlu_labels",
-    "nlu_features",
-    "stories",
-    "test_data",
-    "model_format",
-)
 
-SECTION_TITLES = {
-    "config_nlu": "NLU pipeline config",
-    "config_core": "dialogue policy config",
-    "config_other": "other config (recipe, assistant_id)",
-    "config_nlu_without_epochs": "NLU pipeline config (ignoring epochs)",
-    "config_core_without_epochs": "policy config (ignoring epochs)",
-    "domain_without_responses": "domain (intents, entities, slots, actions, forms)",
-    "responses": "responses",
-    "retrieval_responses": "retrieval responses (answers of the ResponseSelector)",
-    "nlu_examples": "NLU examples",
-    "nlu_labels": "NLU labels (intents, entities, roles, groups, retrieval keys)",
-    "nlu_features": "regexes, lookup tables and synonyms",
-    "stories": "stories and rules",
-    "test_data": "test data",
-    "model_format": "deltatrain model format",
+class Section(StrEnum):
+    """A hashed section of the fingerprint; members are listed in the order reports list them."""
+
+    CONFIG_NLU = "config_nlu"
+    CONFIG_CORE = "config_core"
+    CONFIG_OTHER = "config_other"
+    CONFIG_NLU_WITHOUT_EPOCHS = "config_nlu_without_epochs"
+    CONFIG_CORE_WITHOUT_EPOCHS = "config_core_without_epochs"
+    DOMAIN_WITHOUT_RESPONSES = "domain_without_responses"
+    RESPONSES = "responses"
+    RETRIEVAL_RESPONSES = "retrieval_responses"
+    NLU_EXAMPLES = "nlu_examples"
+    NLU_LABELS = "nlu_labels"
+    NLU_FEATURES = "nlu_features"
+    STORIES = "stories"
+    TEST_DATA = "test_data"
+    MODEL_FORMAT = "model_format"
+
+
+#: Section names, in the order reports list them.
+SECTIONS: tuple[Section, ...] = tuple(Section)
+
+#: What each section covers, for reports.
+SECTION_TITLES: Mapping[Section, str] = {
+    Section.CONFIG_NLU: "NLU pipeline config",
+    Section.CONFIG_CORE: "dialogue policy config",
+    Section.CONFIG_OTHER: "other config (recipe, assistant_id)",
+    Section.CONFIG_NLU_WITHOUT_EPOCHS: "NLU pipeline config (ignoring epochs)",
+    Section.CONFIG_CORE_WITHOUT_EPOCHS: "policy config (ignoring epochs)",
+    Section.DOMAIN_WITHOUT_RESPONSES: "domain (intents, entities, slots, actions, forms)",
+    Section.RESPONSES: "responses",
+    Section.RETRIEVAL_RESPONSES: "retrieval responses (answers of the ResponseSelector)",
+    Section.NLU_EXAMPLES: "NLU examples",
+    Section.NLU_LABELS: "NLU labels (intents, entities, roles, groups, retrieval keys)",
+    Section.NLU_FEATURES: "regexes, lookup tables and synonyms",
+    Section.STORIES: "stories and rules",
+    Section.TEST_DATA: "test data",
+    Section.MODEL_FORMAT: "deltatrain model format",
 }
+
+#: Domain item kinds a finetune absorbs when added: they only grow the label and input spaces. The
+#: fingerprint digests them one by one (``domain_items``) to tell such growth from other domain changes.
+GROWABLE_DOMAIN_KINDS = ("intents", "entities")
+_SINGULAR = {"intents": "intent", "entities": "entity"}
+
+#: The top-level keys of ``fingerprint.json``, in the order it has always been written.
+_JSON_KEYS = ("fingerprint_format", "model_format", "sections", "labels", "domain_items", "domain", "examples",
+              "stories", "counts")
+
+
+@dataclass(frozen=True, eq=False)
+class Fingerprint(Mapping[str, Any]):
+    """The content fingerprint of a project, stored as ``fingerprint.json`` beside each model.
+
+    ``to_json``/``from_json`` convert to and from the stored form, which is unchanged (fingerprints
+    written before this class existed load). It also reads like that form (``fp["counts"]``,
+    ``dict(fp)``) for callers that handle it as JSON; equal to a mapping with the same JSON.
+    """
+
+    #: section -> sha256 of its canonical JSON (unknown names from other versions kept as strings)
+    sections: Mapping[str, str]
+    #: NLU label names: intents, retrieval_intents, entities, roles (``entity:role``), groups
+    labels: Mapping[str, tuple[str, ...]]
+    #: per-item digests of the domain's intents and entities, and one of the rest; ``None`` in old fingerprints
+    domain_items: Mapping[str, Any] | None
+    #: the domain's names per kind: intents, entities, slots, actions, forms, responses
+    domain: Mapping[str, tuple[str, ...]]
+    #: intent -> sorted digests of its examples
+    examples: Mapping[str, tuple[str, ...]]
+    #: sorted digests of the stories and rules
+    stories: tuple[str, ...]
+    counts: Mapping[str, int]
+    model_format: str = MODEL_FORMAT_VERSION
+    fingerprint_format: int = FINGERPRINT_FORMAT
+    #: top-level keys this version does not know (a newer writer's), kept so ``to_json`` returns them
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, name: Section) -> str | None:
+        """The hash of one section (``None``: not in this fingerprint)."""
+        return self.sections.get(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored JSON form (plain dicts and lists)."""
+        return dict(self._json)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Fingerprint:
+        """Read the stored form; missing groups are empty (``domain_items``: ``None``)."""
+        if isinstance(value, Fingerprint):
+            return value
+        sections = {_section_name(k): str(v) for k, v in (value.get("sections") or {}).items()}
+        items = value.get("domain_items")
+        return cls(
+            sections=sections,
+            labels=_name_lists(value.get("labels")),
+            domain_items=dict(items) if isinstance(items, Mapping) and items else None,
+            domain=_name_lists(value.get("domain")),
+            examples=_name_lists(value.get("examples")),
+            stories=tuple(value.get("stories") or ()),
+            counts=dict(value.get("counts") or {}),
+            model_format=str(value.get("model_format") or ""),
+            fingerprint_format=int(value.get("fingerprint_format") or FINGERPRINT_FORMAT),
+            extra={k: v for k, v in value.items() if k not in _JSON_KEYS},
+        )
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "fingerprint_format": self.fingerprint_format,
+            "model_format": self.model_format,
+            "sections": {str(k): v for k, v in self.sections.items()},
+            "labels": {k: list(v) for k, v in self.labels.items()},
+            "domain_items": None if self.domain_items is None else thaw(self.domain_items),
+            "domain": {k: list(v) for k, v in self.domain.items()},
+            "examples": {k: list(v) for k, v in self.examples.items()},
+            "stories": list(self.stories),
+            "counts": dict(self.counts),
+            **self.extra,
+        }
+        if self.domain_items is None:
+            del document["domain_items"]
+        return document
+
+    def __getitem__(self, key: str) -> Any:
+        return self._json[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._json)
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+
+def _section_name(name: str) -> str:
+    """A known section as its :class:`Section`, an unknown one as it was written."""
+    try:
+        return Section(name)
+    except ValueError:
+        return str(name)
+
+
+def _name_lists(group: Any) -> dict[str, tuple[str, ...]]:
+    return {str(k): tuple(v) for k, v in (group or {}).items()}
 
 
 def canonical_json(value: Any) -> str:
@@ -145,8 +257,8 @@ def retrieval_responses_section(project: Project) -> Any | None:
     return responses or None
 
 
-def compute_fingerprint(project: Project) -> dict[str, Any]:
-    """The JSON-serialisable fingerprint of a project, stored beside each model."""
+def compute_fingerprint(project: Project) -> Fingerprint:
+    """The fingerprint of a project, stored beside each model (``to_json()``)."""
     config, domain, nlu = project.config, project.domain, project.nlu
     examples_by_intent: dict[str, list[str]] = {}
     for example in nlu.examples:
@@ -181,48 +293,46 @@ def compute_fingerprint(project: Project) -> dict[str, Any]:
         "nlu": sorted(_example_digest(e) for e in project.test_nlu.examples),
         "stories": sorted(story_digest(s) for s in project.test_stories),
     }
-    sections = {
-        "config_nlu": digest({"language": config.language, "pipeline": _components(config.pipeline)}),
-        "config_core": digest({"policies": _components(config.policies)}),
-        "config_other": digest({"recipe": config.recipe, "assistant_id": config.assistant_id}),
-        "config_nlu_without_epochs": digest(
+    sections: dict[str, str] = {
+        Section.CONFIG_NLU: digest({"language": config.language, "pipeline": _components(config.pipeline)}),
+        Section.CONFIG_CORE: digest({"policies": _components(config.policies)}),
+        Section.CONFIG_OTHER: digest({"recipe": config.recipe, "assistant_id": config.assistant_id}),
+        Section.CONFIG_NLU_WITHOUT_EPOCHS: digest(
             {"language": config.language, "pipeline": _components(config.pipeline, drop_epochs=True)}
         ),
-        "config_core_without_epochs": digest({"policies": _components(config.policies, drop_epochs=True)}),
-        "domain_without_responses": digest(domain_names),
-        "responses": digest(thaw(domain.responses)),
-        "nlu_examples": digest(sorted(canonical_json(_example_key(e)) for e in nlu.examples)),
-        "nlu_labels": digest(labels),
-        "nlu_features": digest(features),
-        "stories": digest(stories),
-        "test_data": digest(test_data),
-        "model_format": digest(MODEL_FORMAT_VERSION),
+        Section.CONFIG_CORE_WITHOUT_EPOCHS: digest({"policies": _components(config.policies, drop_epochs=True)}),
+        Section.DOMAIN_WITHOUT_RESPONSES: digest(domain_names),
+        Section.RESPONSES: digest(thaw(domain.responses)),
+        Section.NLU_EXAMPLES: digest(sorted(canonical_json(_example_key(e)) for e in nlu.examples)),
+        Section.NLU_LABELS: digest(labels),
+        Section.NLU_FEATURES: digest(features),
+        Section.STORIES: digest(stories),
+        Section.TEST_DATA: digest(test_data),
+        Section.MODEL_FORMAT: digest(MODEL_FORMAT_VERSION),
     }
     retrieval = retrieval_responses_section(project)
     if retrieval is not None:
-        sections["retrieval_responses"] = digest(retrieval)
-    return {
-        "fingerprint_format": FINGERPRINT_FORMAT,
-        "model_format": MODEL_FORMAT_VERSION,
-        "sections": sections,
-        "labels": labels,
+        sections[Section.RETRIEVAL_RESPONSES] = digest(retrieval)
+    domain_items = {
         # per intent/entity digests and one for the rest: tells "the domain only gained intents/entities"
-        "domain_items": {
-            "intents": {row[0]: digest(row) for row in domain_names["intents"]},
-            "entities": {row[0]: digest(row) for row in domain_names["entities"]},
-            "other": digest({k: v for k, v in domain_names.items() if k not in ("intents", "entities")}),
-        },
-        "domain": {
+        **{kind: {row[0]: digest(row) for row in domain_names[kind]} for kind in GROWABLE_DOMAIN_KINDS},
+        "other": digest({k: v for k, v in domain_names.items() if k not in GROWABLE_DOMAIN_KINDS}),
+    }
+    return Fingerprint(
+        sections=sections,
+        labels=_name_lists(labels),
+        domain_items=domain_items,
+        domain=_name_lists({
             "intents": sorted(domain.intent_names),
             "entities": sorted(domain.entity_names),
             "slots": sorted(domain.slot_names),
             "actions": sorted(domain.actions),
             "forms": sorted(domain.form_names),
             "responses": sorted(domain.responses.keys()),
-        },
-        "examples": {intent: sorted(d) for intent, d in sorted(examples_by_intent.items())},
-        "stories": stories,
-        "counts": {
+        }),
+        examples={intent: tuple(sorted(d)) for intent, d in sorted(examples_by_intent.items())},
+        stories=tuple(stories),
+        counts={
             "examples": len(nlu.examples),
             "intents": len(labels["intents"]),
             "entities": len(labels["entities"]),
@@ -231,7 +341,7 @@ def compute_fingerprint(project: Project) -> dict[str, Any]:
             "test_examples": len(project.test_nlu.examples),
             "test_stories": len(project.test_stories),
         },
-    }
+    )
 
 
 # --------------------------------------------------------------------- changes
@@ -241,7 +351,7 @@ def compute_fingerprint(project: Project) -> dict[str, Any]:
 class ChangeSummary:
     """What differs between a previous and a current fingerprint."""
 
-    changed_sections: tuple[str, ...] = ()
+    changed_sections: tuple[Section, ...] = ()
     intents_added: tuple[str, ...] = ()
     intents_removed: tuple[str, ...] = ()
     entities_added: tuple[str, ...] = ()
@@ -264,28 +374,31 @@ class ChangeSummary:
     @property
     def domain_only_grew(self) -> bool:
         """The domain changed, and only by gaining intents and/or entities."""
-        return self.changed("domain_without_responses") and not self.domain_not_growth
+        return self.changed(Section.DOMAIN_WITHOUT_RESPONSES) and not self.domain_not_growth
 
-    def changed(self, *sections: str) -> bool:
+    def changed(self, *sections: Section) -> bool:
         """Whether any of the given sections changed."""
         return any(s in self.changed_sections for s in sections)
 
     @property
     def nothing_changed(self) -> bool:
-        return not [s for s in self.changed_sections if s != "test_data"]
+        """Nothing but the test data changed."""
+        return not [s for s in self.changed_sections if s != Section.TEST_DATA]
 
     @property
     def total_examples_added(self) -> int:
+        """NLU examples added over all intents."""
         return sum(self.examples_added.values())
 
     @property
     def total_examples_removed(self) -> int:
+        """NLU examples removed (or edited) over all intents."""
         return sum(self.examples_removed.values())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form for reports."""
         return {
-            "changed_sections": list(self.changed_sections),
+            "changed_sections": [str(s) for s in self.changed_sections],
             "intents_added": list(self.intents_added),
             "intents_removed": list(self.intents_removed),
             "entities_added": list(self.entities_added),
@@ -316,18 +429,17 @@ def _multiset_diff(old: Iterable[str], new: Iterable[str]) -> tuple[int, int]:
 
 
 def summarize_changes(
-    previous: Mapping[str, Any], current: Mapping[str, Any], project: Project | None = None
+    previous: Fingerprint | Mapping[str, Any], current: Fingerprint | Mapping[str, Any], project: Project | None = None
 ) -> ChangeSummary:
-    """Compare two fingerprints; ``project`` (the current data) adds source locations."""
-    old_sections = previous.get("sections", {})
-    new_sections = current.get("sections", {})
-    changed = tuple(s for s in SECTIONS if old_sections.get(s) != new_sections.get(s))
-    old_labels, new_labels = previous.get("labels", {}), current.get("labels", {})
+    """Compare two fingerprints (or their stored JSON); ``project`` (the current data) adds source locations."""
+    old, new = Fingerprint.from_json(previous), Fingerprint.from_json(current)
+    changed = tuple(s for s in SECTIONS if old.section(s) != new.section(s))
+    old_labels, new_labels = old.labels, new.labels
     intents_added, intents_removed = _diff(old_labels.get("intents", []), new_labels.get("intents", []))
     entities_added, entities_removed = _diff(old_labels.get("entities", []), new_labels.get("entities", []))
     roles_added, roles_removed = _diff(old_labels.get("roles", []), new_labels.get("roles", []))
     groups_added, groups_removed = _diff(old_labels.get("groups", []), new_labels.get("groups", []))
-    old_examples, new_examples = previous.get("examples", {}), current.get("examples", {})
+    old_examples, new_examples = old.examples, new.examples
     added: dict[str, int] = {}
     removed: dict[str, int] = {}
     for intent in sorted(set(old_examples) | set(new_examples)):
@@ -336,10 +448,10 @@ def summarize_changes(
             added[intent] = plus
         if minus:
             removed[intent] = minus
-    stories_added, stories_removed = _multiset_diff(previous.get("stories", []), current.get("stories", []))
+    stories_added, stories_removed = _multiset_diff(old.stories, new.stories)
     domain_added: dict[str, tuple[str, ...]] = {}
     domain_removed: dict[str, tuple[str, ...]] = {}
-    old_domain, new_domain = previous.get("domain", {}), current.get("domain", {})
+    old_domain, new_domain = old.domain, new.domain
     for key in ("intents", "entities", "slots", "actions", "forms", "responses"):
         plus_names, minus_names = _diff(old_domain.get(key, []), new_domain.get(key, []))
         if plus_names:
@@ -348,8 +460,8 @@ def summarize_changes(
             domain_removed[key] = minus_names
     locations = _locations(project, intents_added, entities_added) if project else {}
     not_growth: tuple[str, ...] = ()
-    if "domain_without_responses" in changed:
-        not_growth = _domain_not_growth(previous.get("domain_items"), current.get("domain_items"))
+    if Section.DOMAIN_WITHOUT_RESPONSES in changed:
+        not_growth = _domain_not_growth(old.domain_items, new.domain_items)
     return ChangeSummary(
         changed_sections=changed,
         intents_added=intents_added,
@@ -376,7 +488,8 @@ def _domain_not_growth(old: Mapping[str, Any] | None, new: Mapping[str, Any] | N
     if not old or not new:
         return ("the previous model's fingerprint has no per-item domain digests",)
     reasons: list[str] = []
-    for key, what in (("intents", "intent"), ("entities", "entity")):
+    for key in GROWABLE_DOMAIN_KINDS:
+        what = _SINGULAR[key]
         before, after = old.get(key, {}), new.get(key, {})
         reasons += [f"{what} `{n}` removed from the domain" for n in sorted(set(before) - set(after))]
         reasons += [f"{what} `{n}` changed in the domain" for n in sorted(set(before) & set(after)) if before[n] != after[n]]

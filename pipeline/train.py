@@ -24,7 +24,20 @@ from pipeline.archive import CORE_DIR, NLU_DIR, extract_archive, find_latest_mod
 from pipeline.build import BuildPlan, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, ProjectPaths, load_project
 from pipeline.data.model import Project
-from pipeline.decision import CODE_FORCED, FINETUNE, FULL, KEEP, Decision, DecisionOptions, decide
+from pipeline.decision import (
+    CODE_FORCED,
+    FINETUNE,
+    FULL,
+    KEEP,
+    Decision,
+    DecisionOptions,
+    Mode,
+    PartAction,
+    check_epoch_fraction,
+    decide,
+    kind_of,
+    without_finetune,
+)
 from pipeline.errors import ArchiveError, DataError, FinetuneRefused, Location, ModelError, Problem, UsageError
 from pipeline.fingerprint import compute_fingerprint, summarize_changes
 from pipeline.validation import validate_project
@@ -108,9 +121,7 @@ def train(
     ignore_unknown_components: bool = False,
 ) -> TrainingResult:
     """Train a model (NLU and dialogue) like ``rasa.train``; see the module docstring."""
-    if not 0 < finetuning_epoch_fraction <= 1:
-        raise UsageError(f"epoch fraction must be in (0, 1], got {finetuning_epoch_fraction}",
-                         hint="use e.g. --epoch-fraction 0.2")
+    check_epoch_fraction(finetuning_epoch_fraction)
     project, warnings = load_training_project(domain, config, training_files,
                                               ignore_unknown_components=ignore_unknown_components)
     fingerprint = compute_fingerprint(project)
@@ -125,20 +136,19 @@ def train(
     previous_meta, previous_fp = read_archive_json(previous) if previous else ({}, None)
     changes = summarize_changes(previous_fp, fingerprint, project) if previous_fp is not None else None
     dialogue = has_dialogue(project) and "core" in parts
-    options = DecisionOptions(mode="finetune" if finetune_from else "auto", force=force_training,
+    options = DecisionOptions(mode=Mode.FINETUNE if finetune_from else Mode.AUTO, force=force_training,
                               max_finetunes=10**9)
-    decision = decide(previous_fp, previous_meta, changes, options, has_core=dialogue,
-                      previous_problem=f"no previous model in {output_dir}/")
-    nlu_action = decision.nlu if "nlu" in parts else KEEP
-    core_action = decision.core if dialogue else KEEP
+    decision = _decision_acted_on(
+        decide(previous_fp, previous_meta, changes, options, has_core=dialogue,
+               previous_problem=f"no previous model in {output_dir}/"),
+        nlu_trained="nlu" in parts, finetune=finetune_from is not None,
+    )
+    nlu_action, core_action = decision.nlu, decision.core
     if finetune_from is not None:
         if FULL in (nlu_action, core_action):
             raise FinetuneRefused(decision.reasons)
         _check_compatible(finetune_from, project, nlu_action, core_action)
-    else:
-        nlu_action = FULL if nlu_action == FINETUNE else nlu_action
-        core_action = FULL if core_action == FINETUNE else core_action
-    code = replace(decision, nlu=nlu_action, core=core_action).code | (CODE_FORCED if force_training else 0)
+    code = decision.code | (CODE_FORCED if force_training else 0)
     reasons = decision.reasons
     if dry_run:
         return TrainingResult(None, code, decision, warnings, reasons)
@@ -149,7 +159,7 @@ def train(
     if nlu_action != KEEP:
         ensure_trainable(project)
     plan = BuildPlan(
-        nlu=nlu_action if "nlu" in parts else KEEP,
+        nlu=nlu_action,
         core=core_action,
         output_dir=output_dir,
         name=fixed_model_name,
@@ -166,6 +176,17 @@ def train(
     return TrainingResult(str(result.archive), code, decision, warnings, reasons)
 
 
+def _decision_acted_on(decision: Decision, *, nlu_trained: bool, finetune: bool) -> Decision:
+    """The decision as ``train`` carries it out: like ``rasa train``, a part is finetuned only when a model
+    to finetune is given (else it is trained in full), and the NLU model only when it is asked for."""
+    if not nlu_trained and decision.nlu != KEEP:
+        decision = replace(decision, kind=kind_of(KEEP, decision.core), nlu=KEEP,
+                           reasons=(*decision.reasons, "NLU model not trained: only the dialogue model was asked for"))
+    if not finetune:
+        decision = without_finetune(decision, "no model to finetune given (--finetune): changed parts are trained in full")
+    return decision
+
+
 def _skipped_warning(exc: ArchiveError) -> Problem:
     """A warning for an unreadable archive passed over while looking for the latest model."""
     return Problem("warning", f"skipped an unreadable model archive: {exc.message}",
@@ -173,7 +194,7 @@ def _skipped_warning(exc: ArchiveError) -> Problem:
                    "delete or replace the file; it is not used as the previous model", code="model")
 
 
-def _check_compatible(previous: Path, project: Project, nlu_action: str, core_action: str) -> None:
+def _check_compatible(previous: Path, project: Project, nlu_action: PartAction, core_action: PartAction) -> None:
     """Ask the trainers whether the saved models accept the new data (reads saved JSON only)."""
     with tempfile.TemporaryDirectory(prefix="deltatrain-check-") as tmp:
         extracted = extract_archive(previous, Path(tmp))

@@ -36,6 +36,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.data.model import (
     DEFAULT_ACTIONS,
+    DEFAULT_INTENTS,
+    REQUESTED_SLOT,
     ActionStep,
     ActiveLoopStep,
     CheckpointStep,
@@ -62,10 +64,6 @@ __all__ = [
     "render_annotation",
 ]
 
-#: Rasa's built-in intents, known even when the domain does not list them.
-DEFAULT_INTENTS = ("nlu_fallback", "out_of_scope", "restart", "back", "session_start")
-#: The slot a form sets to the slot it asks for next; always known.
-REQUESTED_SLOT = "requested_slot"
 #: Fewer NLU examples than this for an intent is a warning.
 MIN_EXAMPLES_PER_INTENT = 2
 ANNOTATION_TITLE = "deltatrain"

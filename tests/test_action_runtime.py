@@ -150,7 +150,7 @@ def seed_store(project: Path, store: Path) -> None:
     from pipeline.stores import open_store
 
     project_data, _ = load_project(DirectorySource(project))
-    fingerprint = compute_fingerprint(project_data)
+    fingerprint = compute_fingerprint(project_data).to_json()
     archive = store.parent / "seed.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for name, data in (("metadata.json", b"{}"), ("fingerprint.json", json.dumps(fingerprint).encode())):

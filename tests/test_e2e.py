@@ -125,7 +125,7 @@ from pipeline.fingerprint import compute_fingerprint
 from pipeline.stores import open_store
 work = pathlib.Path({str(work)!r})
 project, _ = load_project(DirectorySource(work))
-fp = compute_fingerprint(project)
+fp = compute_fingerprint(project).to_json()
 archive = work.parent / "seed.tar.gz"
 with tarfile.open(archive, "w:gz") as tar:
     for name, data in (("metadata.json", b"{{}}"), ("fingerprint.json", json.dumps(fp).encode())):

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.decision import DecisionOptions, decide
-from pipeline.fingerprint import compute_fingerprint, summarize_changes
+from pipeline.fingerprint import Fingerprint, Section, compute_fingerprint, summarize_changes
 from tests.helpers import write_project
 
 CONFIG = """
@@ -82,7 +82,7 @@ BASE = {
 }
 
 
-def fingerprint_of(tmp_path: Path, files: dict[str, str]) -> tuple[dict, object]:
+def fingerprint_of(tmp_path: Path, files: dict[str, str]) -> tuple[Fingerprint, object]:
     root = write_project(tmp_path, files)
     project, _ = load_project(DirectorySource(root))
     return compute_fingerprint(project), project
@@ -113,12 +113,13 @@ def test_fingerprint_ignores_order_comments_and_whitespace(tmp_path: Path) -> No
     """
     second, _ = fingerprint_of(tmp_path / "b", {**BASE, "data/nlu.yml": reordered})
     assert first["sections"] == second["sections"]
-    assert json.loads(json.dumps(first)) == first  # JSON-serialisable, round-trips
+    stored = json.loads(json.dumps(first.to_json()))  # JSON-serialisable, round-trips
+    assert Fingerprint.from_json(stored) == first and Fingerprint.from_json(stored).to_json() == first.to_json()
 
 
 def test_fingerprint_holds_no_paths_or_times(tmp_path: Path) -> None:
     fp, _ = fingerprint_of(tmp_path, BASE)
-    text = json.dumps(fp)
+    text = json.dumps(fp.to_json())
     assert str(tmp_path) not in text
     assert "nlu.yml" not in text
 
@@ -273,3 +274,39 @@ def test_nlu_only_project_never_trains_core(tmp_path: Path) -> None:
     after, project = fingerprint_of(tmp_path / "after", {**files, "data/nlu.yml": NLU_NEW_INTENT})
     decision = decide(before, {}, summarize_changes(before, after, project), has_core=False)
     assert (decision.nlu, decision.core, decision.code) == ("finetune", "keep", 2)
+
+
+def test_fingerprint_reads_like_its_stored_json(tmp_path: Path) -> None:
+    fp, _ = fingerprint_of(tmp_path, BASE)
+    stored = fp.to_json()
+    assert list(stored) == ["fingerprint_format", "model_format", "sections", "labels", "domain_items", "domain",
+                            "examples", "stories", "counts"]
+    assert dict(fp) == stored and fp == stored and fp["counts"] == {**fp.counts}
+    assert fp.section(Section.NLU_EXAMPLES) == stored["sections"]["nlu_examples"]
+    assert all(isinstance(v, list) for v in stored["labels"].values())  # plain JSON types, not tuples
+
+
+def test_an_old_fingerprint_still_loads_and_compares(tmp_path: Path) -> None:
+    """Fingerprints written before per-item domain digests existed (and with a numeric model format)."""
+    before, _ = fingerprint_of(tmp_path / "before", BASE)
+    old = {k: v for k, v in before.to_json().items() if k != "domain_items"}
+    old["model_format"] = int(old["model_format"])
+    old["written_by_a_newer_version"] = {"kept": True}
+    loaded = Fingerprint.from_json(json.loads(json.dumps(old)))
+    assert loaded.domain_items is None and loaded.model_format == str(before.model_format)
+    assert loaded.to_json()["written_by_a_newer_version"] == {"kept": True}
+    after, project = fingerprint_of(tmp_path / "after", {**BASE, "domain.yml": DOMAIN_NEW_INTENT,
+                                                         "data/nlu.yml": NLU_NEW_INTENT})
+    changes = summarize_changes(old, after, project)
+    assert changes.intents_added == ("goodbye",)
+    # without per-item digests a domain change cannot be told to be growth: the dialogue model is retrained
+    assert changes.domain_not_growth == ("the previous model's fingerprint has no per-item domain digests",)
+    decision = decide(old, {}, changes)
+    assert (decision.nlu, decision.core) == ("finetune", "full")
+
+
+def test_an_unknown_section_is_kept_and_left_out_of_the_comparison(tmp_path: Path) -> None:
+    fp, _ = fingerprint_of(tmp_path, BASE)
+    newer = {**fp.to_json(), "sections": {**fp.to_json()["sections"], "future_section": "abc"}}
+    assert Fingerprint.from_json(newer).sections["future_section"] == "abc"
+    assert summarize_changes(newer, fp).nothing_changed  # only the sections this version knows are compared

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.data.loader import DirectorySource, load_project
 from pipeline.fingerprint import compute_fingerprint
-from pipeline.train import train
+from pipeline.train import train, train_core
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "assistant"
@@ -21,7 +21,7 @@ EXAMPLE = ROOT / "examples" / "assistant"
 def _seed_model(project_dir: Path, models: Path, name: str = "20260101-000000-000000") -> Path:
     """A model archive holding only the fingerprint of the current data (enough for a dry run)."""
     project, _ = load_project(DirectorySource(project_dir))
-    fingerprint = compute_fingerprint(project)
+    fingerprint = compute_fingerprint(project).to_json()
     models.mkdir(parents=True, exist_ok=True)
     path = models / f"{name}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
@@ -96,3 +96,24 @@ def test_without_domain_only_nlu_is_planned(tmp_path: Path, monkeypatch: pytest.
     result = train("domain.yml", "config.yml", ["data/nlu.yml"], output="models", dry_run=True)
     assert result.code == 2
     assert any("NLU model only" in w.message for w in result.warnings)
+
+
+def test_dry_run_returns_the_decision_it_acts_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a model to finetune, added examples are trained in full, and the decision returned says so."""
+    work = tmp_path / "assistant"
+    shutil.copytree(EXAMPLE, work)
+    _seed_model(work, work / "models")
+    for file, old, new in EDITS["examples added"]:
+        _edit(work / file, old, new)
+    monkeypatch.chdir(work)
+    result = train("domain.yml", "config.yml", ["data"], output="models", dry_run=True)
+    decision = result.decision
+    assert decision is not None
+    assert (decision.kind, decision.nlu, decision.core, decision.code) == ("full", "full", "keep", result.code)
+    assert decision.reasons[-1] == "no model to finetune given (--finetune): changed parts are trained in full"
+    assert result.dry_run_results == decision.reasons
+    # only the dialogue model asked for: nothing of it changed, nothing is trained
+    core_only = train_core("domain.yml", "config.yml", ["data"], output="models", dry_run=True).decision
+    assert core_only is not None
+    assert (core_only.kind, core_only.nlu, core_only.core, core_only.code) == ("skip", "keep", "keep", 0)
+    assert core_only.reasons[-1] == "NLU model not trained: only the dialogue model was asked for"

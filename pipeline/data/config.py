@@ -291,11 +291,11 @@ class _ComponentReader:
             self.entries[line] = entry
             component = Component(name, freeze(options), out.at(line))
             # Named explicitly after a stand-in for it: take the stand-in's place instead of doubling it.
-            placeholder = next((c for c in placeholders if c.name == name), None)
-            if placeholder is not None:
-                placeholders.remove(placeholder)
-                component = replace(component, options=freeze({**placeholder.options, **options}))
-                result[next(i for i, c in enumerate(result) if c is placeholder)] = component
+            stood_in_by = next((c for c in placeholders if c.name == name), None)
+            if stood_in_by is not None:
+                placeholders.remove(stood_in_by)
+                component = replace(component, options=freeze({**stood_in_by.options, **options}))
+                result[next(i for i, c in enumerate(result) if c is stood_in_by)] = component
             else:
                 result.append(component)
         return tuple(result), False
@@ -350,11 +350,11 @@ def _check_options(config: Config, doc: Any, entries: Mapping[int, Any], out: Co
         for component, note in resolution.ignored:
             grouped.setdefault(id(component), (component, []))[1].append(note)
         for component, notes in grouped.values():
-            line = component.location.line if component.location else _key_line(doc, key)
+            warning_line = component.location.line if component.location else _key_line(doc, key)
             _warning(
                 out,
                 f"{component.name}: accepted but not used by deltatrain: {', '.join(notes)}",
-                line,
+                warning_line,
                 "these options change nothing here; remove them to silence this warning",
             )
 

@@ -391,6 +391,11 @@ DEFAULT_ACTIONS = (
     "action_extract_slots",
 )
 
+#: Rasa's built-in intents, known even when the domain does not list them (sorted: only membership matters).
+DEFAULT_INTENTS = ("back", "nlu_fallback", "out_of_scope", "restart", "session_start")
+#: The slot a form sets to the slot it asks for next; always known, never featurized unless declared.
+REQUESTED_SLOT = "requested_slot"
+
 
 # ------------------------------------------------------------------------ config
 

@@ -16,7 +16,7 @@ would overflow Python's stack). Both are reported with file and line.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -94,8 +94,8 @@ class _Loader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         """Compose one node, counting its nesting depth and the values aliases add."""
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            node: yaml.Node = super().compose_node(parent, index)
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+            node = cast(yaml.Node, super().compose_node(parent, index))  # an alias always composes a node
             size = self._sizes.get(id(node))
             if size is None:  # anchored collection still being composed: it would contain itself
                 raise _LimitExceeded(
@@ -116,10 +116,10 @@ class _Loader(yaml.SafeLoader):
             raise _LimitExceeded(
                 f"YAML nested more than {MAX_DEPTH} levels deep",
                 "flatten the data; Rasa training data needs only a few levels of nesting",
-                self.peek_event().start_mark,
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
             )
         try:
-            node = super().compose_node(parent, index)
+            node = cast(yaml.Node, super().compose_node(parent, index))  # None only at the stream's end
         finally:
             self._depth -= 1
         if isinstance(node, yaml.SequenceNode):

@@ -90,8 +90,8 @@ def test_finetune_with_an_added_entity_type_extracts_it(base: tuple[NluModel, Pa
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        pytest.param(("- intent: goodbye", "- intent: farewell"), ["intents added: `farewell`", "intents removed: `goodbye`"], id="renamed"),
-        pytest.param(("- intent: goodbye", "- intent: greet"), ["intents removed: `goodbye`"], id="removed"),
+        pytest.param(("- intent: goodbye", "- intent: farewell"), ["intent `farewell` added", "intent `goodbye` removed"], id="renamed"),
+        pytest.param(("- intent: goodbye", "- intent: greet"), ["intent `goodbye` removed"], id="removed"),
     ],
 )
 def test_removed_or_renamed_intents_still_refuse_the_finetune(

@@ -319,10 +319,10 @@ def _edit_json(path: Path, **changes: Any) -> None:
     ("yaml_edit", "diet", "file_edit", "expected"),
     [
         pytest.param(("- intent: goodbye", "- intent: farewell"), {}, None,
-                     ["intents added: `farewell`", "intents removed: `goodbye`"], id="intent-renamed"),
-        pytest.param(("(date)", "(day)"), {}, None, ["entities added: `day`", "entities removed: `date`"], id="entity-renamed"),
+                     ["intent `farewell` added", "intent `goodbye` removed"], id="intent-renamed"),
+        pytest.param(("(date)", "(day)"), {}, None, ["entity `day` added", "entity `date` removed"], id="entity-renamed"),
         pytest.param(('"role": "departure"', '"role": "origin"'), {}, None,
-                     ["entity roles added: `origin`", "entity roles removed: `departure`"], id="role-renamed"),
+                     ["entity role `origin` added", "entity role `departure` removed"], id="role-renamed"),
         pytest.param(None, {"transformer_size": 32}, None,
                      ["config `diet.transformer_size` changed from 16 to 32 (only epochs may change)"], id="config-changed"),
         pytest.param(None, {}, {"model_format_version": "0"},

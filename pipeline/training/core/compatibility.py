@@ -1,6 +1,9 @@
-"""Can a saved dialogue model be finetuned? Domain fingerprint and the finetune rule.
+"""Can a saved dialogue model be finetuned? The dialogue model's domain sections and the finetune check.
 
-A dialogue model can be finetuned when, compared with the saved model:
+A safety net: the decision (:mod:`pipeline.decision`) already chose to finetune from the
+fingerprints; this checks the saved model itself before its weights are touched, with the
+decision's finetune rule (:func:`pipeline.decision.finetune_blockers`) applied to the saved
+domain sections and settings. A dialogue model can be finetuned when, compared with the saved model:
 
 * the model format is the same (``pipeline.MODEL_FORMAT_VERSION`` and ``CORE_FORMAT``);
 * the domain's dialogue sections are the same -- intents (with their entity
@@ -13,22 +16,23 @@ A dialogue model can be finetuned when, compared with the saved model:
   (``epochs``, ``priority`` and ``ranking_length`` may change);
 * the saved TEDPolicy was trained.
 
-Each section is hashed separately (canonical JSON, sha256), and the sections
-themselves are saved, so a refusal names what changed:
-``intent 'greet_formal' added``. :func:`check_finetune_compatible` reads the
+Each section is hashed separately with the fingerprint's hash (:func:`pipeline.fingerprint.digest`),
+and the sections themselves are saved, so a refusal names what changed:
+``slot 'city' changed in the domain``. :func:`check_finetune_compatible` reads the
 saved JSON files only; everything else here is pure.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline import MODEL_FORMAT_VERSION
 from pipeline.data.model import Config, Domain, thaw
+from pipeline.decision import Part, finetune_blockers
 from pipeline.errors import ConfigError, FinetuneRefused
+from pipeline.fingerprint import GROWABLE_DOMAIN_KINDS, ChangeSummary, Section, canonical_json, digest
 
 from . import layout
 from .settings import CoreSettings, resolve_settings
@@ -44,14 +48,6 @@ __all__ = [
 
 DOMAIN_SECTIONS = ("intents", "entities", "slots", "actions", "forms")
 _SINGULAR = {"intents": "intent", "entities": "entity", "slots": "slot", "actions": "action", "forms": "form"}
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _sha(value: Any) -> str:
-    return hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()
 
 
 def compute_domain_sections(domain: Domain) -> dict[str, Any]:
@@ -105,8 +101,8 @@ def compute_domain_sections(domain: Domain) -> dict[str, Any]:
 
 def compute_domain_fingerprint(sections: Mapping[str, Any]) -> dict[str, str]:
     """sha256 of each section's canonical JSON, plus ``all`` over every section."""
-    hashes = {name: _sha(sections.get(name)) for name in DOMAIN_SECTIONS}
-    hashes["all"] = _sha(hashes)
+    hashes = {name: digest(sections.get(name)) for name in DOMAIN_SECTIONS}
+    hashes["all"] = digest(hashes)
     return hashes
 
 
@@ -114,8 +110,8 @@ def _by_name(items: Any) -> dict[str, Any]:
     return {item if isinstance(item, str) else item["name"]: item for item in items or ()}
 
 
-#: Domain sections whose additions a finetune absorbs by growing the input features.
-GROWABLE_SECTIONS = ("intents", "entities")
+#: Domain sections whose additions a finetune absorbs by growing the input features (the finetune rule's).
+GROWABLE_SECTIONS = GROWABLE_DOMAIN_KINDS
 
 
 def describe_domain_changes(
@@ -134,7 +130,7 @@ def describe_domain_changes(
         for name in sorted(set(before) - set(after)):
             reasons.append(f"{what} '{name}' removed from the domain")
         for name in sorted(set(before) & set(after)):
-            if _canonical(before[name]) != _canonical(after[name]):
+            if canonical_json(before[name]) != canonical_json(after[name]):
                 reasons.append(f"{what} '{name}' changed in the domain")
     return reasons
 
@@ -168,7 +164,8 @@ def _read_json(directory: Path, name: str) -> Any:
 def check_finetune_compatible(previous_dir: Path, domain: Domain, config: Config) -> None:
     """Raise FinetuneRefused with every reason the saved model cannot be finetuned.
 
-    Cheap: reads the saved JSON files only (no weights, no TensorFlow).
+    The safety net behind the decision, which judged from fingerprints only. Cheap: reads the saved JSON
+    files only (no weights, no TensorFlow).
     """
     directory = Path(previous_dir)
     fmt = _read_json(directory, layout.FORMAT_FILE)
@@ -182,11 +179,12 @@ def check_finetune_compatible(previous_dir: Path, domain: Domain, config: Config
                 f"version={expected[1]!r} core_format={expected[2]!r}"
             ]
         )
-    reasons: list[str] = []
     saved_domain = _read_json(directory, layout.DOMAIN_FILE)
     sections = compute_domain_sections(domain)
-    if compute_domain_fingerprint(sections)["all"] != saved_domain.get("fingerprint", {}).get("all"):
-        reasons.extend(describe_domain_changes(saved_domain.get("sections", {}), sections, allow_growth=True))
+    domain_changed = compute_domain_fingerprint(sections)["all"] != saved_domain.get("fingerprint", {}).get("all")
+    domain_changes = (
+        describe_domain_changes(saved_domain.get("sections", {}), sections, allow_growth=True) if domain_changed else []
+    )
     try:
         new_settings = resolve_settings(config)
     except ConfigError as exc:
@@ -195,7 +193,18 @@ def check_finetune_compatible(previous_dir: Path, domain: Domain, config: Config
         old_settings = CoreSettings.from_config(_read_json(directory, layout.CONFIG_FILE))
     except (KeyError, TypeError) as exc:
         raise FinetuneRefused([f"{directory / layout.CONFIG_FILE} is not a policy config ({exc})"]) from exc
-    reasons.extend(describe_settings_changes(old_settings.compatibility_key(), new_settings.compatibility_key()))
+    config_changes = describe_settings_changes(old_settings.compatibility_key(), new_settings.compatibility_key())
+    # the finetune rule: the domain may only have gained intents and entities, the policies only their epochs
+    changes = ChangeSummary(
+        changed_sections=(
+            *((Section.DOMAIN_WITHOUT_RESPONSES,) if domain_changed else ()),
+            *((Section.CONFIG_CORE_WITHOUT_EPOCHS,) if config_changes else ()),
+        ),
+        domain_not_growth=tuple(domain_changes),
+    )
+    reasons = list(finetune_blockers(changes, Part.CORE, details={
+        Section.DOMAIN_WITHOUT_RESPONSES: domain_changes, Section.CONFIG_CORE_WITHOUT_EPOCHS: config_changes,
+    }))
     if new_settings.ted is not None and old_settings.ted is not None:
         ted = _read_json(directory, layout.TED_FILE)
         if not ted.get("trained"):

@@ -31,7 +31,16 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeV
 
 import numpy as np
 
-from pipeline.data.model import DEFAULT_ACTIONS, Domain, EntityValue, SlotDef, retrieval_action, thaw
+from pipeline.data.model import (
+    DEFAULT_ACTIONS,
+    DEFAULT_INTENTS,
+    REQUESTED_SLOT,
+    Domain,
+    EntityValue,
+    SlotDef,
+    retrieval_action,
+    thaw,
+)
 
 from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -52,10 +61,6 @@ __all__ = [
     "entity_labels",
 ]
 
-#: Intents Rasa adds to every domain.
-DEFAULT_INTENTS = ("back", "nlu_fallback", "out_of_scope", "restart", "session_start")
-#: The slot forms use to remember what they asked for; never featurized unless declared.
-REQUESTED_SLOT = "requested_slot"
 #: ``city#to``: an entity type with its role (or group), as Rasa featurizes it.
 ENTITY_LABEL_SEPARATOR = "#"
 #: Categorical slots get this extra value for anything not listed, as in Rasa 3.

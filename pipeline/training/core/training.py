@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline.data.model import Config, Domain, Story
-from pipeline.errors import UsageError
+from pipeline.decision import check_epoch_fraction
 from pipeline.rule_check import analyze_rules, rule_check_options
 from pipeline.training.runtime import Progress
 
@@ -76,11 +76,7 @@ def finetune_core(
     input features (:mod:`.growth`). Raises FinetuneRefused (with every reason)
     when the domain changed otherwise, the policies or TEDPolicy's network options changed.
     """
-    if isinstance(epoch_fraction, bool) or not isinstance(epoch_fraction, (int, float)) or not epoch_fraction > 0:
-        raise UsageError(
-            f"epoch fraction must be a number greater than 0; received {epoch_fraction!r}",
-            hint="pass e.g. --epoch-fraction 0.2 to train a fifth of the configured epochs",
-        )
+    check_epoch_fraction(epoch_fraction, name="epoch_fraction")
     check_finetune_compatible(previous_dir, domain, config)
     previous = CoreModel.load(previous_dir)
     return _train(

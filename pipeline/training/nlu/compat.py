@@ -1,9 +1,13 @@
 """Can a saved NLU model be finetuned on new data and config? Reads JSON only (no TensorFlow).
 
-Added intents and entity types are allowed (the finetune grows the label space);
-removed or renamed labels, role/group changes, a config change beyond epochs,
-new or removed ResponseSelectors and a shrinking feature space are refused, each
-with its reason.
+A safety net: the decision (:mod:`pipeline.decision`) already chose to finetune from the
+fingerprints; this checks the saved model itself before its weights are touched. The
+finetune rule is the decision's, :func:`pipeline.decision.finetune_blockers`, applied to
+the saved labels and settings: added intents and entity types are allowed (the finetune
+grows the label space); removed or renamed labels, role/group changes and a config change
+beyond epochs are refused. What only the saved model can tell is checked here too: its
+format, new or removed ResponseSelectors and a shrinking feature space. Each refusal
+comes with its reason.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.data.model import Config, NluData
+from pipeline.decision import Part, finetune_blockers
 from pipeline.errors import FinetuneRefused, ModelError
+from pipeline.fingerprint import ChangeSummary, Section
 
 from . import layout
 from .features import pattern_keys
@@ -35,18 +41,34 @@ def _names(values: Any) -> str:
     return ", ".join(f"`{v}`" for v in sorted(values))
 
 
-def _label_reasons(kind: str, old: tuple[str, ...], new: tuple[str, ...], *, may_grow: bool = False) -> list[str]:
-    """Why the label set ``old`` cannot become ``new``; with ``may_grow``, additions alone are fine."""
+def _label_reasons(kind: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[str]:
+    """Why the retrieval keys ``old`` of a ResponseSelector cannot become ``new``."""
     reasons = []
     added, removed = set(new) - set(old), set(old) - set(new)
-    if removed:
-        # a rename is an addition plus a removal: both are named so the user sees the pair
-        if added:
-            reasons.append(f"{kind} added: {_names(added)}")
-        reasons.append(f"{kind} removed: {_names(removed)}")
-    elif added and not may_grow:
+    if added:
         reasons.append(f"{kind} added: {_names(added)}")
+    if removed:
+        reasons.append(f"{kind} removed: {_names(removed)}")
     return reasons
+
+
+def _diff(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(sorted(set(new) - set(old))), tuple(sorted(set(old) - set(new)))
+
+
+def _changes(old: LabelMaps, new: LabelMaps, *, intents: bool, entities: bool, config_changed: bool) -> ChangeSummary:
+    """The saved model's labels against the new data's as a change summary (only the labels it predicts)."""
+    intents_added, intents_removed = _diff(old.intents, new.intents) if intents else ((), ())
+    entities_added, entities_removed = _diff(old.entities, new.entities) if entities else ((), ())
+    roles_added, roles_removed = _diff(old.roles, new.roles) if entities else ((), ())
+    groups_added, groups_removed = _diff(old.groups, new.groups) if entities else ((), ())
+    return ChangeSummary(
+        changed_sections=(Section.CONFIG_NLU_WITHOUT_EPOCHS,) if config_changed else (),
+        intents_added=intents_added, intents_removed=intents_removed,
+        entities_added=entities_added, entities_removed=entities_removed,
+        roles_added=roles_added, roles_removed=roles_removed,
+        groups_added=groups_added, groups_removed=groups_removed,
+    )
 
 
 def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[str]:
@@ -64,22 +86,18 @@ def finetune_reasons(previous_dir: Path, data: NluData, config: Config) -> list[
     except (KeyError, TypeError, ValueError) as exc:
         return [f"the previous NLU model's files are unreadable ({exc!r})"]
     new = resolve_settings(config)
-    reasons: list[str] = []
     before, after = _flatten(old.compatibility_key()), _flatten(new.compatibility_key())
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) != after.get(key):
-            reasons.append(
-                f"config `{key}` changed from {before.get(key)!r} to {after.get(key)!r} (only epochs may change)"
-            )
+    config_changes = [
+        f"config `{key}` changed from {before.get(key)!r} to {after.get(key)!r} (only epochs may change)"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
     labels = LabelMaps.from_data(data, bilou=new.diet.BILOU_flag)
-    # intents and entity types may be added (the finetune grows the label space, see .growth);
-    # removed or renamed ones, and any change of roles or groups, need a full training
-    if new.diet.intent_classification:
-        reasons += _label_reasons("intents", saved_labels.intents, labels.intents, may_grow=True)
-    if new.diet.entity_recognition:
-        reasons += _label_reasons("entities", saved_labels.entities, labels.entities, may_grow=True)
-        reasons += _label_reasons("entity roles", saved_labels.roles, labels.roles)
-        reasons += _label_reasons("entity groups", saved_labels.groups, labels.groups)
+    # the finetune rule: intents and entity types may be added (the finetune grows the label space, see
+    # .growth); removed or renamed ones, any change of roles or groups and of the config need a full training
+    changes = _changes(saved_labels, labels, intents=new.diet.intent_classification,
+                       entities=new.diet.entity_recognition, config_changed=bool(config_changes))
+    reasons = list(finetune_blockers(changes, Part.NLU, details={Section.CONFIG_NLU_WITHOUT_EPOCHS: config_changes}))
     reasons += _selector_reasons(previous_dir, data, config)
     if not reasons:  # same featurizers: compare the pattern feature spaces
         for spec, keys in zip(new.featurizers, saved_vocab.get("vocabularies", [])):
@@ -124,7 +142,8 @@ def _selector_reasons(previous_dir: Path, data: NluData, config: Config) -> list
 
 
 def check_finetune_compatible(previous_dir: Path, data: NluData, config: Config) -> None:
-    """Raise FinetuneRefused listing every reason the previous model cannot be finetuned."""
+    """Raise FinetuneRefused listing every reason the previous model cannot be finetuned (a safety net:
+    the decision judged from fingerprints; this reads the saved model)."""
     reasons = finetune_reasons(Path(previous_dir), data, config)
     if reasons:
         raise FinetuneRefused(reasons)

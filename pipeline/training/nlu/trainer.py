@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from pipeline.data.model import Config, NluData, NluExample
+from pipeline.decision import check_epoch_fraction
 from pipeline.errors import TrainingError
 from pipeline.training.runtime import Progress, emit
 
@@ -563,11 +564,7 @@ def finetune_nlu(
     space do not allow it.
     """
     started = time.perf_counter()
-    if isinstance(epoch_fraction, bool) or not isinstance(epoch_fraction, (int, float)) or not 0 < epoch_fraction <= 1:
-        raise TrainingError(
-            f"epoch_fraction must be a number greater than 0 and at most 1; received {epoch_fraction!r}",
-            hint="pass e.g. --epoch-fraction 0.2",
-        )
+    check_epoch_fraction(epoch_fraction, name="epoch_fraction")
     check_finetune_compatible(previous_dir, data, config)
     previous = NluModel.load(previous_dir)
     settings = resolve_settings(config)
