@@ -24,9 +24,9 @@ from pipeline import RESULTS_DIR
 from pipeline.build import BuildPlan, BuildResult, build_model, ensure_trainable, has_dialogue
 from pipeline.data.loader import DirectorySource, FileSource, ProjectPaths, load_project
 from pipeline.data.model import NluData, Project, Story
-from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide
+from pipeline.decision import FINETUNE, FULL, KEEP, SKIP, Decision, DecisionOptions, decide, without_finetune
 from pipeline.errors import ArchiveError, BrokenModelError, ExitCode, FinetuneRefused, Problem
-from pipeline.fingerprint import compute_fingerprint, summarize_changes
+from pipeline.fingerprint import Section, compute_fingerprint, summarize_changes
 from pipeline.metrics import (
     CI_METRICS,
     FLOOR_METRICS,
@@ -613,14 +613,7 @@ def _without_previous(previous: Previous, options: CiOptions, project: Project) 
 
 def _as_full(decision: Decision, reason: str) -> Decision:
     """The decision of the fallback: every finetuned part trained in full, with ``reason`` added."""
-    return replace(
-        decision,
-        kind=FULL,
-        nlu=FULL if decision.nlu == FINETUNE else decision.nlu,
-        core=FULL if decision.core == FINETUNE else decision.core,
-        reasons=(*decision.reasons, reason),
-        finetunes_in_a_row=0,
-    )
+    return without_finetune(decision, reason)
 
 
 def _test(
@@ -669,7 +662,7 @@ def _previous_predictions(
     if previous is None or rows is None:
         return None
     stored = parse_predictions(previous.metrics.get(PREDICTIONS_KEY))
-    tests_changed = decision.changes is not None and decision.changes.changed("test_data")
+    tests_changed = decision.changes is not None and decision.changes.changed(Section.TEST_DATA)
     if archive is None or (stored is not None and not tests_changed):
         return stored
     run.log("testing the previous model on the current tests (for the prediction diff)")

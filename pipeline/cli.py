@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
 
 from pipeline import RESULTS_DIR, __version__
 from pipeline.compare import CompareConfig
+from pipeline.decision import Mode, check_epoch_fraction
 from pipeline.errors import (
     DataError,
     DeltatrainError,
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--tests", action="append", metavar="PATH", help="held-out test data (default: tests)")
     ci.add_argument("--store", help="model store: a folder, file://, http(s)://, s3://bucket/prefix "
                     "(default: .deltatrain/store); token from DELTATRAIN_STORE_TOKEN")
-    ci.add_argument("--mode", choices=("auto", "full", "finetune", "skip-check"), default="auto",
+    ci.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.AUTO.value,
                     help="auto: decide from the changes; full: always retrain; finetune: finetune where possible; "
                     "skip-check: decide and report only, train nothing")
     ci.add_argument("--epoch-fraction", type=float, default=0.2, help="fraction of epochs when finetuning (default 0.2)")
@@ -611,9 +612,7 @@ def _cmd_ci(args: argparse.Namespace, console: Console, environ: Mapping[str, st
         decide_only=args.decide_only,
         compare_config=args.compare_config,
     )
-    # TODO(merge): h/core adds the one epoch-fraction validator; call it here instead of this check
-    if not 0 < options.epoch_fraction <= 1:
-        raise UsageError(f"--epoch-fraction must be in (0, 1], got {options.epoch_fraction}")
+    check_epoch_fraction(options.epoch_fraction)
     if args.min_intent_support is not None and args.min_intent_support < 1:
         raise UsageError(f"--min-intent-support must be at least 1, got {args.min_intent_support}",
                          hint="e.g. --min-intent-support 5")

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.ci import CiResult
+from pipeline.decision import DecisionKind
 from pipeline.errors import DeltatrainError, prefix_path
 from pipeline.fingerprint import SECTION_TITLES
 from pipeline.metrics import CI_METRICS
 from pipeline.safe_output import render_markdown_code as _code
 from pipeline.safe_output import render_markdown_text as _text
 
-DECISION_ICONS = {"skip": "⏭️", "repackage": "📦", "finetune": "🔁", "full": "🏗️"}
+DECISION_ICONS = {DecisionKind.SKIP: "⏭️", DecisionKind.REPACKAGE: "📦", DecisionKind.FINETUNE: "🔁", DecisionKind.FULL: "🏗️"}
 METRIC_TITLES = {metric.key: metric.title for metric in CI_METRICS}
 #: The ``decision`` output of a run that failed (data, usage, config, store or unexpected error).
 ERROR_DECISION = "error"
@@ -42,7 +43,7 @@ def render_summary(result: CiResult, path_prefix: str = "") -> str:
     if d.check_only:
         lines += ["_check only: nothing was trained_", ""]
     lines += ["**Why**", ""] + [f"- {_text(r)}" for r in d.reasons] + [""]
-    if d.trains or d.kind == "repackage":
+    if d.trains or d.kind == DecisionKind.REPACKAGE:
         lines += [f"NLU model: **{_text(str(d.nlu))}**, dialogue model: **{_text(str(d.core))}**", ""]
     if result.fell_back_to_full:
         lines += ["> ⚠️ The finetuned model failed the quality gate and was retrained in full in this run.", ""]
