@@ -18,7 +18,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
+from pipeline.stores.backend import BackendOptions, Conditional, Versioned, content_version, too_large
 from pipeline.stores.layout import check_key
 
 if TYPE_CHECKING:
@@ -176,15 +176,27 @@ class HttpBackend:
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """GET a whole object (at most ``max_bytes``, checked while it streams in)."""
-        return self._get(key, max_bytes)[0]
+        return _body(self._get(key, max_bytes)[0], self.describe(key))
 
     def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
         """GET an object; its version is the ETag (the content hash if the server sends none)."""
         try:
-            data, etag = self._get(key, max_bytes)
+            found, etag = self._get(key, max_bytes)
         except StoreNotFoundError:
             return None
+        data = _body(found, self.describe(key))
         return Versioned(data, etag or content_version(data))
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """One GET with ``If-None-Match: <token>``; 304 means unchanged. Without an ETag from
+        the server nothing can be cached (token None: the next read is a full GET again)."""
+        try:
+            data, etag = self._get(key, max_bytes, if_none_match=token)
+        except StoreNotFoundError:
+            return None
+        return Conditional(etag or None, data)
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         """PUT with ``If-Match: <etag>`` (or ``If-None-Match: *`` to create); 412 means False.
@@ -203,10 +215,16 @@ class HttpBackend:
         status = self._put(key, data=data, headers=headers, allow=(412,))
         return status != 412
 
-    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str | None]:
+    def _get(
+        self, key: str, max_bytes: int | None, *, if_none_match: str | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """The body and ETag; (None, etag) when ``if_none_match`` still matches (304)."""
         import requests
 
-        with self._send("GET", key, stream=True) as response:
+        headers = {"If-None-Match": if_none_match} if if_none_match else None
+        with self._send("GET", key, stream=True, headers=headers) as response:
+            if response.status_code == 304 and if_none_match:
+                return None, response.headers.get("ETag") or if_none_match
             self._check(response, "GET", key)
             length = response.headers.get("Content-Length", "")
             if max_bytes is not None and length.isdigit() and int(length) > max_bytes:
@@ -413,6 +431,12 @@ def network_reason(exc: BaseException) -> str:
     if isinstance(inner, MaxRetryError) and inner.reason is not None:
         return type(inner.reason).__name__
     return type(exc).__name__
+
+
+def _body(data: bytes | None, where: str) -> bytes:
+    if data is None:  # only a conditional GET can be answered without a body
+        raise StoreError(f"{where} answered 304 to an unconditional GET", location=where)
+    return data
 
 
 def _display(url: str) -> str:

@@ -162,6 +162,8 @@ def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
                 data = server.files.get(path)
             if data is None:
                 return self._reply(404, b"not found\n")
+            if server.etags and self.headers.get("If-None-Match") == _etag(data):
+                return self._reply(304, b"", {"ETag": _etag(data)})  # conditional GET: unchanged
             self._reply(200, data, {"ETag": _etag(data)} if server.etags else None)
 
         def _head(self, path: str, body: bytes) -> None:

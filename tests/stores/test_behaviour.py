@@ -10,7 +10,7 @@ import pytest
 from pipeline.errors import StoreIntegrityError, StoreNotFoundError
 from pipeline.stores import StoredModel
 
-from .conftest import StoreHarness
+from .conftest import StoreHarness, strip_summaries
 
 FINGERPRINT = {"nlu": "a" * 64, "core": "b" * 64, "config": "c" * 64}
 METADATA = {"commit": "0123abc", "mode": "full", "trained_at": "2024-05-01T11:59:00Z"}
@@ -71,6 +71,12 @@ def test_manifest_records_the_layout(harness: StoreHarness) -> None:
                 "fingerprint": "models/m1/fingerprint.json",
                 "metadata": "models/m1/metadata.json",
                 "metrics": "models/m1/metrics.json",
+                "summary": {
+                    "fingerprint": {**FINGERPRINT, "name": "m1"},
+                    "metadata": METADATA,
+                    "metrics": METRICS,
+                    "predictions": False,
+                },
             }
         ],
     }
@@ -154,33 +160,44 @@ def test_corrupt_manifest_is_an_integrity_error(harness: StoreHarness) -> None:
         harness.store.read_latest()
 
 
-def test_missing_side_file_is_an_integrity_error(harness: StoreHarness) -> None:
+def test_only_the_latest_entry_carries_the_summary(harness: StoreHarness) -> None:
+    publish(harness, "m1", seed=1)
+    publish(harness, "m2", seed=2)
+
+    manifest = harness.store.read_manifest()
+
+    assert manifest is not None
+    assert [("summary" in m) for m in manifest["models"]] == [True, False]
+    older = harness.store.read_model("m1")  # from its side files
+    assert older.metrics == METRICS and older.metadata == METADATA
+
+
+def test_missing_side_file_of_a_legacy_entry_is_an_integrity_error(harness: StoreHarness) -> None:
     publish(harness, "m1")
+    strip_summaries(harness.recorder.inner)
     harness.recorder.inner.delete("models/m1/metrics.json")
 
     with pytest.raises(StoreIntegrityError, match=r"metrics\.json"):
         harness.store.read_latest()
 
 
-def test_download_of_an_unlisted_model_is_not_found(harness: StoreHarness, tmp_path: Path) -> None:
-    publish(harness, "m1")
-
-    with pytest.raises(StoreNotFoundError, match="'nope'"):
-        harness.store.download("nope", tmp_path)
-
-
-def test_urls_point_into_the_store(harness: StoreHarness) -> None:
+def test_a_legacy_manifest_without_summary_reads_the_side_files(harness: StoreHarness) -> None:
     published = publish(harness, "m1")
+    strip_summaries(harness.recorder.inner)
+    harness.recorder.calls.clear()
 
-    assert published.url == harness.store.url_for("m1")
-    assert published.url.startswith(harness.store.url)
-    assert published.url.endswith("models/m1/model.tar.gz")
+    latest = harness.store.read_latest()
+
+    assert latest == published
+    assert harness.recorder.reads_of("models/m1/fingerprint.json") == ["get_bytes"]
+    assert harness.recorder.reads_of("models/m1/metadata.json") == ["get_bytes"]
 
 
-def test_publish_onto_a_corrupt_manifest_uploads_nothing(harness: StoreHarness) -> None:
-    harness.recorder.inner.put_bytes("manifest.json", b"[]")
+def test_a_skip_read_with_a_summary_reads_the_manifest_only(harness: StoreHarness) -> None:
+    publish(harness, "m1")
+    harness.recorder.calls.clear()
 
-    with pytest.raises(StoreIntegrityError):
-        publish(harness, "m1")
+    latest = harness.store.read_latest()
 
-    assert [call for call in harness.recorder.calls if call[0] in ("put_file", "put_bytes")] == []
+    assert latest is not None and latest.metadata == METADATA
+    assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
