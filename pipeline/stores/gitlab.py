@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, ListedKey, Versioned, too_large
+from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
 from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, flatten, write_manifest_generation
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
@@ -230,6 +230,29 @@ class GitLabPackagesBackend:
             try:
                 return Versioned(self._read(STORE_VERSION, winner[1].file_name, max_bytes),
                                  str(winner[0]))
+            except StoreNotFoundError:
+                continue
+        return None
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """The manifest: list the store version's files, download only when the winning newest
+        generation (token ``<generation>:<file id>``) is not the one read last time."""
+        if key != MANIFEST_KEY:
+            found = self.get_versioned(key, max_bytes=max_bytes)
+            return None if found is None else Conditional(None, found.data)
+        for _ in range(3):  # a generation can be deleted between listing and download
+            winner = self._manifest_winner()
+            if winner is None:
+                return None
+            current = f"{winner[0]}:{winner[1].id}"
+            if current == token:
+                return Conditional(current, None)
+            if max_bytes is not None and winner[1].size > max_bytes:
+                raise too_large(winner[1].file_name, self.describe(key), max_bytes)
+            try:
+                return Conditional(current, self._read(STORE_VERSION, winner[1].file_name, max_bytes))
             except StoreNotFoundError:
                 continue
         return None

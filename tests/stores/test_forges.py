@@ -152,6 +152,8 @@ def test_asset_and_package_lists_are_read_page_by_page(
 ) -> None:
     fake, store = forge
     fake.max_per_page = 2  # every list needs several pages
+    if isinstance(fake, FakeGitHubReleases):  # and a release embeds only one page of assets
+        fake.max_embedded_assets = store.backend.embedded_assets = 2  # type: ignore[attr-defined]
     for index in range(3):
         publish(store, tmp_path, f"m{index}", seed=index)
 
