@@ -49,6 +49,7 @@ class ForgeFault:
     pattern: str
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # the JSON answer (default: {"message": "injected fault"})
     drop: bool = False
     stall: float = 0.0
     times: int | None = 1
@@ -192,7 +193,8 @@ def _handler(fake: FakeForge) -> type[BaseHTTPRequestHandler]:
                               {k: v[-1] for k, v in parse_qs(parts.query).items()}, body,
                               parts.path)
             if fault and fault.status:
-                return request.reply(fault.status, {"message": "injected fault"}, fault.headers)
+                return request.reply(fault.status, fault.body or {"message": "injected fault"},
+                                     fault.headers)
             fake.route(request)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle

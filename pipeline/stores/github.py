@@ -60,11 +60,13 @@ from urllib.parse import quote
 from pipeline.errors import StoreError, StoreNotFoundError
 from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
 from pipeline.stores.forge import (
+    FORGE_RETRY,
     MANIFEST_FILE_RE,
     PAGE_SIZE,
     ForgeClient,
     _origin,
     flatten,
+    forge_retry,
     model_key_of,
     write_manifest_generation,
 )
@@ -111,7 +113,7 @@ class GitHubReleasesBackend:
         *,
         token: str | None,
         api_url: str = DEFAULT_API_URL,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = FORGE_RETRY,
     ) -> None:
         self.owner, self.repo, self.tag = owner, repo, tag
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
@@ -546,5 +548,6 @@ def open_backend(
         owner, repo, tag,
         token=options.token or env.get(TOKEN_ENV) or None,
         api_url=env.get(API_URL_ENV) or DEFAULT_API_URL,
+        retry=forge_retry(env),
     )
     return backend

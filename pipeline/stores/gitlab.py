@@ -41,7 +41,14 @@ from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
 from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
-from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, flatten, write_manifest_generation
+from pipeline.stores.forge import (
+    FORGE_RETRY,
+    MANIFEST_FILE_RE,
+    ForgeClient,
+    flatten,
+    forge_retry,
+    write_manifest_generation,
+)
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
 
@@ -76,7 +83,7 @@ class GitLabPackagesBackend:
         api_url: str,
         token_hint: str,
         secret: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = FORGE_RETRY,
     ) -> None:
         self.host, self.project, self.package = host, project, package
         self.client = ForgeClient(api_url, headers, service="GitLab", token_hint=token_hint,
@@ -423,7 +430,7 @@ def open_backend(
         " (Developer role or more to upload)"
     )
     return GitLabPackagesBackend(host, project, package, headers=headers, api_url=api_url,
-                                 token_hint=hint, secret=private or job)
+                                 token_hint=hint, secret=private or job, retry=forge_retry(env))
 
 
 def _same_host(api_url: str, host: str) -> bool:

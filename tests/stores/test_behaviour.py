@@ -201,3 +201,27 @@ def test_a_skip_read_with_a_summary_reads_the_manifest_only(harness: StoreHarnes
 
     assert latest is not None and latest.metadata == METADATA
     assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
+
+
+def test_download_of_an_unlisted_model_is_not_found(harness: StoreHarness, tmp_path: Path) -> None:
+    publish(harness, "m1")
+
+    with pytest.raises(StoreNotFoundError, match="'nope'"):
+        harness.store.download("nope", tmp_path)
+
+
+def test_urls_point_into_the_store(harness: StoreHarness) -> None:
+    published = publish(harness, "m1")
+
+    assert published.url == harness.store.url_for("m1")
+    assert published.url.startswith(harness.store.url)
+    assert published.url.endswith("models/m1/model.tar.gz")
+
+
+def test_publish_onto_a_corrupt_manifest_uploads_nothing(harness: StoreHarness) -> None:
+    harness.recorder.inner.put_bytes("manifest.json", b"[]")
+
+    with pytest.raises(StoreIntegrityError):
+        publish(harness, "m1")
+
+    assert [call for call in harness.recorder.calls if call[0] in ("put_file", "put_bytes")] == []
