@@ -80,6 +80,7 @@ class FakeForge:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.log: list[tuple[str, str]] = []
+        self.not_modified = 0  # conditional GETs answered 304
         self.faults: list[ForgeFault] = []
         self._httpd: _QuietServer | None = None
         self._thread: threading.Thread | None = None
@@ -279,6 +280,7 @@ class FakeGitHubReleases(FakeForge):
                 shown = self._release_json(release)
                 etag = '"' + hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest() + '"'
                 if r.header("If-None-Match") == etag:  # conditional request: unchanged
+                    self.not_modified += 1  # the lock is held
                     return r.reply(304, None, {**limits, "ETag": etag})
                 return r.reply(200, shown, {**limits, "ETag": etag})
             if r.method == "PATCH" and (m := re.fullmatch(r"releases/(\d+)", rest)):

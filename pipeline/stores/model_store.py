@@ -68,6 +68,8 @@ class StoredMetrics(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         if key in self._headline:
             return self._headline[key]
+        if key == PREDICTIONS_KEY and self._predictions is not None:
+            return self._predictions
         if key != PREDICTIONS_KEY or self._load is None:
             raise KeyError(key)
         load, self._load = self._load, None

@@ -53,6 +53,7 @@ class FakeStoreServer:
         self.token: str | None = None
         self.webdav_strict = False  # PUT/MKCOL answer 409 when the parent collection is missing
         self.etags = True  # send ETags and honour If-Match / If-None-Match
+        self.not_modified = 0  # conditional GETs answered 304
         self.collections: set[str] = {"/"}
         self.lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
@@ -163,6 +164,8 @@ def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
             if data is None:
                 return self._reply(404, b"not found\n")
             if server.etags and self.headers.get("If-None-Match") == _etag(data):
+                with server.lock:
+                    server.not_modified += 1
                 return self._reply(304, b"", {"ETag": _etag(data)})  # conditional GET: unchanged
             self._reply(200, data, {"ETag": _etag(data)} if server.etags else None)
 
