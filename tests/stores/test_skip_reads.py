@@ -197,3 +197,23 @@ def test_unreadable_predictions_count_as_not_stored_and_say_why(
 
     assert latest.metrics.get("predictions") is None
     assert "metrics.json" in (latest.metrics.problem or "")  # type: ignore[attr-defined]
+
+
+def test_the_serve_poller_shares_the_conditional_read(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    from pipeline.serve.watch import ConditionalWatcher, build_watcher
+
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    watcher = build_watcher(open_store(url, base_dir=tmp_path), None)
+    assert isinstance(watcher, ConditionalWatcher)
+
+    first = watcher.read(None)
+    assert first.changed and first.data is not None and b"m1" in first.data
+    before = github_fake.not_modified
+    again = watcher.read(first.token)
+    assert (again.changed, again.data, github_fake.not_modified - before) == (False, None, 1)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+    moved = watcher.read(first.token)
+    assert moved.changed and moved.data is not None and b'"latest":"m2"' in moved.data
