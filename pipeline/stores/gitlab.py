@@ -24,8 +24,12 @@ duplicate policy does not matter for the manifest; ordinary files are replaced b
 uploading the new file and deleting older ones of the same name (or, when the
 project refuses duplicates, deleting first).
 
-Reading the latest model costs one package lookup (cached per process), one file
-listing of the store version and one download per file read.
+Reading the manifest costs one package lookup (cached per process), one file listing
+of the store version and, unless the winning generation is the one read last time
+(``get_if_changed``), its download; the archive's size for ``check_archive`` is one
+listing of the model's version. A skip decision is four requests in a fresh process,
+two in a warm one: generic packages offer no conditional reads and no way to find the
+newest generation without listing.
 """
 
 from __future__ import annotations
