@@ -172,6 +172,22 @@ def test_only_the_latest_entry_carries_the_summary(harness: StoreHarness) -> Non
     assert older.metrics == METRICS and older.metadata == METADATA
 
 
+def test_rollback_moves_the_summary_to_the_new_latest(harness: StoreHarness) -> None:
+    publish(harness, "m1", seed=1)
+    publish(harness, "m2", seed=2)
+
+    harness.store.rollback("m1")
+
+    manifest = harness.store.read_manifest()
+    assert manifest is not None and manifest["latest"] == "m1"
+    assert [("summary" in m) for m in manifest["models"]] == [False, True]  # m2, m1
+    assert manifest["models"][1]["summary"]["metrics"] == METRICS
+    harness.recorder.calls.clear()
+    latest = harness.store.read_latest()
+    assert latest is not None and latest.name == "m1" and latest.newer == ("m2",)
+    assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
+
+
 def test_missing_side_file_of_a_legacy_entry_is_an_integrity_error(harness: StoreHarness) -> None:
     publish(harness, "m1")
     strip_summaries(harness.recorder.inner)
