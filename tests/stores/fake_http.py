@@ -10,6 +10,7 @@ drops the connection mid-upload, or stalls, for ``times`` requests (None: foreve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import socket
@@ -105,6 +106,7 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that time out or hang up on purpose are part of the tests
 
 
+@functools.lru_cache(maxsize=64)  # like a real server, not re-hashed per request (bytes cache their hash)
 def _etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
@@ -112,6 +114,7 @@ def _etag(data: bytes) -> str:
 def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body in one write (no Nagle/delayed-ACK stalls)
         disable_nagle_algorithm = True  # headers and body go out in separate writes
         timeout = 10
 
