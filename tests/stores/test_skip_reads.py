@@ -99,6 +99,9 @@ def test_s3_skip_is_one_conditional_get_object_and_one_head_object(
         calls.clear()
         assert _skip(store) == "m1"  # warm: GetObject with IfNoneMatch, answered 304
         assert calls == ["GetObject", "HeadObject"]
+        first = store.backend.get_if_changed("manifest.json", None)  # type: ignore[attr-defined]
+        assert first.data is not None
+        assert store.backend.get_if_changed("manifest.json", first.token).data is None  # type: ignore[attr-defined]
     finally:
         s3_client.meta.events.unregister("before-call.s3", record)
 
