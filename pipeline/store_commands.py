@@ -146,7 +146,7 @@ def _gate(model: StoredModel) -> str:
     return "passed"  # ci uploads only models that pass their gate
 
 
-def _metric(metrics: dict[str, Any], key: str) -> str:
+def _metric(metrics: Mapping[str, Any], key: str) -> str:
     value = metrics.get(key)
     if isinstance(value, dict):
         value = value.get("f1") if "f1" in value else value.get("weighted_f1")

@@ -7,6 +7,9 @@ Written from the public documentation:
   list assets (``per_page``/``page``, ``Link: rel="next"``), upload an asset to the
   release's ``upload_url`` (201; 422 ``already_exists`` for a taken name), get an asset
   with ``Accept: application/octet-stream`` (302 to the file), delete an asset (204).
+  A release is shown with its ``assets`` embedded and an ``ETag``; ``If-None-Match`` with
+  that ETag answers 304 (conditional requests); ``PATCH`` updates its body (422 beyond
+  125,000 characters).
   ``Authorization: Bearer`` is required (401 "Bad credentials"); a read-only token gets
   403 "Resource not accessible by integration" on writes.
 * GitLab "Generic packages repository" and "Packages API": PUT a file (201; with
@@ -21,6 +24,7 @@ limit), a dropped connection midway through the body, or a stall.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -45,6 +49,7 @@ class ForgeFault:
     pattern: str
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # the JSON answer (default: {"message": "injected fault"})
     drop: bool = False
     stall: float = 0.0
     times: int | None = 1
@@ -75,6 +80,7 @@ class FakeForge:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.log: list[tuple[str, str]] = []
+        self.not_modified = 0  # conditional GETs answered 304
         self.faults: list[ForgeFault] = []
         self._httpd: _QuietServer | None = None
         self._thread: threading.Thread | None = None
@@ -188,7 +194,8 @@ def _handler(fake: FakeForge) -> type[BaseHTTPRequestHandler]:
                               {k: v[-1] for k, v in parse_qs(parts.query).items()}, body,
                               parts.path)
             if fault and fault.status:
-                return request.reply(fault.status, {"message": "injected fault"}, fault.headers)
+                return request.reply(fault.status, fault.body or {"message": "injected fault"},
+                                     fault.headers)
             fake.route(request)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
@@ -214,6 +221,8 @@ class FakeGitHubReleases(FakeForge):
         self.releases: dict[int, dict[str, Any]] = {}
         self.assets: dict[int, dict[str, Any]] = {}  # id -> asset JSON + "_data"
         self.next_id = 100
+        self.max_body_chars = 125_000  # GitHub's limit for a release body
+        self.max_embedded_assets = 100
 
     @property
     def api_url(self) -> str:
@@ -233,6 +242,12 @@ class FakeGitHubReleases(FakeForge):
 
     def _public(self, asset: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in asset.items() if not k.startswith("_")}
+
+    def _release_json(self, release: dict[str, Any]) -> dict[str, Any]:
+        """The release as the API shows it: with its assets embedded (caller holds the lock)."""
+        assets = [self._public(a) for a in sorted(self.assets.values(), key=lambda a: a["id"])
+                  if a["_release"] == release["id"]]
+        return {**release, "assets": assets[: self.max_embedded_assets]}
 
     def route(self, r: Request) -> None:
         limits = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4999",
@@ -260,8 +275,25 @@ class FakeGitHubReleases(FakeForge):
         with self.lock:
             if r.method == "GET" and (m := re.fullmatch(r"releases/tags/(.+)", rest)):
                 release = next((x for x in self.releases.values() if x["tag_name"] == m[1]), None)
-                return r.reply(*((200, release) if release else (404, {"message": "Not Found"})),
-                               limits)
+                if release is None:
+                    return r.reply(404, {"message": "Not Found"}, limits)
+                shown = self._release_json(release)
+                etag = '"' + hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest() + '"'
+                if r.header("If-None-Match") == etag:  # conditional request: unchanged
+                    self.not_modified += 1  # the lock is held
+                    return r.reply(304, None, {**limits, "ETag": etag})
+                return r.reply(200, shown, {**limits, "ETag": etag})
+            if r.method == "PATCH" and (m := re.fullmatch(r"releases/(\d+)", rest)):
+                release = self.releases.get(int(m[1]))
+                if release is None:
+                    return r.reply(404, {"message": "Not Found"}, limits)
+                payload = json.loads(r.body or b"{}")
+                if len(payload.get("body") or "") > self.max_body_chars:
+                    return r.reply(422, {"message": "Validation Failed", "errors": [
+                        {"resource": "Release", "code": "custom", "field": "body",
+                         "message": "body is too long (maximum is 125000 characters)"}]}, limits)
+                release.update({k: v for k, v in payload.items() if k in ("body", "name")})
+                return r.reply(200, self._release_json(release), limits)
             if r.method == "POST" and rest == "releases" and r.path.startswith(api):
                 payload = json.loads(r.body or b"{}")
                 tag = payload.get("tag_name")
@@ -282,7 +314,7 @@ class FakeGitHubReleases(FakeForge):
                                   "{?name,label}",
                 }
                 self.releases[release_id] = release
-                return r.reply(201, release, limits)
+                return r.reply(201, self._release_json(release), limits)
             if m := re.fullmatch(r"releases/(\d+)/assets", rest):
                 release_id = int(m[1])
                 if release_id not in self.releases:

@@ -56,6 +56,14 @@ def _manifest(work: Path) -> dict:
     return json.loads((work / ".deltatrain" / "store" / "manifest.json").read_text())
 
 
+def _without_summaries(work: Path) -> None:
+    """Make the store's manifest look like an older deltatrain wrote it: the side files decide."""
+    manifest = _manifest(work)
+    for entry in manifest["models"]:
+        entry.pop("summary", None)
+    (work / ".deltatrain" / "store" / "manifest.json").write_text(json.dumps(manifest))
+
+
 def _report(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -74,8 +82,9 @@ def test_scheduled_run_retrains_in_full(first_run: Path, tmp_path: Path) -> None
 def test_gate_failure_falls_back_to_full_then_keeps_the_good_model(first_run: Path, tmp_path: Path) -> None:
     work, repo = _clone(first_run, tmp_path)
     previous = _manifest(work)["latest"]
-    metrics_file = work / ".deltatrain" / "store" / "models" / previous / "metrics.json"
-    metrics_file.write_text(json.dumps({"intent_f1": 1.0, "entity_f1": 1.0, "story_accuracy": 1.0}))
+    manifest = _manifest(work)  # the latest's metrics, as the manifest carries them inline
+    manifest["models"][0]["summary"]["metrics"] = {"intent_f1": 1.0, "entity_f1": 1.0, "story_accuracy": 1.0}
+    (work / ".deltatrain" / "store" / "manifest.json").write_text(json.dumps(manifest))
     _add_examples(work, repo)
     report = tmp_path / "report.json"
     code = main(["ci", "-C", str(work), *TINY, "--max-drop", "0", "--min-intent-f1", "0.999",
@@ -266,6 +275,7 @@ def test_a_malformed_side_file_in_the_store_is_reported_and_means_full(
     work, _ = _clone(first_run, tmp_path)
     leaf, data, detail = SIDE_FILE_DAMAGE[case]
     broken = _manifest(work)["latest"]
+    _without_summaries(work)
     (_store(work) / "models" / broken / leaf).write_bytes(data)
     report = tmp_path / "report.json"
 
@@ -281,6 +291,7 @@ def test_a_malformed_side_file_in_the_store_is_reported_and_means_full(
 def test_a_malformed_side_file_trains_in_full_and_publishes(first_run: Path, tmp_path: Path) -> None:
     work, _ = _clone(first_run, tmp_path)
     broken = _manifest(work)["latest"]
+    _without_summaries(work)
     (_store(work) / "models" / broken / "metadata.json").write_text('{"finetunes_in_a_row": "3"}')
     report = tmp_path / "report.json"
 

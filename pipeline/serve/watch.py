@@ -3,8 +3,9 @@
 An adapter over :mod:`pipeline.stores` (used read-only): a local store is
 checked with one ``stat`` of ``manifest.json``, an HTTP store with a
 conditional ``GET`` (``If-None-Match`` with the last ETag, answered ``304``
-when unchanged), and any other backend by reading the manifest and comparing
-its sha256. The stores layer could offer this as ``Backend.get_if_changed``.
+when unchanged), S3 and the forges through their backend's ``get_if_changed``
+(:class:`pipeline.stores.backend.ConditionalBackend`), and any other backend by
+reading the manifest and comparing its sha256.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
+from pipeline.stores.backend import ConditionalBackend
 from pipeline.stores.layout import MANIFEST_KEY
 from pipeline.stores.model_store import ModelStore
 
@@ -112,6 +114,26 @@ class HttpWatcher:
         return ManifestRead(current, data if current != token else None, current != token)
 
 
+class ConditionalWatcher:
+    """Any backend with ``get_if_changed`` (S3, GitHub, GitLab): its own conditional read."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+
+    def read(self, token: str | None) -> ManifestRead:
+        """The backend's conditional read; servers without version tokens fall back to sha256."""
+        backend = self.store.backend
+        assert isinstance(backend, ConditionalBackend)
+        mine = token[len("cond:"):] if token and token.startswith("cond:") else None
+        found = backend.get_if_changed(MANIFEST_KEY, mine)
+        if found is None:
+            return ManifestRead(None, None, token is not None)
+        if found.data is None:
+            return ManifestRead(token, None, False)
+        current = f"cond:{found.token}" if found.token else "sha256:" + hashlib.sha256(found.data).hexdigest()
+        return ManifestRead(current, found.data if current != token else None, current != token)
+
+
 def build_watcher(store: ModelStore, token: str | None) -> ManifestWatcher:
     """The cheapest watcher the store's backend allows."""
     root = getattr(store.backend, "root", None)
@@ -119,4 +141,6 @@ def build_watcher(store: ModelStore, token: str | None) -> ManifestWatcher:
         return LocalWatcher(store, str(root))
     if store.url.startswith(("http://", "https://")):
         return HttpWatcher(store.backend.describe(MANIFEST_KEY), token)
+    if isinstance(store.backend, ConditionalBackend):
+        return ConditionalWatcher(store)
     return ContentWatcher(store)

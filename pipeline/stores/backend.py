@@ -90,6 +90,28 @@ class Backend(Protocol):
 
 
 @dataclass(frozen=True)
+class Conditional:
+    """What a conditional read found: ``data`` is None when the key is unchanged since the
+    token the caller passed; ``token`` identifies the version read (None: not cacheable)."""
+
+    token: str | None
+    data: bytes | None
+
+
+@runtime_checkable
+class ConditionalBackend(Protocol):
+    """Optional: backends that can tell "unchanged since my last read" without sending the data
+    (a stat of the file, ``If-None-Match`` with the ETag, the newest manifest generation)."""
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """None when ``key`` does not exist; data None when it is still at ``token``; else the
+        data and its new token."""
+        ...
+
+
+@dataclass(frozen=True)
 class ListedKey:
     """A key found by listing, with when it was last written."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,18 +20,38 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.http import RetryPolicy, make_session, network_reason
+from pipeline.stores.http import MAX_WAIT_ENV, RetryPolicy, make_session, network_reason, rate_limit_wait
 from pipeline.stores.backend import CAS_ATTEMPTS, Backend
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
 
 if TYPE_CHECKING:
     import requests
 
+#: GitHub: "wait for at least one minute" after a secondary rate limit that names no time.
+SECONDARY_WAIT = 60.0
+#: The forges' retry policy: rate limits are waited out up to ``max_wait`` seconds.
+FORGE_RETRY = RetryPolicy(secondary_wait=SECONDARY_WAIT)
+
 SEPARATOR = "--"
 PAGE_SIZE = 100
 _CHUNK = 1024 * 1024
 #: Manifest generations are immutable files ``manifest.<generation>[.<writer>].json``.
 MANIFEST_FILE_RE = re.compile(r"manifest\.(\d{1,12})(?:\.([0-9a-f]{32}))?\.json")
+
+
+def forge_retry(environ: Mapping[str, str]) -> RetryPolicy:
+    """FORGE_RETRY with the longest rate-limit wait from DELTATRAIN_RATE_LIMIT_MAX_WAIT (seconds)."""
+    text = environ.get(MAX_WAIT_ENV, "").strip()
+    if not text:
+        return FORGE_RETRY
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise StoreError(f"{MAX_WAIT_ENV} must be a number of seconds >= 0, received {text!r}",
+                         hint=f"e.g. {MAX_WAIT_ENV}=600 to sit out rate limits of up to 10 minutes")
+    return replace(FORGE_RETRY, max_wait=seconds)
 
 
 def flatten(key: str) -> str:
@@ -66,7 +88,7 @@ class ForgeClient:
         *,
         service: str,
         token_hint: str,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = FORGE_RETRY,
         timeout: tuple[float, float] = (10.0, 300.0),
         secret: str | None = None,
     ) -> None:
@@ -103,18 +125,26 @@ class ForgeClient:
                 location=url,
                 hint=f"check the API URL (now {self.api_url})",
             )
-        self.requests_sent += 1
         kwargs.setdefault("timeout", self.timeout)
-        try:
-            response = self.session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            raise StoreError(
-                f"{method} {url} failed after {self.retry.attempts} attempt(s):"
-                f" {network_reason(exc)}",
-                location=url,
-                hint=f"check that {self.service} is reachable (tried {self.retry.attempts}"
-                " times with backoff)",
-            ) from exc
+        for attempt in range(1, self.retry.attempts + 1):
+            self.requests_sent += 1
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except requests.RequestException as exc:
+                raise StoreError(
+                    f"{method} {url} failed after {self.retry.attempts} attempt(s):"
+                    f" {network_reason(exc)}",
+                    location=url,
+                    hint=f"check that {self.service} is reachable (tried {self.retry.attempts}"
+                    " times with backoff)",
+                ) from exc
+            wait = self._secondary_limit_wait(response)
+            if wait is None or wait > self.retry.max_wait or attempt == self.retry.attempts:
+                break
+            response.close()
+            time.sleep(wait)  # a 403 secondary rate limit: urllib3 cannot read the message
+            if hasattr(kwargs.get("data"), "seek"):
+                kwargs["data"].seek(0)
         if response.status_code >= 400 and response.status_code not in allow:
             self.raise_for(response, method, url, what)
         return response
@@ -122,6 +152,19 @@ class ForgeClient:
     def extra_origins(self) -> tuple[str, ...]:
         """Other origins the token may go to (GitHub's uploads host)."""
         return ()
+
+    def _secondary_limit_wait(self, response: requests.Response) -> float | None:
+        """The wait for a 403 that only its message marks as a secondary rate limit (GitHub
+        sends some without Retry-After or x-ratelimit-remaining: 0); None for anything else."""
+        if response.status_code != 403 or self._rate_limit_wait(response) is not None:
+            return None
+        if "secondary rate limit" not in self.message(response).lower():
+            return None
+        return self.retry.secondary_wait if self.retry.secondary_wait is not None else SECONDARY_WAIT
+
+    def _rate_limit_wait(self, response: requests.Response) -> float | None:
+        return rate_limit_wait(response.status_code, response.headers,
+                               secondary_wait=self.retry.secondary_wait, now=time.time())
 
     def json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
         """A call whose answer is JSON."""
@@ -187,6 +230,25 @@ class ForgeClient:
                 location=f"{method} {url}",
                 hint=self.token_hint,
             )
+        wait = self._rate_limit_wait(response) if status in (403, 429) else None
+        if wait is None and status == 403:
+            wait = self._secondary_limit_wait(response)
+        if wait is not None:
+            reset = response.headers.get("x-ratelimit-reset", "")
+            until = (f" until {datetime.fromtimestamp(int(reset), UTC):%H:%M:%S} UTC"
+                     if response.headers.get("x-ratelimit-remaining") == "0" and reset.isdigit()
+                     else "")
+            kind = ("the API rate limit is used up" + until if until
+                    else "a secondary rate limit (too many requests in a short time)")
+            waited = (f"it asks for a {wait:.0f} s wait, more than the {self.retry.max_wait:.0f} s"
+                      " this job may wait" if wait > self.retry.max_wait
+                      else f"still limited after {self.retry.attempts} attempts")
+            raise StoreError(
+                f"{self.service} refused {what}: {kind}; {waited} ({received})",
+                location=f"{method} {url}",
+                hint=f"run the job again later, or let it wait longer with {MAX_WAIT_ENV}=SECONDS;"
+                " a token with a higher limit (a GitHub App or a personal token) also helps",
+            )
         if status == 403 and method in ("POST", "PUT", "PATCH", "DELETE") and (
             os.environ.get("GITHUB_EVENT_NAME") in PULL_REQUEST_EVENTS
         ):
@@ -199,16 +261,10 @@ class ForgeClient:
                 " `permissions: contents: write`, or run with --no-upload",
             )
         if status == 403:
-            limited = response.headers.get("x-ratelimit-remaining") == "0"
-            reset = response.headers.get("x-ratelimit-reset", "")
-            until = (f" until {datetime.fromtimestamp(int(reset), UTC):%H:%M:%S} UTC"
-                     if reset.isdigit() else "")
             raise StoreAuthError(
-                f"{self.service} refused {what} ({received})"
-                + (f" — the API rate limit is used up{until}" if limited else ""),
+                f"{self.service} refused {what} ({received})",
                 location=f"{method} {url}",
-                hint=("wait until the rate limit resets, or use a token with a higher limit"
-                      if limited else self.token_hint),
+                hint=self.token_hint,
             )
         if status == 404:
             raise StoreNotFoundError(

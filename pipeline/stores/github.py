@@ -29,12 +29,25 @@ of immutable generations ``manifest.<n>.json``:
 A retried upload whose first try did succeed answers 422 too; ModelStore then
 re-reads, finds its own change and writes it once more (idempotent merge).
 
-Reading the latest model costs: one asset listing (one page up to 100 assets) and
-one download per file read.
+Reading the manifest in one request
+-----------------------------------
+The release JSON (``GET /releases/tags/TAG``) embeds the release's assets, so one
+conditional request (``If-None-Match`` with the last ETag; 304 when nothing
+changed) gives the asset listing: the newest manifest generation and every model
+file's size, which also answers ``check_archive`` without another request. The
+writer that wins generation ``n`` copies it into the release body afterwards, marked
+with ``n`` and the asset's id; a reader uses that copy only when it names the newest
+generation's asset in the same response, and downloads the asset otherwise (the
+copy is late, lost to a crash, or too long for a release body: 125,000 characters).
+The body is a cache: the generation assets alone decide the compare-and-swap.
+
+A skip decision therefore costs one request while the manifest fits the release
+body, else three (the release, the asset API call and its redirect to the file).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -45,8 +58,18 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, ListedKey, Versioned, too_large
-from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, _origin, flatten, model_key_of, write_manifest_generation
+from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
+from pipeline.stores.forge import (
+    FORGE_RETRY,
+    MANIFEST_FILE_RE,
+    PAGE_SIZE,
+    ForgeClient,
+    _origin,
+    flatten,
+    forge_retry,
+    model_key_of,
+    write_manifest_generation,
+)
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, check_key
 
@@ -57,6 +80,10 @@ DEFAULT_TAG = "deltatrain-models"
 API_VERSION = "2022-11-28"
 #: Manifest generations kept besides the newest (for readers that listed a moment ago).
 KEEP_GENERATIONS = 3
+#: GitHub refuses release bodies longer than this many characters.
+MAX_BODY_CHARS = 125_000
+RELEASE_BODY = "Models trained by deltatrain (a model store; not a product release)."
+_MIRROR_RE = re.compile(r"<!-- deltatrain-manifest generation=(\d+) asset=(\d+)\r?\n(.*?)\r?\n-->", re.S)
 _URL_RE = re.compile(r"github://([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)(?:/([^/?#\s]+))?/?")
 
 
@@ -75,6 +102,9 @@ class Asset:
 class GitHubReleasesBackend:
     """Store keys as assets of one release; the manifest is a chain of immutable generations."""
 
+    #: A release JSON embedding this many assets may have left some out: list them instead.
+    embedded_assets = PAGE_SIZE
+
     def __init__(
         self,
         owner: str,
@@ -83,7 +113,7 @@ class GitHubReleasesBackend:
         *,
         token: str | None,
         api_url: str = DEFAULT_API_URL,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = FORGE_RETRY,
     ) -> None:
         self.owner, self.repo, self.tag = owner, repo, tag
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
@@ -103,7 +133,10 @@ class GitHubReleasesBackend:
         )
         self.repo_url = f"{self.client.api_url}/repos/{owner}/{repo}"
         self._release: dict[str, Any] | None = None
+        self._release_etag: str | None = None
         self._listing: dict[str, Asset] | None = None
+        #: Whether ``_listing`` is as fresh as the last manifest read (no own write since).
+        self._listing_current = False
 
     def __repr__(self) -> str:
         return f"GitHubReleasesBackend({self.owner}/{self.repo}@{self.tag})"
@@ -153,7 +186,7 @@ class GitHubReleasesBackend:
             json={
                 "tag_name": self.tag,
                 "name": "deltatrain models",
-                "body": "Models trained by deltatrain (a model store; not a product release).",
+                "body": RELEASE_BODY,
                 "prerelease": True,
                 "draft": False,
                 "make_latest": "false",
@@ -182,15 +215,30 @@ class GitHubReleasesBackend:
         return asset if asset is not None and asset.state == "uploaded" else None
 
     def _assets(self) -> dict[str, Asset]:
-        """A fresh listing of the release's assets (remembered for model-file lookups)."""
-        release = self._find_release()
-        if release is None:
-            self._listing = {}
+        """A fresh listing of the release's assets, from one conditional GET of the release
+        (which embeds them; a release with a full page of assets is listed page by page)."""
+        headers = {"If-None-Match": self._release_etag} if self._release_etag else None
+        response = self.client.request(
+            "GET", f"{self.repo_url}/releases/tags/{quote(self.tag, safe='')}",
+            allow=(304, 404), what=f"the release {self.tag!r} of {self.owner}/{self.repo}",
+            headers=headers,
+        )
+        if response.status_code == 404:
+            self._release = self._release_etag = None
+            self._check_repository()
+            self._listing, self._listing_current = {}, True
             return {}
+        if response.status_code != 304 or self._release is None:
+            self._remember(response.json())
+            self._release_etag = response.headers.get("ETag")
+        release = self._release
+        assert release is not None
+        embedded = release.get("assets")
+        items = (embedded if isinstance(embedded, list) and len(embedded) < self.embedded_assets else
+                 list(self.client.pages(f"{self.repo_url}/releases/{release['id']}/assets",
+                                        what="the release's asset list")))
         assets: dict[str, Asset] = {}
-        for item in self.client.pages(
-            f"{self.repo_url}/releases/{release['id']}/assets", what="the release's asset list"
-        ):
+        for item in items:
             try:
                 asset = Asset(int(item["id"]), str(item["name"]), int(item["size"]),
                               str(item.get("state", "uploaded")), str(item.get("updated_at", "")),
@@ -198,21 +246,56 @@ class GitHubReleasesBackend:
             except (KeyError, TypeError, ValueError):
                 continue
             assets[asset.name] = asset
-        self._listing = assets
+        self._listing, self._listing_current = assets, True
         return assets
 
-    def _upload(self, name: str, body: Any, size: int) -> bool:
-        """Upload one asset; False when the name is taken (422 already_exists)."""
+    def _mirrored(self, generation: int, asset: Asset) -> bytes | None:
+        """The manifest copied into the release body, if it is this very generation's asset."""
+        body = (self._release or {}).get("body")
+        match = _MIRROR_RE.search(body) if isinstance(body, str) else None
+        if match is None or (int(match.group(1)), int(match.group(2))) != (generation, asset.id):
+            return None
+        return match.group(3).encode("utf-8")
+
+    def _mirror(self, generation: int, asset_id: int, data: bytes) -> None:
+        """Copy the manifest this run just won into the release body (best effort: a reader
+        that finds no current copy downloads the generation's asset)."""
+        release = self._release
+        if release is None:
+            return
+        try:
+            compact = json.dumps(json.loads(data), separators=(",", ":"), sort_keys=True,
+                                 ensure_ascii=False).replace(">", "\\u003e")  # never ends the comment
+        except ValueError:
+            return
+        body = f"{RELEASE_BODY}\n\n<!-- deltatrain-manifest generation={generation} asset={asset_id}\n{compact}\n-->"
+        if len(body) > MAX_BODY_CHARS:
+            body = RELEASE_BODY  # too long: readers download the asset; no stale copy stays
+        try:
+            self.client.request("PATCH", f"{self.repo_url}/releases/{release['id']}",
+                                what="updating the model release's description", json={"body": body})
+        except StoreError:
+            pass  # a cache, never correctness
+
+    def _upload(self, name: str, body: Any, size: int) -> int | None:
+        """Upload one asset; its id, or None when the name is taken (422 already_exists)."""
         release = self._ensure_release()
         upload_url = str(release["upload_url"]).split("{", 1)[0]
+        self._listing_current = False
         response = self.client.request(
             "POST", upload_url, params={"name": name}, data=body, allow=(422,),
             what=f"uploading {name}",
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        return response.status_code != 422
+        if response.status_code == 422:
+            return None
+        try:
+            return int(response.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            return 0  # uploaded, id unknown: the body copy is then never trusted
 
     def _delete_asset(self, asset: Asset) -> None:
+        self._listing_current = False
         self.client.request("DELETE", f"{self.repo_url}/releases/assets/{asset.id}",
                             allow=(404,), what=f"deleting {asset.name}")
 
@@ -240,24 +323,52 @@ class GitHubReleasesBackend:
 
     def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
         """Read a key; the manifest's version is its generation number."""
+        if key == MANIFEST_KEY:
+            found = self._read_manifest(None, max_bytes)
+            if found is None:
+                return None
+            assert found.data is not None and found.token is not None  # no token given
+            return Versioned(found.data, found.token.split(":", 1)[0])
         for attempt in range(3):  # a file can be deleted or replaced between listing and read
-            if key == MANIFEST_KEY:
-                found = _newest_generation(self._assets())  # always a fresh listing
-                if found is None:
-                    return None
-                generation, asset = found
-            else:
-                if attempt:
-                    self._listing = None
-                cached = self._cached_asset(key)
-                if cached is None:
-                    return None
-                asset, generation = cached, 0
+            if attempt:
+                self._listing = None
+            asset = self._cached_asset(key)
+            if asset is None:
+                return None
             try:
-                data = self._read_asset(asset, max_bytes)
+                return Versioned(self._read_asset(asset, max_bytes), str(asset.id))
             except StoreNotFoundError:
                 continue
-            return Versioned(data, str(generation) if key == MANIFEST_KEY else str(asset.id))
+        return None
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """The manifest by one conditional GET of the release (see the module docstring);
+        the token is ``<generation>:<asset id>``. Other keys are read in full."""
+        if key == MANIFEST_KEY:
+            return self._read_manifest(token, max_bytes)
+        found = self.get_versioned(key, max_bytes=max_bytes)
+        return None if found is None else Conditional(None, found.data)
+
+    def _read_manifest(self, token: str | None, max_bytes: int | None) -> Conditional | None:
+        for _ in range(3):  # a generation can be deleted between listing and download
+            newest = _newest_generation(self._assets())
+            if newest is None:
+                return None
+            generation, asset = newest
+            current = f"{generation}:{asset.id}"
+            if current == token:
+                return Conditional(current, None)
+            if max_bytes is not None and asset.size > max_bytes:  # the limit is the file's
+                raise too_large(asset.name, self.describe_name(asset.name), max_bytes)
+            data = self._mirrored(generation, asset)
+            if data is not None:
+                return Conditional(current, data)
+            try:
+                return Conditional(current, self._read_asset(asset, max_bytes))
+            except StoreNotFoundError:
+                continue
         return None
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
@@ -267,7 +378,8 @@ class GitHubReleasesBackend:
         generation = int(expected) + 1 if expected and expected.isdigit() else 1
         if expected is not None and not expected.isdigit():
             return False
-        if not self._upload(f"manifest.{generation}.json", data, len(data)):
+        asset_id = self._upload(f"manifest.{generation}.json", data, len(data))
+        if asset_id is None:
             # a failed upload can leave an empty "starter" asset holding the name (GitHub
             # documents that it can be deleted): remove it so the chain can go on
             taken = self._assets().get(f"manifest.{generation}.json")
@@ -275,6 +387,8 @@ class GitHubReleasesBackend:
                 self._delete_asset(taken)
             return False
         self._drop_old_generations(generation)
+        if asset_id:
+            self._mirror(generation, asset_id, data)
         return True
 
     def _drop_old_generations(self, newest: int) -> None:
@@ -314,7 +428,7 @@ class GitHubReleasesBackend:
                 self._delete_asset(existing)
             data = body()
             try:
-                if self._upload(name, data, size):
+                if self._upload(name, data, size) is not None:
                     return
             finally:
                 if hasattr(data, "close"):
@@ -343,8 +457,10 @@ class GitHubReleasesBackend:
         return asset is not None and asset.state == "uploaded"
 
     def size(self, key: str) -> int | None:
-        """The asset's size from a fresh listing."""
-        asset = self._assets().get(flatten(key))
+        """The asset's size from the listing of the last manifest read (one response: what the
+        manifest lists is checked against the same moment), or a fresh one after own writes."""
+        listing = self._listing if self._listing is not None and self._listing_current else self._assets()
+        asset = listing.get(flatten(key))
         if asset is None or asset.state != "uploaded":
             raise StoreNotFoundError(
                 f"not found in the model store: {self.describe(key)}", location=self.describe(key)
@@ -432,5 +548,6 @@ def open_backend(
         owner, repo, tag,
         token=options.token or env.get(TOKEN_ENV) or None,
         api_url=env.get(API_URL_ENV) or DEFAULT_API_URL,
+        retry=forge_retry(env),
     )
     return backend

@@ -24,8 +24,12 @@ duplicate policy does not matter for the manifest; ordinary files are replaced b
 uploading the new file and deleting older ones of the same name (or, when the
 project refuses duplicates, deleting first).
 
-Reading the latest model costs one package lookup (cached per process), one file
-listing of the store version and one download per file read.
+Reading the manifest costs one package lookup (cached per process), one file listing
+of the store version and, unless the winning generation is the one read last time
+(``get_if_changed``), its download; the archive's size for ``check_archive`` is one
+listing of the model's version. A skip decision is four requests in a fresh process,
+two in a warm one: generic packages offer no conditional reads and no way to find the
+newest generation without listing.
 """
 
 from __future__ import annotations
@@ -40,8 +44,15 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, ListedKey, Versioned, too_large
-from pipeline.stores.forge import MANIFEST_FILE_RE, ForgeClient, flatten, write_manifest_generation
+from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
+from pipeline.stores.forge import (
+    FORGE_RETRY,
+    MANIFEST_FILE_RE,
+    ForgeClient,
+    flatten,
+    forge_retry,
+    write_manifest_generation,
+)
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
 
@@ -76,7 +87,7 @@ class GitLabPackagesBackend:
         api_url: str,
         token_hint: str,
         secret: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = FORGE_RETRY,
     ) -> None:
         self.host, self.project, self.package = host, project, package
         self.client = ForgeClient(api_url, headers, service="GitLab", token_hint=token_hint,
@@ -230,6 +241,29 @@ class GitLabPackagesBackend:
             try:
                 return Versioned(self._read(STORE_VERSION, winner[1].file_name, max_bytes),
                                  str(winner[0]))
+            except StoreNotFoundError:
+                continue
+        return None
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """The manifest: list the store version's files, download only when the winning newest
+        generation (token ``<generation>:<file id>``) is not the one read last time."""
+        if key != MANIFEST_KEY:
+            found = self.get_versioned(key, max_bytes=max_bytes)
+            return None if found is None else Conditional(None, found.data)
+        for _ in range(3):  # a generation can be deleted between listing and download
+            winner = self._manifest_winner()
+            if winner is None:
+                return None
+            current = f"{winner[0]}:{winner[1].id}"
+            if current == token:
+                return Conditional(current, None)
+            if max_bytes is not None and winner[1].size > max_bytes:
+                raise too_large(winner[1].file_name, self.describe(key), max_bytes)
+            try:
+                return Conditional(current, self._read(STORE_VERSION, winner[1].file_name, max_bytes))
             except StoreNotFoundError:
                 continue
         return None
@@ -400,7 +434,7 @@ def open_backend(
         " (Developer role or more to upload)"
     )
     return GitLabPackagesBackend(host, project, package, headers=headers, api_url=api_url,
-                                 token_hint=hint, secret=private or job)
+                                 token_hint=hint, secret=private or job, retry=forge_retry(env))
 
 
 def _same_host(api_url: str, host: str) -> bool:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from urllib3.exceptions import MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.backend import BackendOptions, Versioned, content_version, too_large
+from pipeline.stores.backend import BackendOptions, Conditional, Versioned, content_version, too_large
 from pipeline.stores.layout import check_key
 
 if TYPE_CHECKING:
@@ -29,12 +31,16 @@ _CHUNK = 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+#: Environment variable: the longest rate-limit wait (seconds) a store may sit out.
+MAX_WAIT_ENV = "DELTATRAIN_RATE_LIMIT_MAX_WAIT"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """At most ``attempts`` tries; waits ``backoff * 2**n`` seconds (capped) between them.
 
     Carried out by ``urllib3.util.Retry`` on the session's adapter (see :func:`make_session`),
-    which also honours ``Retry-After``; GitHub's ``x-ratelimit-reset`` is honoured too.
+    which also honours ``Retry-After`` and GitHub's rate-limit headers (:class:`ForgeRetry`).
     """
 
     attempts: int = 4
@@ -42,6 +48,9 @@ class RetryPolicy:
     max_delay: float = 8.0
     #: Longest wait a Retry-After or rate-limit reset may ask for before we give up instead.
     max_wait: float = 120.0
+    #: Wait after a secondary rate limit that says neither Retry-After nor a reset (GitHub
+    #: asks for at least a minute); None: such answers get the ordinary backoff (plain HTTP).
+    secondary_wait: float | None = None
 
     def to_urllib3(self) -> Retry:
         """The equivalent urllib3 Retry (every method, connect/read errors and 429/5xx)."""
@@ -59,47 +68,84 @@ class RetryPolicy:
             raise_on_status=False,
             raise_on_redirect=False,
             max_wait=self.max_wait,
+            secondary_wait=self.secondary_wait,
         )
 
 
-class ForgeRetry(Retry):
-    """urllib3 Retry that also waits out GitHub's primary rate limit.
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], *, secondary_wait: float | None, now: float
+) -> float | None:
+    """Seconds a rate-limited answer asks us to wait, following GitHub's rules; None when the
+    answer is not (recognisably) a rate limit.
 
-    GitHub answers 403 or 429 with ``x-ratelimit-remaining: 0`` and the epoch second
-    of the reset in ``x-ratelimit-reset`` (secondary limits send ``Retry-After``,
-    which urllib3 already honours). Waits longer than ``max_wait`` are not slept:
-    the answer is returned so the caller can report it.
+    ``Retry-After`` first; else, with ``x-ratelimit-remaining: 0``, until ``x-ratelimit-reset``;
+    else a 429 is a secondary limit: ``secondary_wait`` (a 403 secondary limit is told apart
+    from a refusal by its message only, see :meth:`ForgeClient.request`).
+    """
+    if status not in (403, 429):
+        return None
+    after = headers.get("Retry-After", "").strip()
+    if after.isdigit():
+        return float(after)
+    if headers.get("x-ratelimit-remaining") == "0":
+        reset = headers.get("x-ratelimit-reset", "").strip()
+        if reset.isdigit():
+            return max(0.0, int(reset) - now) + 1.0
+    if status == 429 and secondary_wait is not None:
+        return secondary_wait
+    return None
+
+
+class ForgeRetry(Retry):
+    """urllib3 Retry that also waits out GitHub's rate limits.
+
+    GitHub answers 403 or 429 with ``Retry-After``, or with ``x-ratelimit-remaining: 0`` and
+    the epoch second of the reset in ``x-ratelimit-reset``, or (a secondary limit) with
+    neither, asking for at least a minute. Waits longer than ``max_wait`` are not slept: the
+    answer is returned at once so the caller can report it. A 403 that is not a rate limit
+    is returned untouched (its body says why).
     """
 
-    def __init__(self, *args: Any, max_wait: float = 120.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_wait: float = 120.0, secondary_wait: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_wait = max_wait
+        self.secondary_wait = secondary_wait
 
     def new(self, **kwargs: Any) -> ForgeRetry:
-        """Copy with changed counters, keeping ``max_wait``."""
+        """Copy with changed counters, keeping the rate-limit settings."""
         kwargs.setdefault("max_wait", self.max_wait)
-        return cast(ForgeRetry, super().new(**kwargs))
+        kwargs.setdefault("secondary_wait", self.secondary_wait)
+        return super().new(**kwargs)
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        """Also retry a 403 that is a rate limit (decided in :meth:`increment`'s response)."""
-        if status_code == 403 and has_retry_after:
+        """403 and 429 are looked at in :meth:`increment`, where the headers are known."""
+        if status_code in (403, 429):
             return self.total is None or self.total > 0
         return bool(super().is_retry(method, status_code, has_retry_after))
 
+    def increment(self, *args: Any, **kwargs: Any) -> ForgeRetry:
+        """Count one more try; a 403/429 that is no rate limit, or asks for longer than
+        ``max_wait``, ends the retries here (urllib3 then returns the answer as it is)."""
+        response: BaseHTTPResponse | None = kwargs.get("response")
+        if response is not None and response.status in (403, 429):
+            wait = self._wait_for(response)
+            if (wait is None and response.status == 403) or (wait is not None and wait > self.max_wait):
+                raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", None)  # type: ignore[arg-type]
+        return super().increment(*args, **kwargs)
+
+    def _wait_for(self, response: BaseHTTPResponse) -> float | None:
+        return rate_limit_wait(response.status, response.headers,
+                               secondary_wait=self.secondary_wait, now=time.time())
+
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        """Seconds from ``Retry-After``, else until ``x-ratelimit-reset`` when none remain."""
+        """Seconds from ``Retry-After``, else the rate-limit wait (never above ``max_wait``)."""
         seconds = super().get_retry_after(response)
-        if seconds is None and response.headers.get("x-ratelimit-remaining") == "0":
-            reset = response.headers.get("x-ratelimit-reset", "")
-            if reset.isdigit():
-                seconds = max(0.0, int(reset) - time.time()) + 1.0
+        if seconds is None:
+            seconds = self._wait_for(response)
         if seconds is not None and seconds > self.max_wait:
             return None  # too long to wait inside a CI job: report the answer instead
         return seconds
-
-    def increment(self, *args: Any, **kwargs: Any) -> ForgeRetry:
-        """Count one more try; see urllib3."""
-        return cast(ForgeRetry, super().increment(*args, **kwargs))
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         """Sleep for the rate-limit wait if there is one, else the backoff."""
@@ -176,15 +222,27 @@ class HttpBackend:
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """GET a whole object (at most ``max_bytes``, checked while it streams in)."""
-        return self._get(key, max_bytes)[0]
+        return _body(self._get(key, max_bytes)[0], self.describe(key))
 
     def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
         """GET an object; its version is the ETag (the content hash if the server sends none)."""
         try:
-            data, etag = self._get(key, max_bytes)
+            found, etag = self._get(key, max_bytes)
         except StoreNotFoundError:
             return None
+        data = _body(found, self.describe(key))
         return Versioned(data, etag or content_version(data))
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """One GET with ``If-None-Match: <token>``; 304 means unchanged. Without an ETag from
+        the server nothing can be cached (token None: the next read is a full GET again)."""
+        try:
+            data, etag = self._get(key, max_bytes, if_none_match=token)
+        except StoreNotFoundError:
+            return None
+        return Conditional(etag or None, data)
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         """PUT with ``If-Match: <etag>`` (or ``If-None-Match: *`` to create); 412 means False.
@@ -203,10 +261,16 @@ class HttpBackend:
         status = self._put(key, data=data, headers=headers, allow=(412,))
         return status != 412
 
-    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str | None]:
+    def _get(
+        self, key: str, max_bytes: int | None, *, if_none_match: str | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """The body and ETag; (None, etag) when ``if_none_match`` still matches (304)."""
         import requests
 
-        with self._send("GET", key, stream=True) as response:
+        headers = {"If-None-Match": if_none_match} if if_none_match else None
+        with self._send("GET", key, stream=True, headers=headers) as response:
+            if response.status_code == 304 and if_none_match:
+                return None, response.headers.get("ETag") or if_none_match
             self._check(response, "GET", key)
             length = response.headers.get("Content-Length", "")
             if max_bytes is not None and length.isdigit() and int(length) > max_bytes:
@@ -413,6 +477,12 @@ def network_reason(exc: BaseException) -> str:
     if isinstance(inner, MaxRetryError) and inner.reason is not None:
         return type(inner.reason).__name__
     return type(exc).__name__
+
+
+def _body(data: bytes | None, where: str) -> bytes:
+    if data is None:  # only a conditional GET can be answered without a body
+        raise StoreError(f"{where} answered 304 to an unconditional GET", location=where)
+    return data
 
 
 def _display(url: str) -> str:

@@ -21,6 +21,7 @@ from pipeline.errors import StoreError, StoreNotFoundError
 from pipeline.fileperms import apply_umask
 from pipeline.stores.backend import (
     BackendOptions,
+    Conditional,
     ListedKey,
     Versioned,
     content_version,
@@ -59,6 +60,29 @@ class LocalBackend:
         except StoreNotFoundError:
             return None
         return Versioned(data, content_version(data))
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """Open and ``fstat`` the file: unchanged when inode, size and mtime match ``token``
+        (every write replaces the file, so a new version always has a new inode)."""
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                current = f"stat:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+                if current == token:
+                    return Conditional(current, None)
+                if max_bytes is not None and stat.st_size > max_bytes:
+                    raise too_large(key, self.describe(key), max_bytes)
+                data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+        if max_bytes is not None and len(data) > max_bytes:
+            raise too_large(key, self.describe(key), max_bytes)
+        return Conditional(current, data)
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         """Compare and replace under an exclusive lock on ``.<name>.lock`` beside the file.

@@ -4,8 +4,16 @@
 
     {"format": 1, "latest": "<name>" | null,
      "models": [{"name", "archive", "sha256", "size", "uploaded_at",
-                 "fingerprint", "metadata", "metrics"}, ...],   # newest first
+                 "fingerprint", "metadata", "metrics",           # keys of the side files
+                 "summary": {...}}, ...],                        # latest only; newest first
      "publishing": [{"name", "started_at"}, ...]}               # only while uploads run
+
+``summary`` is a copy of the latest model's fingerprint, metadata and metrics
+(without the per-utterance predictions, which stay in ``metrics.json``), so that a
+skip decision reads the manifest and nothing else. Only the entry ``latest`` names
+carries one (:meth:`Manifest.to_dict` drops the others, keeping the manifest one
+fingerprint large); an entry without one (an older deltatrain wrote it, or latest
+moved) is read from its side files, which are always written in full.
 
 ``publishing`` lists models whose files are being uploaded. A publisher adds its
 model there before the first upload and moves it to ``models`` with its final
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +34,9 @@ from pipeline.errors import StoreError, StoreIntegrityError
 from pipeline.stores.layout import MANIFEST_KEY, check_key, check_name, model_keys
 
 MANIFEST_FORMAT = 1
+
+#: The entry field holding the inline copy of the side files.
+SUMMARY_FIELD = "summary"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _ENTRY_FIELDS = (
@@ -52,14 +63,19 @@ class ManifestEntry:
     fingerprint: str
     metadata: str
     metrics: str
+    #: The inline copy of the side files (see :class:`Summary`), as read: checked when used.
+    summary: Any = field(default=None, compare=False)
 
     def stored_keys(self) -> tuple[str, ...]:
         """Every key this entry references, archive first."""
         return (self.archive, self.fingerprint, self.metadata, self.metrics)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form of this entry."""
-        return {field: getattr(self, field) for field in _ENTRY_FIELDS}
+    def to_dict(self, *, with_summary: bool = True) -> dict[str, Any]:
+        """The JSON form of this entry (the summary only when asked for and present)."""
+        data = {name: getattr(self, name) for name in _ENTRY_FIELDS}
+        if with_summary and self.summary is not None:
+            data[SUMMARY_FIELD] = self.summary
+        return data
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,7 @@ class Manifest:
         data: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "latest": self.latest,
-            "models": [m.to_dict() for m in self.models],
+            "models": [m.to_dict(with_summary=m.name == self.latest) for m in self.models],
         }
         if self.publishing:
             data["publishing"] = [
@@ -104,7 +120,18 @@ class Manifest:
         return data
 
 
-def build_entry(name: str, *, sha256: str, size: int, uploaded_at: str) -> ManifestEntry:
+def build_summary(
+    fingerprint: dict[str, Any], metadata: dict[str, Any], headline: dict[str, Any], *, predictions: bool
+) -> dict[str, Any]:
+    """The inline copy of a model's side files: fingerprint, metadata, the metrics without the
+    stored predictions, and whether ``metrics.json`` holds predictions."""
+    return {"fingerprint": fingerprint, "metadata": metadata, "metrics": headline,
+            "predictions": predictions}
+
+
+def build_entry(
+    name: str, *, sha256: str, size: int, uploaded_at: str, summary: dict[str, Any] | None = None
+) -> ManifestEntry:
     """Build the entry for a model stored under the standard layout."""
     keys = model_keys(name)
     return ManifestEntry(
@@ -116,6 +143,7 @@ def build_entry(name: str, *, sha256: str, size: int, uploaded_at: str) -> Manif
         fingerprint=keys.fingerprint,
         metadata=keys.metadata,
         metrics=keys.metrics,
+        summary=summary,
     )
 
 
@@ -251,12 +279,12 @@ def _parse_entry(item: Any, index: int, where: str) -> ManifestEntry:
     missing = [f for f in _ENTRY_FIELDS if f not in item]
     if missing:
         raise _corrupt(where, f"models[{index}] lacks {', '.join(missing)}")
-    for field in _ENTRY_FIELDS:
-        expected = int if field == "size" else str
-        value = item[field]
+    for name in _ENTRY_FIELDS:
+        expected = int if name == "size" else str
+        value = item[name]
         if not isinstance(value, expected) or isinstance(value, bool):
             raise _corrupt(
-                where, f"models[{index}].{field} must be {expected.__name__}, received {value!r}"
+                where, f"models[{index}].{name} must be {expected.__name__}, received {value!r}"
             )
     if not _SHA256_RE.fullmatch(item["sha256"]):
         raise _corrupt(
@@ -266,11 +294,11 @@ def _parse_entry(item: Any, index: int, where: str) -> ManifestEntry:
         raise _corrupt(where, f"models[{index}].size is negative: {item['size']}")
     try:
         check_name(item["name"])
-        for field in ("archive", "fingerprint", "metadata", "metrics"):
-            check_key(item[field])
+        for name in ("archive", "fingerprint", "metadata", "metrics"):
+            check_key(item[name])
     except StoreError as exc:
         raise _corrupt(where, f"models[{index}]: {exc.message}") from exc
-    return ManifestEntry(**{field: item[field] for field in _ENTRY_FIELDS})
+    return ManifestEntry(**{name: item[name] for name in _ENTRY_FIELDS}, summary=item.get(SUMMARY_FIELD))
 
 
 def _corrupt(where: str, detail: str) -> StoreIntegrityError:

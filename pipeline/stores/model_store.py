@@ -8,7 +8,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,14 +16,23 @@ from typing import Any, TypeVar
 
 from pipeline.errors import BrokenModelError, StoreError, StoreIntegrityError, StoreNotFoundError
 from pipeline.limits import DEFAULT_LIMITS, Limits
-from pipeline.sidefiles import SideFile, SideFileError, decode_side_file
-from pipeline.stores.backend import CAS_ATTEMPTS, Backend, ListedKey, ListingBackend
+from pipeline.predictions import PREDICTIONS_KEY
+from pipeline.sidefiles import SideFile, SideFileError, decode_side_file, describe_problem
+from pipeline.stores.backend import (
+    CAS_ATTEMPTS,
+    Backend,
+    ConditionalBackend,
+    ListedKey,
+    ListingBackend,
+)
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_name, model_keys
 from pipeline.stores.manifest import (
     Manifest,
     ManifestEntry,
+    SUMMARY_FIELD,
     announce,
     build_entry,
+    build_summary,
     commit_entry,
     find_stale,
     format_time,
@@ -40,6 +49,53 @@ T = TypeVar("T")
 ORPHAN_GRACE = timedelta(hours=1)
 
 
+class StoredMetrics(Mapping[str, Any]):
+    """A stored model's metrics: the headline values at hand, the per-utterance predictions
+    (``metrics[PREDICTIONS_KEY]``) read from ``metrics.json`` only when first asked for.
+
+    Iterating lists the headline metrics only, so copying or filtering them never costs a
+    read. Predictions that cannot be read count as not stored (``get`` gives None) and
+    :attr:`problem` says why: the decision never depends on them, the prediction diff is
+    then measured from the archive or left out.
+    """
+
+    def __init__(self, headline: Mapping[str, Any], load: Callable[[], Mapping[str, Any]] | None) -> None:
+        self._headline = dict(headline)
+        self._load = load
+        self._predictions: Any = None
+        self.problem: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._headline:
+            return self._headline[key]
+        if key == PREDICTIONS_KEY and self._predictions is not None:
+            return self._predictions
+        if key != PREDICTIONS_KEY or self._load is None:
+            raise KeyError(key)
+        load, self._load = self._load, None
+        try:
+            self._predictions = load().get(PREDICTIONS_KEY)
+        except StoreError as exc:
+            self.problem = exc.message
+        if self._predictions is None:
+            raise KeyError(key)
+        return self._predictions
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether ``metrics.json`` holds predictions (known without reading it)."""
+        return self._load is not None or self._predictions is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headline)
+
+    def __len__(self) -> int:
+        return len(self._headline)
+
+    def __repr__(self) -> str:
+        return f"StoredMetrics({self._headline!r}, predictions={'not read' if self._load else 'read'})"
+
+
 @dataclass(frozen=True)
 class StoredModel:
     """A model in the store, with its small side files already read."""
@@ -51,7 +107,7 @@ class StoredModel:
     uploaded_at: str  # ISO 8601 UTC, e.g. "2024-05-01T12:00:00Z"
     fingerprint: dict[str, Any]
     metadata: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: Mapping[str, Any]  # StoredMetrics when read from the store
     url: str
     orphans_removed: tuple[str, ...] = ()  # publish only: models of failed runs cleaned up
     pruned: tuple[str, ...] = ()  # publish only: models dropped by --keep
@@ -80,6 +136,8 @@ class ModelStore:
         self.orphan_grace = orphan_grace
         self.cas_attempts = cas_attempts
         self._clock = clock
+        #: The last manifest read, by the backend's version token (conditional reads).
+        self._cached: tuple[str, Manifest] | None = None
 
     def __repr__(self) -> str:
         return f"ModelStore({self.url!r})"
@@ -121,11 +179,21 @@ class ModelStore:
             name = names[position + 1]
         target = self.read_model(name)  # side files readable and well-formed
         self.check_archive(target)  # archive there with the listed size
+        metrics = target.metrics
+        summary = build_summary(
+            target.fingerprint, target.metadata, dict(metrics),
+            predictions=metrics.has_predictions if isinstance(metrics, StoredMetrics) else False,
+        )
 
         def point(current: Manifest | None) -> tuple[Manifest, str | None]:
-            if current is None or current.entry(name) is None:
+            entry = current.entry(name) if current else None
+            if current is None or entry is None:
                 raise StoreNotFoundError(f"model {name!r} left the store while rolling back",
                                          location=self.url)
+            if entry.summary is None:  # latest carries the summary a skip decision reads
+                models = tuple(replace(m, summary=summary) if m.name == name else m
+                               for m in current.models)
+                current = replace(current, models=models)
             return replace(current, latest=name), current.latest
 
         _, (_, before) = self._update_manifest(point)
@@ -227,12 +295,20 @@ class ModelStore:
                 f"keep must be at least 1 (received {keep})", hint="keep at least the new model"
             )
         sha256, size = compute_sha256(archive)
-        entry = build_entry(name, sha256=sha256, size=size, uploaded_at=format_time(self._clock()))
+        keys = model_keys(name)
         side_files = {
-            entry.fingerprint: _render_side_file("fingerprint", fingerprint),
-            entry.metadata: _render_side_file("metadata", metadata),
-            entry.metrics: _render_side_file("metrics", metrics),
+            keys.fingerprint: _render_side_file("fingerprint", fingerprint),
+            keys.metadata: _render_side_file("metadata", metadata),
+            keys.metrics: _render_side_file("metrics", metrics),
         }
+        stored_metrics = json.loads(side_files[keys.metrics])
+        summary = build_summary(
+            json.loads(side_files[keys.fingerprint]), json.loads(side_files[keys.metadata]),
+            {k: v for k, v in stored_metrics.items() if k != PREDICTIONS_KEY},
+            predictions=PREDICTIONS_KEY in stored_metrics,
+        )
+        entry = build_entry(name, sha256=sha256, size=size, uploaded_at=format_time(self._clock()),
+                            summary=summary)
         started = self._clock()
         before, _ = self._update_manifest(
             lambda m: (announce(m, name, started, grace=self.orphan_grace), None)
@@ -296,7 +372,8 @@ class ModelStore:
         if entry is None:
             return False
         try:
-            theirs = self._read_side_file(entry, entry.metadata, SideFile.METADATA)
+            theirs = (self._decode_summary(entry)[1] if entry.summary is not None
+                      else self._read_side_file(entry, entry.metadata, SideFile.METADATA))
         except StoreError:
             return False  # an unreadable latest never outranks a fresh model
         their_time = (theirs.get("git") or {}).get("committed_at")
@@ -369,11 +446,30 @@ class ModelStore:
         return self.backend.describe(model_keys(name).archive)
 
     def _read_manifest(self) -> Manifest | None:
-        try:
-            data = self.backend.get_bytes(MANIFEST_KEY, max_bytes=self.limits.max_json_bytes)
-        except StoreNotFoundError:
+        """The manifest; one conditional read on backends that offer it (unchanged: the parsed
+        copy from the last read, nothing downloaded)."""
+        where = self.backend.describe(MANIFEST_KEY)
+        if not isinstance(self.backend, ConditionalBackend):
+            try:
+                data = self.backend.get_bytes(MANIFEST_KEY, max_bytes=self.limits.max_json_bytes)
+            except StoreNotFoundError:
+                return None
+            return parse_manifest(data, where=where)
+        cached = self._cached
+        found = self.backend.get_if_changed(
+            MANIFEST_KEY, cached[0] if cached else None, max_bytes=self.limits.max_json_bytes
+        )
+        if found is None:
+            self._cached = None
             return None
-        return parse_manifest(data, where=self.backend.describe(MANIFEST_KEY))
+        if found.data is None and cached is not None:
+            return cached[1]
+        if found.data is None:  # a backend must not answer "unchanged" to no token
+            raise StoreError(f"{where} answered 'not modified' to an unconditional read",
+                             location=where, hint="check the store server")
+        manifest = parse_manifest(found.data, where=where)
+        self._cached = (found.token, manifest) if found.token else None
+        return manifest
 
     def _require_entry(self, name: str) -> ManifestEntry:
         manifest = self._read_manifest()
@@ -388,17 +484,54 @@ class ModelStore:
         return entry
 
     def _stored_model(self, entry: ManifestEntry) -> StoredModel:
+        """The model with its fingerprint, metadata and metrics: from the manifest's inline
+        summary when the entry has one (no further read), else from the side files."""
+        if entry.summary is not None:
+            fingerprint, metadata, metrics, predictions = self._decode_summary(entry)
+            load = (lambda: self._read_side_file(entry, entry.metrics, SideFile.METRICS)) if predictions else None
+        else:
+            fingerprint = self._read_side_file(entry, entry.fingerprint, SideFile.FINGERPRINT)
+            metadata = self._read_side_file(entry, entry.metadata, SideFile.METADATA)
+            full = self._read_side_file(entry, entry.metrics, SideFile.METRICS)
+            metrics = {k: v for k, v in full.items() if k != PREDICTIONS_KEY}
+            load = (lambda: full) if PREDICTIONS_KEY in full else None
         return StoredModel(
             name=entry.name,
             archive_key=entry.archive,
             sha256=entry.sha256,
             size=entry.size,
             uploaded_at=entry.uploaded_at,
-            fingerprint=self._read_side_file(entry, entry.fingerprint, SideFile.FINGERPRINT),
-            metadata=self._read_side_file(entry, entry.metadata, SideFile.METADATA),
-            metrics=self._read_side_file(entry, entry.metrics, SideFile.METRICS),
+            fingerprint=fingerprint,
+            metadata=metadata,
+            metrics=StoredMetrics(metrics, load),
             url=self.backend.describe(entry.archive),
         )
+
+    def _decode_summary(
+        self, entry: ManifestEntry
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+        """Check an entry's inline summary as the side files are checked; BrokenModelError if unusable."""
+        where = f"{self.backend.describe(MANIFEST_KEY)} (models[{entry.name}].{SUMMARY_FIELD})"
+        summary = entry.summary
+        problem = None
+        if not isinstance(summary, dict):
+            problem = f"{SUMMARY_FIELD} must be an object, received {type(summary).__name__}"
+        elif not isinstance(summary.get("predictions", False), bool):
+            problem = f"{SUMMARY_FIELD}.predictions must be true or false, received {summary['predictions']!r}"
+        else:
+            for part, kind in (("fingerprint", SideFile.FINGERPRINT), ("metadata", SideFile.METADATA),
+                               ("metrics", SideFile.METRICS)):
+                problem = describe_problem(kind, summary.get(part))
+                if problem is not None:
+                    problem = f"{SUMMARY_FIELD}.{part} ({kind.value}): {problem}"
+                    break
+        if problem is not None:
+            raise BrokenModelError(problem, model_name=entry.name, location=where,
+                                   hint="the manifest was edited or damaged; publish the model again,"
+                                   " or roll back to another model")
+        assert isinstance(summary, dict)
+        return (summary["fingerprint"], summary["metadata"], summary["metrics"],
+                bool(summary.get("predictions", False)))
 
     def _read_side_file(self, entry: ManifestEntry, key: str, kind: SideFile) -> dict[str, Any]:
         where = self.backend.describe(key)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
 from pipeline.stores.backend import (
     BackendOptions,
+    Conditional,
     ListedKey,
     Versioned,
     content_version,
@@ -31,6 +32,9 @@ _AUTH = frozenset(
         "AllAccessDisabled",
     }
 )
+
+#: A conditional read of an unchanged object (GetObject with IfNoneMatch).
+_NOT_MODIFIED = frozenset({"304", "NotModified", "Not Modified"})
 
 #: Conditional-write answers: the object changed (412) or a concurrent write is in flight (409).
 _CONFLICT = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
@@ -56,7 +60,9 @@ class S3Backend:
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         """GetObject and read the body (at most ``max_bytes``)."""
-        return self._get(key, max_bytes)[0]
+        data, _ = self._get(key, max_bytes)
+        assert data is not None  # only a conditional read has no body
+        return data
 
     def get_versioned(self, key: str, *, max_bytes: int | None = None) -> Versioned | None:
         """GetObject; the version is the object's ETag."""
@@ -64,7 +70,18 @@ class S3Backend:
             data, etag = self._get(key, max_bytes)
         except StoreNotFoundError:
             return None
+        assert data is not None  # only a conditional read has no body
         return Versioned(data, etag or content_version(data))
+
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """GetObject with ``IfNoneMatch=<ETag>``: S3 answers 304 when unchanged."""
+        try:
+            data, etag = self._get(key, max_bytes, if_none_match=token)
+        except StoreNotFoundError:
+            return None
+        return Conditional(etag or None, data)
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         """PutObject with ``IfMatch`` (or ``IfNoneMatch='*'`` to create): S3 conditional writes."""
@@ -85,9 +102,12 @@ class S3Backend:
             self._raise("write", key, exc)
         return True
 
-    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str | None]:
+    def _get(
+        self, key: str, max_bytes: int | None, *, if_none_match: str | None = None
+    ) -> tuple[bytes | None, str | None]:
+        condition = {"IfNoneMatch": if_none_match} if if_none_match else {}
         try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key), **condition)
             body = response["Body"]
             with body:
                 length = response.get("ContentLength")
@@ -97,6 +117,8 @@ class S3Backend:
         except StoreError:
             raise
         except Exception as exc:
+            if if_none_match and _error_code(exc) in _NOT_MODIFIED:
+                return None, if_none_match
             self._raise("read", key, exc)
         if max_bytes is not None and len(data) > max_bytes:
             raise too_large(key, self.describe(key), max_bytes)

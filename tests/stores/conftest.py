@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import random
 import tarfile
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from pipeline.stores import ModelStore, open_store
-from pipeline.stores.backend import Backend, Versioned
+from pipeline.stores.backend import Backend, Conditional, ConditionalBackend, Versioned, content_version
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.s3 import S3Backend
 
@@ -71,6 +72,16 @@ class RecordingBackend:
         self.calls.append(("get_bytes", key))
         return self.inner.get_versioned(key, max_bytes=max_bytes)
 
+    def get_if_changed(
+        self, key: str, token: str | None, *, max_bytes: int | None = None
+    ) -> Conditional | None:
+        """The inner backend's conditional read; a plain read on backends without one."""
+        self.calls.append(("get_bytes", key))
+        if isinstance(self.inner, ConditionalBackend):
+            return self.inner.get_if_changed(key, token, max_bytes=max_bytes)
+        found = self.inner.get_versioned(key, max_bytes=max_bytes)
+        return None if found is None else Conditional(content_version(found.data), found.data)
+
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         self.calls.append(("put_bytes", key))
         return self.inner.put_if_version(key, data, expected)
@@ -99,6 +110,22 @@ class RecordingBackend:
 
     def describe(self, key: str) -> str:
         return self.inner.describe(key)
+
+
+def strip_summaries(backend: Backend) -> None:
+    """Rewrite the manifest as a deltatrain without inline summaries wrote it (side files only)."""
+    manifest = json.loads(backend.get_bytes("manifest.json"))
+    for entry in manifest["models"]:
+        entry.pop("summary", None)
+    backend.put_bytes("manifest.json", json.dumps(manifest).encode())
+
+
+def edit_summary(backend: Backend, name: str, part: str, value: Any) -> None:
+    """Overwrite one part of a model's inline summary in the manifest."""
+    manifest = json.loads(backend.get_bytes("manifest.json"))
+    entry = next(e for e in manifest["models"] if e["name"] == name)
+    entry["summary"][part] = value
+    backend.put_bytes("manifest.json", json.dumps(manifest).encode())
 
 
 @dataclass

@@ -10,6 +10,7 @@ drops the connection mid-upload, or stalls, for ``times`` requests (None: foreve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import socket
@@ -53,6 +54,7 @@ class FakeStoreServer:
         self.token: str | None = None
         self.webdav_strict = False  # PUT/MKCOL answer 409 when the parent collection is missing
         self.etags = True  # send ETags and honour If-Match / If-None-Match
+        self.not_modified = 0  # conditional GETs answered 304
         self.collections: set[str] = {"/"}
         self.lock = threading.Lock()
         self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
@@ -104,6 +106,7 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # clients that time out or hang up on purpose are part of the tests
 
 
+@functools.lru_cache(maxsize=64)  # like a real server, not re-hashed per request (bytes cache their hash)
 def _etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
@@ -111,6 +114,7 @@ def _etag(data: bytes) -> str:
 def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body in one write (no Nagle/delayed-ACK stalls)
         disable_nagle_algorithm = True  # headers and body go out in separate writes
         timeout = 10
 
@@ -162,6 +166,10 @@ def _make_handler(server: FakeStoreServer) -> type[BaseHTTPRequestHandler]:
                 data = server.files.get(path)
             if data is None:
                 return self._reply(404, b"not found\n")
+            if server.etags and self.headers.get("If-None-Match") == _etag(data):
+                with server.lock:
+                    server.not_modified += 1
+                return self._reply(304, b"", {"ETag": _etag(data)})  # conditional GET: unchanged
             self._reply(200, data, {"ETag": _etag(data)} if server.etags else None)
 
         def _head(self, path: str, body: bytes) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pipeline.errors import StoreIntegrityError, StoreNotFoundError
 from pipeline.stores import StoredModel
 
-from .conftest import StoreHarness
+from .conftest import StoreHarness, strip_summaries
 
 FINGERPRINT = {"nlu": "a" * 64, "core": "b" * 64, "config": "c" * 64}
 METADATA = {"commit": "0123abc", "mode": "full", "trained_at": "2024-05-01T11:59:00Z"}
@@ -71,6 +71,12 @@ def test_manifest_records_the_layout(harness: StoreHarness) -> None:
                 "fingerprint": "models/m1/fingerprint.json",
                 "metadata": "models/m1/metadata.json",
                 "metrics": "models/m1/metrics.json",
+                "summary": {
+                    "fingerprint": {**FINGERPRINT, "name": "m1"},
+                    "metadata": METADATA,
+                    "metrics": METRICS,
+                    "predictions": False,
+                },
             }
         ],
     }
@@ -154,12 +160,63 @@ def test_corrupt_manifest_is_an_integrity_error(harness: StoreHarness) -> None:
         harness.store.read_latest()
 
 
-def test_missing_side_file_is_an_integrity_error(harness: StoreHarness) -> None:
+def test_only_the_latest_entry_carries_the_summary(harness: StoreHarness) -> None:
+    publish(harness, "m1", seed=1)
+    publish(harness, "m2", seed=2)
+
+    manifest = harness.store.read_manifest()
+
+    assert manifest is not None
+    assert [("summary" in m) for m in manifest["models"]] == [True, False]
+    older = harness.store.read_model("m1")  # from its side files
+    assert older.metrics == METRICS and older.metadata == METADATA
+
+
+def test_rollback_moves_the_summary_to_the_new_latest(harness: StoreHarness) -> None:
+    publish(harness, "m1", seed=1)
+    publish(harness, "m2", seed=2)
+
+    harness.store.rollback("m1")
+
+    manifest = harness.store.read_manifest()
+    assert manifest is not None and manifest["latest"] == "m1"
+    assert [("summary" in m) for m in manifest["models"]] == [False, True]  # m2, m1
+    assert manifest["models"][1]["summary"]["metrics"] == METRICS
+    harness.recorder.calls.clear()
+    latest = harness.store.read_latest()
+    assert latest is not None and latest.name == "m1" and latest.newer == ("m2",)
+    assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
+
+
+def test_missing_side_file_of_a_legacy_entry_is_an_integrity_error(harness: StoreHarness) -> None:
     publish(harness, "m1")
+    strip_summaries(harness.recorder.inner)
     harness.recorder.inner.delete("models/m1/metrics.json")
 
     with pytest.raises(StoreIntegrityError, match=r"metrics\.json"):
         harness.store.read_latest()
+
+
+def test_a_legacy_manifest_without_summary_reads_the_side_files(harness: StoreHarness) -> None:
+    published = publish(harness, "m1")
+    strip_summaries(harness.recorder.inner)
+    harness.recorder.calls.clear()
+
+    latest = harness.store.read_latest()
+
+    assert latest == published
+    assert harness.recorder.reads_of("models/m1/fingerprint.json") == ["get_bytes"]
+    assert harness.recorder.reads_of("models/m1/metadata.json") == ["get_bytes"]
+
+
+def test_a_skip_read_with_a_summary_reads_the_manifest_only(harness: StoreHarness) -> None:
+    publish(harness, "m1")
+    harness.recorder.calls.clear()
+
+    latest = harness.store.read_latest()
+
+    assert latest is not None and latest.metadata == METADATA
+    assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
 
 
 def test_download_of_an_unlisted_model_is_not_found(harness: StoreHarness, tmp_path: Path) -> None:

@@ -21,7 +21,16 @@ from pipeline.stores.layout import model_keys
 
 from pipeline.stores.http import HttpBackend
 
-from .conftest import FAST_RETRY, FixedClock, forge_url, RecordingBackend, StoreHarness, write_archive
+from .conftest import (
+    FAST_RETRY,
+    FixedClock,
+    RecordingBackend,
+    StoreHarness,
+    edit_summary,
+    forge_url,
+    strip_summaries,
+    write_archive,
+)
 from .fake_http import FakeStoreServer
 from .publisher import BARRIER_TIMEOUT, model_name, publish_rounds
 
@@ -217,6 +226,7 @@ def test_a_malformed_side_file_makes_the_model_broken_not_the_store(
 ) -> None:
     store = ModelStore(harness.recorder.inner, limits=Limits(max_json_bytes=4096))
     publish(store, harness.uploads, "m1")
+    strip_summaries(harness.recorder.inner)  # a manifest of an older deltatrain: side files decide
     harness.recorder.inner.put_bytes(f"models/m1/{leaf}", data)
 
     with pytest.raises(BrokenModelError) as raised:
@@ -224,6 +234,30 @@ def test_a_malformed_side_file_makes_the_model_broken_not_the_store(
     assert message in raised.value.message
     assert raised.value.model_name == "m1"
     assert str(raised.value.location).endswith(f"models/m1/{leaf}")
+
+
+@pytest.mark.parametrize(
+    "part, value, message",
+    [
+        ("metadata", [], "summary.metadata (metadata.json): must hold a JSON object, received a list"),
+        ("metadata", {"finetunes_in_a_row": "2"}, "finetunes_in_a_row must be a whole number"),
+        ("fingerprint", {"sections": []}, "sections must be an object"),
+        ("metrics", {"intent_f1": "high"}, "intent_f1 must be a number or null, received a string 'high'"),
+        ("predictions", "yes", "summary.predictions must be true or false"),
+    ],
+    ids=["metadata-list", "finetunes-string", "sections-list", "metric-string", "predictions-flag"],
+)
+def test_a_malformed_inline_summary_makes_the_model_broken_not_the_store(
+    harness: StoreHarness, part: str, value: object, message: str
+) -> None:
+    publish(harness.store, harness.uploads, "m1")
+    edit_summary(harness.recorder.inner, "m1", part, value)
+
+    with pytest.raises(BrokenModelError) as raised:
+        harness.store.read_latest()
+    assert message in raised.value.message
+    assert raised.value.model_name == "m1"
+    assert str(raised.value.location).endswith("manifest.json (models[m1].summary)")
 
 
 def test_check_archive_finds_a_missing_or_resized_archive_without_downloading(harness: StoreHarness) -> None:

@@ -4,6 +4,7 @@ faults during each upload step, rate limits, pagination, tokens and their error 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def test_the_primary_rate_limit_reset_is_waited_for(
     store = github_store(github_fake)
     publish(store, tmp_path, "m1")
     reset = int(time.time()) + 1
-    github_fake.add_fault("GET", r"/assets\?", status=429, headers={
+    github_fake.add_fault("GET", r"/releases/tags/", status=429, headers={
         "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
 
     assert store.read_latest() is not None
@@ -152,6 +153,8 @@ def test_asset_and_package_lists_are_read_page_by_page(
 ) -> None:
     fake, store = forge
     fake.max_per_page = 2  # every list needs several pages
+    if isinstance(fake, FakeGitHubReleases):  # and a release embeds only one page of assets
+        fake.max_embedded_assets = store.backend.embedded_assets = 2  # type: ignore[attr-defined]
     for index in range(3):
         publish(store, tmp_path, f"m{index}", seed=index)
 
@@ -319,10 +322,92 @@ def test_a_used_up_primary_rate_limit_on_403_names_the_reset_time(
     reset = int(time.time()) + 3600  # an hour away: reported, not waited for
     github_fake.add_fault("GET", r"/releases/tags/", status=403, times=None, headers={
         "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    started = time.monotonic()
 
-    with pytest.raises(StoreAuthError, match="rate limit is used up until") as caught:
+    with pytest.raises(StoreError, match="rate limit is used up until") as caught:
         store.read_latest()
-    assert "wait until the rate limit resets" in caught.value.render()
+    assert time.monotonic() - started < 5  # not waited for
+    assert not isinstance(caught.value, StoreAuthError)  # not a token problem
+    assert "more than the 120 s this job may wait" in caught.value.message
+    assert "DELTATRAIN_RATE_LIMIT_MAX_WAIT" in caught.value.render()
+    assert len(github_fake.requests("GET", r"/releases/tags/")) == 1
+
+
+def test_a_403_without_retry_after_waits_until_the_primary_limit_resets(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    store = github_store(github_fake)
+    publish(store, tmp_path, "m1")
+    reset = int(time.time()) + 1
+    github_fake.add_fault("GET", r"/releases/tags/", status=403, headers={
+        "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+
+    assert store.read_latest().name == "m1"  # type: ignore[union-attr]
+
+    assert time.time() >= reset  # waited for the reset, not the (10 ms) backoff
+
+
+SECONDARY = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}
+
+
+def _secondary_store(fake: FakeGitHubReleases, *, secondary_wait: float, max_wait: float) -> ModelStore:
+    retry = replace(FAST_RETRY, secondary_wait=secondary_wait, max_wait=max_wait)
+    backend = GitHubReleasesBackend("octo", "assistant", "models-test", token=GITHUB_TOKEN,
+                                    api_url=fake.api_url, retry=retry)
+    return ModelStore(backend, clock=FixedClock())
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_a_secondary_rate_limit_without_retry_after_waits_the_secondary_wait(
+    github_fake: FakeGitHubReleases, tmp_path: Path, status: int
+) -> None:
+    publish(github_store(github_fake), tmp_path, "m1")
+    store = _secondary_store(github_fake, secondary_wait=0.5, max_wait=10)
+    github_fake.add_fault("GET", r"/releases/tags/", status=status, body=SECONDARY, headers={
+        "x-ratelimit-remaining": "4000", "x-ratelimit-reset": str(int(time.time()) + 3600)})
+    before = len(github_fake.requests("GET", r"/releases/tags/"))
+    started = time.monotonic()
+
+    assert store.read_latest().name == "m1"  # type: ignore[union-attr]
+
+    assert time.monotonic() - started >= 0.5  # the secondary wait, not the 10 ms backoff
+    assert len(github_fake.requests("GET", r"/releases/tags/")) - before == 2
+
+
+def test_a_secondary_rate_limit_longer_than_the_max_wait_is_a_clear_error(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    store = _secondary_store(github_fake, secondary_wait=60, max_wait=1)
+    github_fake.add_fault("GET", r"/releases/tags/", status=403, body=SECONDARY, times=None)
+    started = time.monotonic()
+
+    with pytest.raises(StoreError, match="secondary rate limit") as caught:
+        store.read_latest()
+
+    assert time.monotonic() - started < 5
+    assert not isinstance(caught.value, StoreAuthError)
+    assert "asks for a 60 s wait, more than the 1 s this job may wait" in caught.value.message
+    assert len(github_fake.requests("GET", r"/releases/tags/")) == 1
+
+
+def test_a_refusing_403_is_not_retried(github_fake: FakeGitHubReleases) -> None:
+    store = github_store(github_fake)
+    github_fake.add_fault("GET", r"/releases/tags/", status=403, times=None,
+                          body={"message": "Resource not accessible by integration"})
+
+    with pytest.raises(StoreAuthError, match="Resource not accessible by integration"):
+        store.read_latest()
+
+    assert len(github_fake.requests("GET", r"/releases/tags/")) == 1
+
+
+def test_the_max_wait_comes_from_the_environment() -> None:
+    from pipeline.stores.forge import forge_retry
+
+    assert forge_retry({"DELTATRAIN_RATE_LIMIT_MAX_WAIT": "600"}).max_wait == 600
+    assert forge_retry({}).max_wait == 120 and forge_retry({}).secondary_wait == 60
+    with pytest.raises(StoreError, match="must be a number of seconds >= 0, received 'soon'"):
+        forge_retry({"DELTATRAIN_RATE_LIMIT_MAX_WAIT": "soon"})
 
 
 def test_a_plain_manifest_write_gives_up_after_bounded_conflicts() -> None:

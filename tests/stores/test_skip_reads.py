@@ -1,0 +1,222 @@
+"""What a skip decision costs on each backend: ``read_latest()`` + ``check_archive()``, the two
+store calls ``deltatrain ci`` makes before it skips, counted at the real servers and fakes.
+
+A fresh ModelStore stands for a fresh CI process; a second read on the same store is the
+warm case (the serve poller, ``store`` commands), where the manifest read is conditional.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import BrokenModelError
+from pipeline.stores import ModelStore, open_store
+from pipeline.stores.local import LocalBackend
+from pipeline.stores.s3 import S3Backend
+
+from ..fake_forges import FakeGitHubReleases, FakeGitLabPackages
+from .conftest import FixedClock, forge_url, write_archive
+from .fake_http import FakeStoreServer
+
+METRICS = {"intent_f1": 0.9, "predictions": {"format": 1, "rows": [["h", "greet", "greet", 0.9, [], []]]}}
+
+
+def _publish(store: ModelStore, tmp_path: Path, name: str, seed: int = 0) -> None:
+    store.publish(write_archive(tmp_path, name, seed=seed, size=4096), name=name,
+                  fingerprint={"sections": {"nlu": "a" * 64}}, metadata={"name": name},
+                  metrics=METRICS)
+
+
+def _skip(store: ModelStore) -> str:
+    latest = store.read_latest()
+    assert latest is not None
+    store.check_archive(latest)
+    assert latest.fingerprint == {"sections": {"nlu": "a" * 64}}
+    assert dict(latest.metrics) == {"intent_f1": 0.9}  # headline only: predictions not read
+    return latest.name
+
+
+def _counted(count: Callable[[], int], action: Callable[[], Any]) -> int:
+    before = count()
+    action()
+    return count() - before
+
+
+def test_local_skip_reads_the_manifest_and_stats_the_archive(tmp_path: Path) -> None:
+    _publish(open_store("store", base_dir=tmp_path), tmp_path, "m1")
+    models = tmp_path / "store" / "models" / "m1"
+    for side_file in ("fingerprint.json", "metadata.json", "metrics.json"):
+        (models / side_file).unlink()  # never read on the skip path
+
+    assert _skip(open_store("store", base_dir=tmp_path)) == "m1"
+
+
+def test_local_conditional_read_is_a_stat_until_the_file_is_replaced(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    backend.put_bytes("manifest.json", b"{}")
+    first = backend.get_if_changed("manifest.json", None)
+    assert first is not None and first.data == b"{}" and first.token
+
+    assert backend.get_if_changed("manifest.json", first.token) == type(first)(first.token, None)
+    backend.put_bytes("manifest.json", b"{ }")
+    again = backend.get_if_changed("manifest.json", first.token)
+    assert again is not None and again.data == b"{ }" and again.token != first.token
+    backend.delete("manifest.json")
+    assert backend.get_if_changed("manifest.json", again.token) is None
+
+
+def test_http_skip_is_one_conditional_get_and_one_head(http_server: FakeStoreServer, tmp_path: Path) -> None:
+    url = http_server.url("/store/")
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    store = open_store(url, base_dir=tmp_path)  # a fresh CI process
+
+    assert _counted(lambda: len(http_server.log), lambda: _skip(store)) == 2
+    assert http_server.log[-2:] == [("GET", "/store/manifest.json"),
+                                    ("HEAD", "/store/models/m1/model.tar.gz")]
+    assert _counted(lambda: http_server.not_modified, lambda: _skip(store)) == 1  # warm: 304
+
+
+def test_s3_skip_is_one_conditional_get_object_and_one_head_object(
+    s3_client: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    prefix = f"runs/{uuid.uuid4().hex}"
+    _publish(ModelStore(S3Backend(s3_client, s3_bucket, prefix), clock=FixedClock()), tmp_path, "m1")
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    s3_client.meta.events.register("before-call.s3", record)
+    try:
+        store = ModelStore(S3Backend(s3_client, s3_bucket, prefix))
+        assert _skip(store) == "m1"
+        assert calls == ["GetObject", "HeadObject"]
+        calls.clear()
+        assert _skip(store) == "m1"  # warm: GetObject with IfNoneMatch, answered 304
+        assert calls == ["GetObject", "HeadObject"]
+        first = store.backend.get_if_changed("manifest.json", None)  # type: ignore[attr-defined]
+        assert first.data is not None
+        assert store.backend.get_if_changed("manifest.json", first.token).data is None  # type: ignore[attr-defined]
+    finally:
+        s3_client.meta.events.unregister("before-call.s3", record)
+
+
+def test_github_skip_is_one_conditional_get_of_the_release(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    store = open_store(url, base_dir=tmp_path)
+
+    assert _counted(lambda: len(github_fake.log), lambda: _skip(store)) == 1
+    assert github_fake.log[-1][1].startswith("/api/v3/repos/octo/assistant/releases/tags/")
+    assert _counted(lambda: github_fake.not_modified, lambda: _skip(store)) == 1  # warm: 304
+
+
+def test_github_skip_downloads_the_manifest_when_it_does_not_fit_the_release_body(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    github_fake.max_body_chars = 100  # every copy is refused: readers must download the asset
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    store = open_store(url, base_dir=tmp_path)
+
+    # the release, the asset through the API and its redirect to the file
+    assert _counted(lambda: len(github_fake.log), lambda: _skip(store)) == 3
+
+
+def test_github_never_trusts_a_release_body_that_lags_behind(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    copied = next(iter(github_fake.releases.values()))["body"]
+    github_fake.add_fault("PATCH", r"/releases/\d+\?", status=500, times=None)  # the copy is lost
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+    assert next(iter(github_fake.releases.values()))["body"] == copied  # still m1's manifest
+    assert '"latest":"m1"' in copied
+
+    assert _skip(open_store(url, base_dir=tmp_path)) == "m2"
+
+
+def test_gitlab_skip_costs_four_requests_cold_and_two_warm(
+    gitlab_fake: FakeGitLabPackages, tmp_path: Path
+) -> None:
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    store = open_store(url, base_dir=tmp_path)
+
+    # the package lookup, the store version's file list, the manifest, the model's file list
+    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(store)) == 4
+    # warm: the package ids are known and the winning generation did not change
+    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(store)) == 2
+
+
+@pytest.mark.parametrize("kind", ["http", "github"])
+def test_a_missing_archive_still_stops_the_skip(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """check_archive stays a real check (issue 12): a deleted archive is a broken model."""
+    if kind == "http":
+        server: FakeStoreServer = request.getfixturevalue("http_server")
+        url = server.url("/store/")
+    else:
+        url = forge_url(request.getfixturevalue("github_fake"))
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    open_store(url, base_dir=tmp_path).backend.delete("models/m1/model.tar.gz")
+    store = open_store(url, base_dir=tmp_path)
+    latest = store.read_latest()
+    assert latest is not None
+
+    with pytest.raises(BrokenModelError, match="the store has no such file"):
+        store.check_archive(latest)
+
+
+def test_predictions_are_read_only_when_asked_for(http_server: FakeStoreServer, tmp_path: Path) -> None:
+    url = http_server.url("/store/")
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    latest = open_store(url, base_dir=tmp_path).read_latest()
+    assert latest is not None
+    before = len(http_server.requests("GET", r"metrics\.json$"))
+
+    assert latest.metrics.get("predictions") == METRICS["predictions"]
+    assert latest.metrics["predictions"] == METRICS["predictions"]  # read once
+    assert len(http_server.requests("GET", r"metrics\.json$")) - before == 1
+
+
+def test_unreadable_predictions_count_as_not_stored_and_say_why(
+    http_server: FakeStoreServer, tmp_path: Path
+) -> None:
+    url = http_server.url("/store/")
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    open_store(url, base_dir=tmp_path).backend.delete("models/m1/metrics.json")
+    latest = open_store(url, base_dir=tmp_path).read_latest()
+    assert latest is not None
+
+    assert latest.metrics.get("predictions") is None
+    assert "metrics.json" in (latest.metrics.problem or "")  # type: ignore[attr-defined]
+
+
+def test_the_serve_poller_shares_the_conditional_read(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    from pipeline.serve.watch import ConditionalWatcher, build_watcher
+
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    watcher = build_watcher(open_store(url, base_dir=tmp_path), None)
+    assert isinstance(watcher, ConditionalWatcher)
+
+    first = watcher.read(None)
+    assert first.changed and first.data is not None and b"m1" in first.data
+    before = github_fake.not_modified
+    again = watcher.read(first.token)
+    assert (again.changed, again.data, github_fake.not_modified - before) == (False, None, 1)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+    moved = watcher.read(first.token)
+    assert moved.changed and moved.data is not None and b'"latest":"m2"' in moved.data
