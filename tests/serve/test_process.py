@@ -35,7 +35,13 @@ class _Log:
         assert process.stderr is not None
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stderr], daemon=True).start()
+        stream = process.stderr
+
+        def copy() -> None:
+            for line in stream:
+                self.lines.put(line)
+
+        threading.Thread(target=copy, daemon=True).start()
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = 90) -> list[re.Match[str]]:
         """The first ``count`` matches of ``pattern``; AssertionError with the log after ``timeout``."""
