@@ -5,9 +5,11 @@ takes what is waiting and parses it in a single background thread, so the
 event loop keeps reading requests meanwhile. While a batch runs, new
 requests wait, so under load batches grow by themselves and throughput
 approaches the batch limit. When requests are concurrent (one arrived while
-a batch was running, or the last batch had several), the worker first
-waits up to ``max_wait`` seconds for more (not once ``max_batch`` are
-there); a lone request is parsed at once.
+a batch was running, or the last batch had several) but fewer than a
+chunk are waiting, the worker first waits up to ``max_wait`` seconds for
+more; a lone request is parsed at once, and a chunk's worth is parsed
+without waiting (a larger batch is no cheaper per message, and the idle
+wait would cost throughput).
 
 A micro-batch larger than ``chunk`` is sorted by text length and parsed
 as several near-equal ``parse_batch`` calls, each answered as soon as it
@@ -60,7 +62,7 @@ class MicroBatcher:
         self._last_size = 0
         self._waiting: collections.deque[_Item] = collections.deque()
         self._arrived: asyncio.Event | None = None  # something is waiting
-        self._full: asyncio.Event | None = None  # max_batch are waiting
+        self._full: asyncio.Event | None = None  # enough are waiting to start without waiting for more
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
 
@@ -88,7 +90,7 @@ class MicroBatcher:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Item(model, text, future, self._parsing))
         self._arrived.set()
-        if len(self._waiting) >= self.max_batch:
+        if len(self._waiting) >= self._enough:
             self._full.set()
         return await future
 
@@ -104,7 +106,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._arrived.wait()
-            if len(self._waiting) < self.max_batch and self.max_wait > 0 and self._concurrent():
+            if len(self._waiting) < self._enough and self.max_wait > 0 and self._concurrent():
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.max_wait):
@@ -124,6 +126,10 @@ class MicroBatcher:
                         await self._run(loop, model, part)
             finally:
                 self._parsing = False
+
+    @property
+    def _enough(self) -> int:
+        return min(self.chunk, self.max_batch)
 
     def _concurrent(self) -> bool:
         """Whether more requests are likely to arrive soon (worth waiting ``max_wait`` for)."""

@@ -96,11 +96,12 @@ def test_concurrent_requests_wait_at_most_max_wait_for_company() -> None:
     assert 0.3 + 0.05 <= done["b"] - done["a"] < 2.0  # waited the full max_wait after a's batch, then parsed
 
 
-def test_a_full_batch_does_not_wait() -> None:
+@pytest.mark.parametrize(("max_batch", "chunk"), [(2, 8), (32, 2)], ids=["max-batch-reached", "a-chunk-reached"])
+def test_a_full_batch_does_not_wait(max_batch: int, chunk: int) -> None:
     recorder = Recorder(delay=0.05)
 
     async def main() -> float:
-        batcher = MicroBatcher(recorder, max_batch=2, max_wait=5.0)
+        batcher = MicroBatcher(recorder, max_batch=max_batch, max_wait=5.0, chunk=chunk)
         await batcher.start()
         started = time.perf_counter()
 
