@@ -3,22 +3,28 @@
 Usage (from the repository root)::
 
     python bench/serve.py /work/shared/bench/hwu64 [--cache /tmp/deltatrain-bench-serve]
-        [--clients 1,4,16,64] [--seconds 10] [--swap-seconds 20] [--json out.json]
+        [--clients 1,4,16,64] [--workers 1,2] [--seconds 10] [--swap-seconds 20] [--json out.json]
 
-Preparation (cached in ``--cache``; the first run trains, about 2-4 minutes on 2 busy cores):
+Preparation (cached in ``--cache``; the first run trains, about 4-7 minutes on 2 busy cores):
 the real CI step (``deltatrain ci``, default English pipeline: ``config.yml`` is
 only ``language: en``) trains the base model on ``increments/base.yml`` into a
 store, then -- the data grown by ``increments/added.yml`` and committed -- finetunes
 it into a second store, as CI does on a push.
 
-Measurements:
+Measurements (printed as the Markdown tables of bench/RESULTS.md; ``--json`` keeps every number):
 
 * the in-process limit: ``parse_batch`` over the test messages in batches of
-  ``--max-batch`` (and ``parse`` one at a time), in this process;
+  ``--max-batch`` in one call, the same batches in length-sorted chunks as the
+  server parses them, and ``parse`` one at a time, in this process, with the
+  CPU time per message of each;
 * the server (``deltatrain serve`` in its own process, following a local
-  store) under a load generator in another process (asyncio + aiohttp client,
-  N concurrent clients, each sending the next test message when its answer
-  arrives): requests/s, p50/p99/max latency, failures;
+  store; once per ``--workers`` value) under a load generator in another
+  process (N concurrent clients, each sending the next test message when its
+  answer arrives; ``--load-client raw`` keeps one HTTP/1.1 connection per
+  client and costs the machine a fifth of aiohttp's client): requests/s,
+  p50/p99/max latency, failures, mean batch size, and the CPU time per request
+  of the server (all its processes and threads, from /proc) and of the load
+  generator -- on a shared machine the CPU times are the stable numbers;
 * a hot swap mid-load (16 clients) for a local store and for an HTTP store:
   the finetuned model is published (``ModelStore.publish``, the CI step's
   upload: archive, side files, manifest last) while the load runs; failed
@@ -169,6 +175,8 @@ def measure_in_process(archive: Path, texts: list[str], max_batch: int, seconds:
         result[f"{label}_per_second"] = round(done / (time.perf_counter() - started), 1)
         result[f"{label}_cpu_ms"] = round((time.process_time() - cpu) / done * 1000, 3)
     result["limit_per_second"] = max(result["batch_per_second"], result["chunked_per_second"])
+    # what one core would do if this process had it to itself (the wall-clock rate shares it)
+    result["one_core_per_second"] = round(1000 / min(result["batch_cpu_ms"], result["chunked_cpu_ms"]), 1)
     return result
 
 
@@ -548,7 +556,8 @@ def render_tables(results: dict[str, Any]) -> str:
         f"In-process limit: {limit['limit_per_second']} messages/s (`parse_batch` of {results['max_batch']} in "
         f"one call {limit['batch_per_second']}/s, {limit['batch_cpu_ms']} ms CPU each; in length-sorted chunks "
         f"of {limit['chunk']} {limit['chunked_per_second']}/s, {limit['chunked_cpu_ms']} ms; one by one "
-        f"{limit['single_per_second']}/s, {limit['single_cpu_ms']} ms); model load {limit['load_seconds']} s.",
+        f"{limit['single_per_second']}/s, {limit['single_cpu_ms']} ms); from its CPU time one free core would "
+        f"parse {limit['one_core_per_second']} messages/s; model load {limit['load_seconds']} s.",
         "",
         "| workers | clients | requests/s | share of limit | p50 ms | p99 ms | max ms | mean batch | failed "
         "| server CPU ms/request | load generator CPU ms/request |",
