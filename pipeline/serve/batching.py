@@ -61,6 +61,7 @@ class MicroBatcher:
         self._parsing = False
         self._last_size = 0
         self._waiting: collections.deque[_Item] = collections.deque()
+        self._current: list[_Item] = []  # the micro-batch being parsed
         self._arrived: asyncio.Event | None = None  # something is waiting
         self._full: asyncio.Event | None = None  # enough are waiting to start without waiting for more
         self._task: asyncio.Task[None] | None = None
@@ -77,10 +78,10 @@ class MicroBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while self._waiting:
-            item = self._waiting.popleft()
+        for item in [*self._current, *self._waiting]:
             if not item.future.done():
                 item.future.set_exception(ShuttingDown("the server is shutting down"))
+        self._waiting.clear()
         self._executor.shutdown(wait=True)
 
     async def submit(self, model: Any, text: str) -> dict[str, Any]:
@@ -115,6 +116,7 @@ class MicroBatcher:
             if not self._waiting:
                 self._arrived.clear()
             live = [item for item in items if not item.future.done()]  # a timed-out request is dropped
+            self._current = live
             self._last_size = len(live)
             if live:
                 self.batches += 1

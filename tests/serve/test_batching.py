@@ -223,3 +223,19 @@ def test_a_failing_batch_fails_its_requests_and_the_next_batch_works() -> None:
 def test_submit_before_start_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="start"):
         _run(MicroBatcher(Recorder()).submit("m", "x"))
+
+
+def test_stop_fails_the_rest_of_the_batch_being_parsed() -> None:
+    recorder = Recorder(delay=0.2)
+
+    async def main() -> list[Any]:
+        batcher = MicroBatcher(recorder, max_batch=32, max_wait=0.0, chunk=1)
+        await batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit("m", text)) for text in ("a", "bb")]
+        await asyncio.sleep(0.05)  # one micro-batch of two chunks; the first is being parsed
+        await batcher.stop()
+        return await asyncio.gather(*pending, return_exceptions=True)
+
+    results = _run(main())
+    assert all(isinstance(result, ShuttingDown) for result in results), results
+    assert recorder.calls == [("m", ["a"])]  # the second chunk never started
