@@ -59,6 +59,7 @@ class MicroBatcher:
         self.messages = 0
         self.calls = 0
         self._parsing = False
+        self._stopped = False
         self._last_size = 0
         self._waiting: collections.deque[_Item] = collections.deque()
         self._current: list[_Item] = []  # the micro-batch being parsed
@@ -73,7 +74,9 @@ class MicroBatcher:
         self._task = asyncio.create_task(self._work(), name="micro-batcher")
 
     async def stop(self) -> None:
-        """Stop the worker and the thread; requests still waiting fail with :class:`ShuttingDown`."""
+        """Stop the worker and the thread; requests still waiting (or submitted later) fail with
+        :class:`ShuttingDown`."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,6 +91,8 @@ class MicroBatcher:
         """The parse of ``text`` by ``model``, computed in some batch."""
         if self._arrived is None or self._full is None:
             raise RuntimeError("MicroBatcher.start() was not awaited")
+        if self._stopped:
+            raise ShuttingDown("the server is shutting down")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Item(model, text, future, self._parsing))
         self._arrived.set()

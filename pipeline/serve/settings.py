@@ -7,10 +7,10 @@ from typing import MutableMapping
 
 #: Environment variable holding the API token (Rasa's ``--auth-token``).
 TOKEN_ENV = "DELTATRAIN_SERVER_TOKEN"
-#: Response header naming the model that answered a parse (not in Rasa; harmless to its clients).
-MODEL_HEADER = "X-Deltatrain-Model"
 #: Environment variable holding the JWT secret (Rasa's ``--jwt-secret``).
 JWT_SECRET_ENV = "DELTATRAIN_SERVER_JWT_SECRET"
+#: Response header naming the model that answered a parse (not in Rasa; harmless to its clients).
+MODEL_HEADER = "X-Deltatrain-Model"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5005  # Rasa's

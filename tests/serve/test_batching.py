@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import pytest
 
+from pipeline.serve.app import _parse
 from pipeline.serve.batching import MicroBatcher, ShuttingDown, split_by_length
+from pipeline.serve.responses import ApiError
 
 
 class Recorder:
@@ -239,3 +242,19 @@ def test_stop_fails_the_rest_of_the_batch_being_parsed() -> None:
     results = _run(main())
     assert all(isinstance(result, ShuttingDown) for result in results), results
     assert recorder.calls == [("m", ["a"])]  # the second chunk never started
+
+
+def test_a_request_after_stop_is_answered_503() -> None:
+    async def main() -> ApiError:
+        batcher = MicroBatcher(Recorder())
+        await batcher.start()
+        await batcher.stop()
+        with pytest.raises(ShuttingDown):
+            await batcher.submit("m", "late")
+        state = SimpleNamespace(batcher=batcher)
+        with pytest.raises(ApiError) as caught:
+            await _parse(state, "m", "late", None)  # type: ignore[arg-type]
+        return caught.value
+
+    error = _run(main())
+    assert error.status == 503 and error.body()["reason"] == "ServiceUnavailable"
