@@ -584,9 +584,13 @@ def render_tables(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {swap['store']} | {swap['workers']} | {swap['requests']} | {swap['failures']} "
                 f"| {swap['per_second']} | {swap['p99_ms']} | {swap['max_ms_around_swap']} "
-                f"| {swap['publish_to_first_new_answer_s']} s | {swap['fetch_seconds']} + {swap['load_seconds']} "
+                f"| {_seconds(swap['publish_to_first_new_answer_s'])} | {swap['fetch_seconds']} + {swap['load_seconds']} "
                 f"| {swap['rss_mb_before']} -> {swap['rss_mb_after']} ({swap['peak_rss_mb']}) |")
     return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    return "no answer from the new model during the run" if value is None else f"{value} s"
 
 
 def _finish(results: dict[str, Any], out: Path | None) -> None:
