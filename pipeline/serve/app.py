@@ -31,19 +31,17 @@ from aiohttp.abc import AbstractAccessLogger
 from pipeline import MODEL_FORMAT_VERSION, __version__
 
 from .auth import AuthOutcome, check_request
-from .batching import MicroBatcher
+from .batching import MicroBatcher, ShuttingDown
 from .loaded import LoadedModel
 from .reloader import Reloader
 from .responses import ApiError, Reason, render_error
-from .settings import ServeSettings
+from .settings import MODEL_HEADER, PARSE_CHUNK, ServeSettings
 from .tracker import ConversationStore, EventError, check_event, to_tracker_state, user_event
 
 log = logging.getLogger("deltatrain.serve")
 
 #: Routes anyone may call (Rasa's are the same two).
 PUBLIC_PATHS = frozenset({"/", "/version"})
-#: Response header naming the model that answered a parse (not in Rasa; harmless to its clients).
-MODEL_HEADER = "X-Deltatrain-Model"
 #: Rasa's ``include_events`` values; this server has no restarts, so the first three are the same.
 EVENT_VERBOSITY = ("ALL", "APPLIED", "AFTER_RESTART", "NONE")
 
@@ -86,7 +84,8 @@ def build_app(settings: ServeSettings, reloader: Reloader) -> web.Application:
     state = ServerState(
         settings=settings,
         reloader=reloader,
-        batcher=MicroBatcher(parse_with, max_batch=settings.max_batch, max_wait=settings.max_wait_ms / 1000),
+        batcher=MicroBatcher(parse_with, max_batch=settings.max_batch, max_wait=settings.max_wait_ms / 1000,
+                             chunk=PARSE_CHUNK),
         conversations=ConversationStore(settings.max_conversations),
     )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_errors, _auth])
@@ -241,7 +240,11 @@ def _message_id(body: Mapping[str, Any]) -> str | None:
 
 
 async def _parse(state: ServerState, model: LoadedModel, text: str, message_id: str | None) -> dict[str, Any]:
-    result = dict(await state.batcher.submit(model, text))
+    try:
+        result = dict(await state.batcher.submit(model, text))
+    except ShuttingDown as exc:
+        raise ApiError(503, Reason.UNAVAILABLE, "the server is shutting down before this message was parsed",
+                       help_text="send the request again (to another instance)") from exc
     if message_id is not None:
         result["message_id"] = message_id
     return result

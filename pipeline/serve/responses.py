@@ -18,6 +18,7 @@ class Reason(str, Enum):
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
     TOO_LARGE = "RequestTooLarge"
     TIMEOUT = "Timeout"
+    UNAVAILABLE = "ServiceUnavailable"
     CONFLICT = "Conflict"
     SERVER_ERROR = "ServerError"
 

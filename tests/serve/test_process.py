@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.serve.conftest import commit_change, run_ci, store_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +35,13 @@ class _Log:
         assert process.stderr is not None
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stderr], daemon=True).start()
+        stream = process.stderr
+
+        def copy() -> None:
+            for line in stream:
+                self.lines.put(line)
+
+        threading.Thread(target=copy, daemon=True).start()
 
     def wait_for(self, pattern: str, count: int = 1, timeout: float = 90) -> list[re.Match[str]]:
         """The first ``count`` matches of ``pattern``; AssertionError with the log after ``timeout``."""
@@ -119,6 +128,39 @@ def test_workers_share_the_port_and_stop_together(archive: Path, tmp_path: Path)
         _Log(process).wait_for("listening on", count=2)
         pids = {requests.get(f"http://127.0.0.1:{port}/status").json()["pid"] for _ in range(40)}
         assert len(pids) == 2 and process.pid not in pids
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_each_worker_follows_the_store_and_swaps_in_the_new_model(assistant: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = store_dir(assistant)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--store", str(store), "--port", str(port), "--workers", "2",
+         "--poll-seconds", "0.3"], env=_env(), stderr=subprocess.PIPE, text=True, cwd=assistant,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _Log(process).wait_for("listening on", count=2)
+        first = requests.get(url + "/status").json()["model_file"]
+        commit_change(assistant, "Goodbye, have a good trip!", "Bye, safe travels!")
+        run_ci(assistant)  # responses only: the CI step repackages and publishes a new model
+        latest = json.loads((store / "manifest.json").read_text())["latest"]
+        assert latest != first
+        served: dict[int, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(served) < 2 or set(served.values()) != {latest}):
+            status = requests.get(url + "/status").json()
+            served[status["pid"]] = status["model_file"]
+            parsed = requests.post(url + "/model/parse", json={"text": "bye"})
+            assert parsed.status_code == 200
+        assert len(served) == 2 and set(served.values()) == {latest}, served  # both workers swapped
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

@@ -250,7 +250,7 @@ def test_http_watcher_sends_if_none_match_and_reads_only_changes() -> None:
 @pytest.fixture
 def s3_store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     """A bucket on a moto S3 server on 127.0.0.1 (dummy credentials); (store URL, endpoint)."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]
     from moto.server import ThreadedMotoServer
 
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
