@@ -139,3 +139,37 @@ def _right(p: dict[str, Any]) -> bool:
     spans = sorted((e["start"], e["end"], e["entity"]) for e in p["entities"])
     predicted = sorted((e["start"], e["end"], e["entity"]) for e in p["entity_predictions"])
     return p["intent"] == p["intent_prediction"]["name"] and spans == predicted
+
+
+def _full_softmax_fit(kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: softmax regression over every column, updating only ``new``."""
+    from pipeline.training.nlu.growth import TAG_PROBE_RATE, TAG_PROBE_STEPS
+
+    kernel, bias = kernel.copy(), bias.copy()
+    rows = np.arange(len(hidden))
+    for _ in range(TAG_PROBE_STEPS):
+        logits = hidden @ kernel + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[rows, tags] -= 1.0
+        kernel[:, new] -= TAG_PROBE_RATE * (hidden.T @ probs[:, new]) / len(hidden)
+        bias[new] -= TAG_PROBE_RATE * probs[:, new].mean(axis=0)
+    return kernel, bias
+
+
+@pytest.mark.parametrize("new", [[1, 4], [0, 5, 6], list(range(7))], ids=["two-columns", "first-and-last", "all-columns"])
+def test_new_tag_columns_are_fitted_as_by_a_softmax_over_every_column(new: list[int]) -> None:
+    from pipeline.training.nlu.growth import fit_new_tag_columns
+
+    rng = np.random.default_rng(5)
+    hidden = rng.normal(size=(120, 16)).astype(np.float32)
+    tags = rng.integers(0, 7, size=120)
+    kernel = rng.normal(size=(16, 7)).astype(np.float32)
+    bias = rng.normal(size=7).astype(np.float32)
+    fast_kernel, fast_bias = fit_new_tag_columns(kernel, bias, hidden, tags, new)
+    slow_kernel, slow_bias = _full_softmax_fit(kernel, bias, hidden, tags, new)
+    old = [c for c in range(7) if c not in new]
+    assert np.array_equal(fast_kernel[:, old], kernel[:, old]) and np.array_equal(fast_bias[old], bias[old])
+    np.testing.assert_allclose(fast_kernel, slow_kernel, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fast_bias, slow_bias, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(fast_kernel[:, new], kernel[:, new])  # the new columns did move

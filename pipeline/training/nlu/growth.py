@@ -150,14 +150,26 @@ def fit_new_tag_columns(
     if not len(new) or not len(hidden):
         return kernel, bias
     n = len(hidden)
-    rows = np.arange(n)
+    hidden = np.ascontiguousarray(hidden, dtype=np.float32)
+    # the old columns do not move: their part of the softmax denominator is computed once
+    old = np.setdiff1d(np.arange(kernel.shape[1]), new)
+    old_logits = hidden @ kernel[:, old] + bias[old]
+    old_max = old_logits.max(axis=1) if len(old) else np.full(n, -np.inf, dtype=np.float32)
+    old_sum = np.exp(old_logits - old_max[:, None]).sum(axis=1) if len(old) else np.zeros(n, dtype=np.float32)
+    del old_logits
+    position = {int(c): j for j, c in enumerate(new)}
+    target = np.array([position.get(int(t), -1) for t in tags], dtype=np.int64)
+    rows = np.flatnonzero(target >= 0)
+    new_kernel, new_bias = kernel[:, new].copy(), bias[new].copy()
     for _ in range(TAG_PROBE_STEPS):
-        logits = hidden @ kernel + bias
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        probs[rows, tags] -= 1.0
-        kernel[:, new] -= TAG_PROBE_RATE * (hidden.T @ probs[:, new]) / n
-        bias[new] -= TAG_PROBE_RATE * probs[:, new].mean(axis=0)
+        logits = hidden @ new_kernel + new_bias
+        top = np.maximum(old_max, logits.max(axis=1))
+        probs = np.exp(logits - top[:, None])
+        probs /= (probs.sum(axis=1) + old_sum * np.exp(old_max - top))[:, None]
+        probs[rows, target[rows]] -= 1.0
+        new_kernel -= TAG_PROBE_RATE * (hidden.T @ probs) / n
+        new_bias -= TAG_PROBE_RATE * probs.mean(axis=0)
+    kernel[:, new], bias[new] = new_kernel, new_bias
     return kernel, bias
 
 
