@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,25 @@ def test_balanced_epochs_keep_every_old_record_and_cap_each_new_intent_per_epoch
         chosen = Counter(intents[i] for i in rows)
         assert chosen == {"old": 5, "new_a": 3, "new_b": 2} and list(rows) == sorted(set(rows.tolist()))
     assert len({tuple(rows) for rows in epochs}) > 1  # a fresh choice of new_a every epoch
+
+
+def test_new_intent_rows_are_fitted_to_separate_their_examples_from_the_old_intents(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.training.nlu.growth as growth
+
+    _, config = _cosine_network(3)
+    config = replace(config, cosine=False, size=4, embedding_dimension=4, num_intents=4)
+    rows = np.concatenate([np.eye(4, dtype=np.float32)[:3] * 5.0, np.zeros((1, 4), dtype=np.float32)])
+    weights = {"intent/kernel": np.eye(4, dtype=np.float32), "intent/bias": np.zeros(4, dtype=np.float32), "intent/labels": rows}
+    # the new intent (row 3) lies between old intent 1 and a direction no old intent uses
+    centres = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0.7, 0, 0.7]], dtype=np.float32)
+    intents = np.repeat(np.arange(4), 30)
+    sentences = centres[intents] + np.random.default_rng(2).normal(scale=0.05, size=(120, 4)).astype(np.float32)
+    monkeypatch.setattr(growth, "sentence_vectors", lambda w, c, i: sentences)  # the previous network's view, given
+    inputs: list[Any] = [((), (), 1, None)] * len(sentences)
+    before = (sentences @ rows.T).argmax(axis=1)
+    assert (before[intents == 3] == 1).all()  # at the start every new example goes to the neighbour
+    fitted = growth.fit_new_intent_rows(weights, config, inputs, intents, [3])
+    assert np.array_equal(fitted[:3], rows[:3])  # old rows stay
+    after = (sentences @ fitted.T).argmax(axis=1)
+    assert (after == intents).mean() > 0.95, after
+    assert np.array_equal(growth.fit_new_intent_rows(weights, replace(config, cosine=True), inputs, intents, [3]), rows)

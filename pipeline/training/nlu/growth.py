@@ -50,7 +50,7 @@ NEW_INTENT_PER_EPOCH = 90
 
 __all__ = [
     "added_labels", "grow_label_weights", "fit_new_tag_columns", "token_vectors", "sentence_vectors",
-    "neighbour_intents", "neighbour_replay", "balanced_epochs",
+    "neighbour_intents", "neighbour_replay", "balanced_epochs", "fit_new_intent_rows",
     "NEW_TAG_BIAS_OFFSET", "NEW_INTENT_EXAMPLES", "GROWTH_REPLAY_PER_INTENT", "NEIGHBOUR_SHARE",
     "NEIGHBOUR_REPLAY", "NEW_INTENT_PER_EPOCH",
 ]
@@ -148,6 +148,9 @@ def grown_config(old: NetworkConfig, feature_sizes: Sequence[int], labels: Label
 
 #: Full-batch gradient steps (and their step size) of the new tag columns' softmax regression.
 TAG_PROBE_STEPS, TAG_PROBE_RATE = 300, 0.5
+#: The new intent rows' softmax regression takes as many steps of this size over the mean squared
+#: norm of the embeddings (their scale depends on the trained network).
+INTENT_PROBE_RATE = 1.0
 
 
 def fit_new_tag_columns(
@@ -168,8 +171,16 @@ def fit_new_tag_columns(
 
 
 def _fit_columns(
-    kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new: np.ndarray
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    hidden: np.ndarray,
+    tags: np.ndarray,
+    new: np.ndarray,
+    rate: float = TAG_PROBE_RATE,
+    fit_bias: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient descent on the softmax cross-entropy of ``hidden @ kernel + bias`` over ``tags``,
+    moving only the ``new`` columns (the old ones' share of the denominator is computed once)."""
     n = len(hidden)
     # the old columns do not move: their part of the softmax denominator is computed once
     old = np.setdiff1d(np.arange(kernel.shape[1]), new)
@@ -187,10 +198,41 @@ def _fit_columns(
         probs = np.exp(logits - top[:, None])
         probs /= (probs.sum(axis=1) + old_sum * np.exp(old_max - top))[:, None]
         probs[rows, target[rows]] -= 1.0
-        new_kernel -= TAG_PROBE_RATE * (hidden.T @ probs) / n
-        new_bias -= TAG_PROBE_RATE * probs.mean(axis=0)
+        new_kernel -= rate * (hidden.T @ probs) / n
+        if fit_bias:
+            new_bias -= rate * probs.mean(axis=0)
     kernel[:, new], bias[new] = new_kernel, new_bias
     return kernel, bias
+
+
+def fit_new_intent_rows(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    inputs: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray], int, np.ndarray | None]],
+    intents: np.ndarray,
+    new_rows: Sequence[int],
+) -> np.ndarray:
+    """``weights["intent/labels"]`` [I, E] with only the ``new_rows`` fitted by softmax regression
+    on the intent-space embeddings the previous network (``weights``, ``config``) computes for
+    messages ``inputs`` of intents ``intents`` (ids into the rows); the old rows stay.
+
+    The rows start where :func:`grow_label_weights` put them; after the fit a new intent scores
+    high where its examples are *and* below the old intent each example is not (its neighbours),
+    which a few reduced-rate finetune steps would not teach. Inner-product similarities only
+    (a cosine model keeps the start).
+    """
+    rows = weights["intent/labels"].astype(np.float32)
+    new = np.asarray(new_rows, dtype=np.int64)
+    if config.cosine or not len(new) or not len(inputs):
+        return rows
+    embedded = sentence_vectors(weights, config, inputs) @ weights["intent/kernel"] + weights["intent/bias"]
+    rate = INTENT_PROBE_RATE / max(float(np.mean(np.sum(embedded * embedded, axis=1))), 1e-9)
+    with one_blas_thread():
+        kernel, _ = _fit_columns(
+            np.ascontiguousarray(rows.T), np.zeros(len(rows), dtype=np.float32),
+            np.ascontiguousarray(embedded, dtype=np.float32), np.asarray(intents), new, rate, fit_bias=False,
+        )
+    return np.ascontiguousarray(kernel.T)
 
 
 def token_vectors(

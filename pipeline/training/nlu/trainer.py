@@ -51,6 +51,7 @@ from .growth import (
     NEW_INTENT_EXAMPLES,
     added_labels,
     balanced_epochs,
+    fit_new_intent_rows,
     fit_new_tag_columns,
     grow_label_weights,
     grown_config,
@@ -599,6 +600,13 @@ def finetune_nlu(
             seed,
             reference=reference,
         )
+        if intents_added:  # fit the new rows on the previous network's view of an epoch's sample
+            probe = balanced_epochs([data.examples[i].intent for i in np.concatenate([new_index, sample])], intents_added, seed)
+            rows = probe(0) if probe is not None else np.arange(len(records))
+            weights["intent/labels"] = fit_new_intent_rows(
+                weights, before, [_record_inputs(records[j]) for j in rows], np.array([records[j].intent for j in rows]),
+                [k for k, intent in enumerate(labels.intents) if intent in intents_added],
+            )
         if entities_added and previous.network.entity_recognition:
             # fit the new tag columns on what the previous network computes for the sample's tokens
             probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
