@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from nlu import run_worker  # noqa: E402
+from nlu import run_worker as _run_worker  # noqa: E402
 
 from pipeline.data.loader import read_nlu_files  # noqa: E402
 from pipeline.data.model import NluData  # noqa: E402
@@ -117,7 +117,7 @@ def evaluate(model_dir: Path, test: NluData, new_intents: Sequence[str] = (), ne
 
 
 def _uptime() -> str:
-    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+    return " ".join(Path("/proc/loadavg").read_text().split(" ", 3)[:3])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -188,6 +188,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(render_table(results))
 
 
+def run_worker(kind: str, data: Sequence[Path], out: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """``bench/nlu.py``'s worker, with the machine's load average before and after (the machine is shared)."""
+    before = _uptime()
+    summary = _run_worker(kind, data, out, args, **extra)
+    summary["load"] = [before, _uptime()]
+    return summary
+
+
 def _base_model(data: Path, out: Path, worker_args: argparse.Namespace) -> dict[str, Any]:
     """Train the base model into ``out``, or reuse the one there when it was trained on the same data
     with the same seed and overrides (its summary, wall time included, is kept beside it)."""
@@ -212,7 +220,7 @@ def _base_model(data: Path, out: Path, worker_args: argparse.Namespace) -> dict[
 def _short(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("mode", "reused", "epochs_run", "epochs_planned", "wall_seconds", "wall_seconds_process", "cpu_seconds_process",
             "num_examples", "new_examples", "replayed_per_epoch", "intents_added", "entities_added",
-            "featurize_seconds", "timings")
+            "featurize_seconds", "load")
     return {k: summary[k] for k in keys if k in summary}
 
 
