@@ -17,6 +17,16 @@ are kept and the label-dependent weights grow:
   finetune sample (:func:`fit_new_tag_columns`); with no old entity head at
   all, the head starts from the seeded initial weights.
 
+With intents added, the finetune also learns where each new intent ends and
+the old ones it resembles begin: its *neighbours*, the old intents the previous
+network ranks first for a share of the new intent's examples
+(:func:`neighbour_intents`), get more examples replayed (:func:`neighbour_replay`);
+every epoch sees all replayed examples and a capped, fresh choice of each new
+intent's (:func:`balanced_epochs`); and the new rows of ``intent/labels`` are
+fitted by softmax regression on the previous network's intent embeddings of an
+epoch's sample, old rows fixed (:func:`fit_new_intent_rows`), before the first
+finetune step (bench/RESULTS.md, issue 17, run 3).
+
 Roles and groups do not grow (a finetune refuses them, see :mod:`.compat`).
 """
 
