@@ -192,7 +192,6 @@ def _fit_columns(
     """Gradient descent on the softmax cross-entropy of ``hidden @ kernel + bias`` over ``tags``,
     moving only the ``new`` columns (the old ones' share of the denominator is computed once)."""
     n = len(hidden)
-    # the old columns do not move: their part of the softmax denominator is computed once
     old = np.setdiff1d(np.arange(kernel.shape[1]), new)
     old_logits = hidden @ kernel[:, old] + bias[old]
     old_max = old_logits.max(axis=1) if len(old) else np.full(n, -np.inf, dtype=np.float32)
@@ -226,10 +225,10 @@ def fit_new_intent_rows(
     on the intent-space embeddings the previous network (``weights``, ``config``) computes for
     messages ``inputs`` of intents ``intents`` (ids into the rows); the old rows stay.
 
-    The rows start where :func:`grow_label_weights` put them; after the fit a new intent scores
-    high where its examples are *and* below the old intent each example is not (its neighbours),
-    which a few reduced-rate finetune steps would not teach. Inner-product similarities only
-    (a cosine model keeps the start).
+    The rows start where :func:`grow_label_weights` put them; after the fit a new intent outscores
+    its neighbours on its own examples and stays below them on theirs, which a few reduced-rate
+    finetune steps did not teach (bench/RESULTS.md). Inner-product similarities only (a cosine
+    model keeps the start).
     """
     rows = weights["intent/labels"].astype(np.float32)
     new = np.asarray(new_rows, dtype=np.int64)
