@@ -21,6 +21,7 @@ F1 on the new types' spans), finetune vs retrain, and the wall ratio.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from nlu import run_worker  # noqa: E402
+from nlu import run_worker as _run_worker  # noqa: E402
 
 from pipeline.data.loader import read_nlu_files  # noqa: E402
 from pipeline.data.model import NluData  # noqa: E402
@@ -116,7 +117,7 @@ def evaluate(model_dir: Path, test: NluData, new_intents: Sequence[str] = (), ne
 
 
 def _uptime() -> str:
-    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
+    return " ".join(Path("/proc/loadavg").read_text().split(" ", 3)[:3])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -133,10 +134,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--reuse-retrain", type=Path,
                         help="JSON of an earlier run: take the full retrain's wall time and metrics from it (saves a training)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep the models here (default: a temporary folder); a base model already there, trained on"
+                        " the same data with the same seed and overrides, is reused with its recorded wall time (saves a training)")
     args = parser.parse_args(argv)
     train_file, test_file = args.folder / "train.yml", args.folder / "test.yml"
     train, test = read_nlu_files([train_file]), read_nlu_files([test_file])
-    worker_args = argparse.Namespace(seed=args.train_seed, language=args.language, set=args.set or [])
+    worker_args = argparse.Namespace(seed=args.train_seed, language=args.language, set=args.set or [], config=None)
     intents, entity_types = choose_intents(train, args.seed), choose_entity_types(
         train, args.seed, tuple(int(x) for x in args.entity_mentions.split(","))  # type: ignore[arg-type]
     )
@@ -144,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                "new_intents": intents, "new_entity_types": entity_types, "load": []}
     print(f"new intents {intents}; new entity types {entity_types}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-evolve-") as tmp:
-        tmp_path = Path(tmp)
+        tmp_path = args.work_dir or Path(tmp)
+        tmp_path.mkdir(parents=True, exist_ok=True)
         results["load"].append(_uptime())
         earlier = json.loads(args.reuse_retrain.read_text()) if args.reuse_retrain else None
         if earlier is not None:
@@ -162,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 else write_without_entities(train_file, entity_types, tmp_path / "base-entities.yml")
             )
             results["load"].append(_uptime())
-            base = run_worker("full", [base_file], tmp_path / f"base-{scenario}", worker_args)
+            base = _base_model(base_file, tmp_path / f"base-{scenario}", worker_args)
             finetune = run_worker(
                 "finetune", [train_file], tmp_path / f"finetune-{scenario}", worker_args,
                 previous=tmp_path / f"base-{scenario}", epoch_fraction=args.epoch_fraction,
@@ -183,9 +188,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(render_table(results))
 
 
+def run_worker(kind: str, data: Sequence[Path], out: Path, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """``bench/nlu.py``'s worker, with the machine's load average before and after (the machine is shared)."""
+    before = _uptime()
+    summary = _run_worker(kind, data, out, args, **extra)
+    summary["load"] = [before, _uptime()]
+    return summary
+
+
+def _base_model(data: Path, out: Path, worker_args: argparse.Namespace) -> dict[str, Any]:
+    """Train the base model into ``out``, or reuse the one there when it was trained on the same data
+    with the same seed and overrides (its summary, wall time included, is kept beside it)."""
+    key = {
+        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "seed": worker_args.seed,
+        "set": sorted(worker_args.set),
+        "language": worker_args.language,
+    }
+    record = out.with_suffix(".json")
+    if record.is_file() and out.is_dir():
+        kept = json.loads(record.read_text())
+        if kept.get("key") == key:
+            print(f"reusing the base model {out} (trained {kept['summary'].get('date', 'earlier')})", flush=True)
+            return dict(kept["summary"], reused=str(out))
+    summary = run_worker("full", [data], out, worker_args)
+    summary["date"] = time.strftime("%Y-%m-%d %H:%M")
+    record.write_text(json.dumps({"key": key, "summary": summary}))
+    return summary
+
+
 def _short(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("mode", "epochs_run", "epochs_planned", "wall_seconds", "wall_seconds_process", "cpu_seconds_process",
-            "num_examples", "new_examples", "replayed_per_epoch", "intents_added", "entities_added")
+    keys = ("mode", "reused", "epochs_run", "epochs_planned", "wall_seconds", "wall_seconds_process", "cpu_seconds_process",
+            "num_examples", "new_examples", "replayed_per_epoch", "intents_added", "entities_added",
+            "featurize_seconds", "load")
     return {k: summary[k] for k in keys if k in summary}
 
 

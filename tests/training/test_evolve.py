@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,115 @@ def _right(p: dict[str, Any]) -> bool:
     spans = sorted((e["start"], e["end"], e["entity"]) for e in p["entities"])
     predicted = sorted((e["start"], e["end"], e["entity"]) for e in p["entity_predictions"])
     return p["intent"] == p["intent_prediction"]["name"] and spans == predicted
+
+
+def _full_softmax_fit(kernel: np.ndarray, bias: np.ndarray, hidden: np.ndarray, tags: np.ndarray, new: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: softmax regression over every column, updating only ``new``."""
+    from pipeline.training.nlu.growth import TAG_PROBE_RATE, TAG_PROBE_STEPS
+
+    kernel, bias = kernel.copy(), bias.copy()
+    rows = np.arange(len(hidden))
+    for _ in range(TAG_PROBE_STEPS):
+        logits = hidden @ kernel + bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[rows, tags] -= 1.0
+        kernel[:, new] -= TAG_PROBE_RATE * (hidden.T @ probs[:, new]) / len(hidden)
+        bias[new] -= TAG_PROBE_RATE * probs[:, new].mean(axis=0)
+    return kernel, bias
+
+
+@pytest.mark.parametrize("new", [[1, 4], [0, 5, 6], list(range(7))], ids=["two-columns", "first-and-last", "all-columns"])
+def test_new_tag_columns_are_fitted_as_by_a_softmax_over_every_column(new: list[int]) -> None:
+    from pipeline.training.nlu.growth import fit_new_tag_columns
+
+    rng = np.random.default_rng(5)
+    hidden = rng.normal(size=(120, 16)).astype(np.float32)
+    tags = rng.integers(0, 7, size=120)
+    kernel = rng.normal(size=(16, 7)).astype(np.float32)
+    bias = rng.normal(size=7).astype(np.float32)
+    fast_kernel, fast_bias = fit_new_tag_columns(kernel, bias, hidden, tags, new)
+    slow_kernel, slow_bias = _full_softmax_fit(kernel, bias, hidden, tags, new)
+    old = [c for c in range(7) if c not in new]
+    assert np.array_equal(fast_kernel[:, old], kernel[:, old]) and np.array_equal(fast_bias[old], bias[old])
+    np.testing.assert_allclose(fast_kernel, slow_kernel, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fast_bias, slow_bias, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(fast_kernel[:, new], kernel[:, new])  # the new columns did move
+
+
+def _cosine_network(intents: int) -> tuple[dict[str, np.ndarray], Any]:
+    """Identity intent projection over 3-d sentence vectors, label rows along the axes (cosine)."""
+    from pipeline.training.nlu.architecture import NetworkConfig
+
+    config = NetworkConfig(
+        feature_sizes=(1,), sentence_features=(True,), size=3, layers=0, heads=1, positions=8,
+        embedding_dimension=3, num_intents=intents, num_tags=0, num_roles=0, num_groups=0, cosine=True,
+        intent_classification=True, entity_recognition=False,
+    )
+    weights = {"intent/kernel": np.eye(3, dtype=np.float32), "intent/bias": np.zeros(3, dtype=np.float32),
+               "intent/labels": np.eye(3, dtype=np.float32)[:intents]}
+    return weights, config
+
+
+def test_neighbours_are_the_old_intents_ranked_first_for_a_share_of_a_new_intents_examples() -> None:
+    from pipeline.training.nlu.growth import neighbour_intents
+
+    weights, config = _cosine_network(3)
+    old = ("alarm", "music", "weather")
+    vectors = {
+        # 7 of 10 look like music, 2 like alarm, 1 like weather
+        "play_podcasts": np.array([[0.1, 1, 0]] * 7 + [[1, 0.2, 0]] * 2 + [[0, 0, 1]], dtype=np.float32),
+        "convert_time": np.array([[1, 0, 0.1]] * 4, dtype=np.float32),
+    }
+    assert neighbour_intents(weights, config, old, vectors, share=0.2) == ("alarm", "music")
+    assert neighbour_intents(weights, config, old, vectors, share=0.1) == ("alarm", "music", "weather")
+    assert neighbour_intents(weights, config, old, {"empty": np.zeros((0, 3), dtype=np.float32)}) == ()
+
+
+def test_neighbour_replay_tops_up_each_neighbour_to_its_quota_without_repeating_an_example() -> None:
+    from pipeline.training.nlu.growth import neighbour_replay
+
+    intents = ["music"] * 10 + ["alarm"] * 3 + ["weather"] * 6
+    sampled = np.array([0, 1, 13])  # two music examples and one weather example already replayed
+    extra = neighbour_replay(intents, sampled, ["music", "alarm"], seed=1, per_intent=5)
+    chosen = Counter(intents[i] for i in extra)
+    assert chosen == {"music": 3, "alarm": 3}  # music topped up to 5; alarm has only 3
+    assert not set(extra) & set(sampled.tolist()) and len(set(extra.tolist())) == len(extra)
+    assert np.array_equal(extra, neighbour_replay(intents, sampled, ["music", "alarm"], seed=1, per_intent=5))
+    assert len(neighbour_replay(intents, sampled, [], seed=1)) == 0
+
+
+def test_balanced_epochs_keep_every_old_record_and_cap_each_new_intent_per_epoch() -> None:
+    from pipeline.training.nlu.growth import balanced_epochs
+
+    intents = ["new_a"] * 8 + ["old"] * 5 + ["new_b"] * 2
+    assert balanced_epochs(intents, (), seed=1) is None
+    subset = balanced_epochs(intents, ("new_a", "new_b"), seed=1, per_epoch=3)
+    assert subset is not None
+    epochs = [subset(epoch) for epoch in range(4)]
+    for rows in epochs:
+        chosen = Counter(intents[i] for i in rows)
+        assert chosen == {"old": 5, "new_a": 3, "new_b": 2} and list(rows) == sorted(set(rows.tolist()))
+    assert len({tuple(rows) for rows in epochs}) > 1  # a fresh choice of new_a every epoch
+
+
+def test_new_intent_rows_are_fitted_to_separate_their_examples_from_the_old_intents(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.training.nlu.growth as growth
+
+    _, config = _cosine_network(3)
+    config = replace(config, cosine=False, size=4, embedding_dimension=4, num_intents=4)
+    rows = np.concatenate([np.eye(4, dtype=np.float32)[:3] * 5.0, np.zeros((1, 4), dtype=np.float32)])
+    weights = {"intent/kernel": np.eye(4, dtype=np.float32), "intent/bias": np.zeros(4, dtype=np.float32), "intent/labels": rows}
+    # the new intent (row 3) lies between old intent 1 and a direction no old intent uses
+    centres = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0.7, 0, 0.7]], dtype=np.float32)
+    intents = np.repeat(np.arange(4), 30)
+    sentences = centres[intents] + np.random.default_rng(2).normal(scale=0.05, size=(120, 4)).astype(np.float32)
+    monkeypatch.setattr(growth, "sentence_vectors", lambda w, c, i: sentences)  # the previous network's view, given
+    inputs: list[Any] = [((), (), 1, None)] * len(sentences)
+    before = (sentences @ rows.T).argmax(axis=1)
+    assert (before[intents == 3] == 1).all()  # at the start every new example goes to the neighbour
+    fitted = growth.fit_new_intent_rows(weights, config, inputs, intents, [3])
+    assert np.array_equal(fitted[:3], rows[:3])  # old rows stay
+    after = (sentences @ fitted.T).argmax(axis=1)
+    assert (after == intents).mean() > 0.95, after
+    assert np.array_equal(growth.fit_new_intent_rows(weights, replace(config, cosine=True), inputs, intents, [3]), rows)

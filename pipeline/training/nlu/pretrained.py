@@ -28,9 +28,10 @@ import struct
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from pipeline.errors import ModelError
 
@@ -81,6 +82,23 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             entry["shape"]
         )
     return tensors
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> ContextManager[Any]:
+    """NumPy's BLAS on one thread while the context lasts (about 40 µs to enter and leave).
+
+    deltatrain's NumPy matrix products are small (one message, a batch of 64 short ones, a
+    probe of a few thousand token vectors against a few columns): OpenBLAS's extra threads
+    cost more than they save, and many times more on a busy machine, where they spin waiting
+    for a core (on 2 cores at load 13: 1,076 test messages featurized and parsed in 9.8 s
+    wall / 2.6 s CPU with one thread, 16.8 s / 4.2 s with two; bench/RESULTS.md, issue 17).
+    """
+    return _blas().limit(limits=1, user_api="blas")
 
 
 # ------------------------------------------------------------------ tokenizer
@@ -250,7 +268,9 @@ class MiniLM:
         forward pass (the trainer passes the same math in TensorFlow, several times faster
         on large batches).
         """
-        forward = forward or self._forward
+        if forward is None:
+            with one_blas_thread():
+                return self.features(messages, layers, self._forward)
         tok = self.tokenizer
         encoded = []
         for tokens in messages:

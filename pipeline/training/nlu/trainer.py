@@ -48,11 +48,16 @@ from .architecture import NetworkConfig, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
 from .growth import (
+    GROWTH_REPLAY_PER_INTENT,
     NEW_INTENT_EXAMPLES,
     added_labels,
+    balanced_epochs,
+    fit_new_intent_rows,
     fit_new_tag_columns,
     grow_label_weights,
     grown_config,
+    neighbour_intents,
+    neighbour_replay,
     sentence_vectors,
     token_vectors,
 )
@@ -81,12 +86,6 @@ ANCHOR_PULL = 0.1
 ANCHOR_PULL_SPARSE_ONLY = 0.0
 #: At least this many old examples are replayed per finetune epoch (when there are that many).
 REPLAY_MINIMUM = 256
-#: When intents are added, at least this many old examples per old intent are replayed (when there
-#: are that many), and each epoch sees at most as many examples of each new intent as the replay
-#: holds per old intent (a fresh seeded choice every epoch): a finetune sample dominated by the new
-#: intents teaches the classifier they are frequent, and it then predicts them for old intents'
-#: texts (bench/RESULTS.md, issue 17).
-GROWTH_REPLAY_PER_INTENT = 30
 #: New entity types' tag columns are fitted on the tokens of this many sample examples (new ones first).
 TAG_PROBE_EXAMPLES = 600
 #: Pretrained features of at least this many messages are computed in TensorFlow (else NumPy).
@@ -516,33 +515,6 @@ def _train_selector(
     return TrainedSelector(selector, keys, network_config, weights, summary)
 
 
-def _balanced_epochs(
-    needed: np.ndarray, data: NluData, intents_added: Sequence[str], replay: int, old_intents: int, seed: int
-) -> Callable[[int], np.ndarray] | None:
-    """Per epoch, the records (indices into ``needed``) a label-growing finetune trains on: all but the
-    new intents' examples, of which each new intent contributes at most what the replay holds per old
-    intent (GROWTH_REPLAY_PER_INTENT); ``None`` (every record, every epoch) when no intent was added."""
-    if not intents_added:
-        return None
-    cap = max(1, math.ceil(replay / max(old_intents, 1)))
-    added = set(intents_added)
-    by_intent: dict[str, list[int]] = {}
-    rest: list[int] = []
-    for j, i in enumerate(needed):
-        intent = data.examples[i].intent
-        (by_intent.setdefault(intent, []) if intent in added else rest).append(j)
-
-    def subset(epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([seed, 2_000_003, epoch])
-        chosen = [np.array(rest, dtype=np.int64)]
-        for intent in sorted(by_intent):
-            rows = np.array(by_intent[intent], dtype=np.int64)
-            chosen.append(rng.choice(rows, size=min(cap, len(rows)), replace=False))
-        return np.sort(np.concatenate(chosen))
-
-    return subset
-
-
 def finetune_nlu(
     previous_dir: Path,
     data: NluData,
@@ -597,29 +569,41 @@ def finetune_nlu(
     replay = min(len(old_index), replay)
     rng = np.random.default_rng([seed, 1_000_003])
     sample = np.sort(rng.choice(old_index, size=replay, replace=False)) if replay else old_index[:0]
-    needed = np.concatenate([new_index, sample])
     import_tensorflow(seed)
     pull = ANCHOR_PULL if network_config.dense_size else ANCHOR_PULL_SPARSE_ONLY
-    records = featurize(preprocessor, labels, [data.examples[i] for i in needed], progress)
+    records = featurize(preprocessor, labels, [data.examples[i] for i in np.concatenate([new_index, sample])], progress)
     if intents_added or entities_added:
         # the new labels' weights start from what the previous network already computes (.growth)
         before = replace(previous.network, feature_sizes=network_config.feature_sizes)
         vectors = {}
         for intent in intents_added:
-            chosen = [j for j, i in enumerate(needed) if data.examples[i].intent == intent][:NEW_INTENT_EXAMPLES]
+            chosen = [j for j, i in enumerate(new_index) if data.examples[i].intent == intent]
             vectors[intent] = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in chosen])
         replayed = range(len(new_index), len(new_index) + min(len(sample), NEW_INTENT_EXAMPLES * 4))
         reference = sentence_vectors(weights, before, [_record_inputs(records[j]) for j in replayed])
+        if intents_added:  # the old intents the new ones are mistaken for: more of them are replayed
+            neighbours = neighbour_intents(weights, before, previous.labels.intents, vectors)
+            old_intents = [data.examples[i].intent for i in old_index]
+            extra = old_index[neighbour_replay(old_intents, np.searchsorted(old_index, sample), neighbours, seed)]
+            records += featurize(preprocessor, labels, [data.examples[i] for i in extra], progress)
+            sample = np.concatenate([sample, extra])
         weights = grow_label_weights(
             weights,
             before,
             network_config,
             previous.labels,
             labels,
-            vectors,
+            {intent: v[:NEW_INTENT_EXAMPLES] for intent, v in vectors.items()},
             seed,
             reference=reference,
         )
+        if intents_added:  # fit the new rows on the previous network's view of an epoch's sample
+            probe = balanced_epochs([data.examples[i].intent for i in np.concatenate([new_index, sample])], intents_added, seed)
+            rows = probe(0) if probe is not None else np.arange(len(records))
+            weights["intent/labels"] = fit_new_intent_rows(
+                weights, before, [_record_inputs(records[j]) for j in rows], np.array([records[j].intent for j in rows]),
+                [k for k, intent in enumerate(labels.intents) if intent in intents_added],
+            )
         if entities_added and previous.network.entity_recognition:
             # fit the new tag columns on what the previous network computes for the sample's tokens
             probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
@@ -629,6 +613,7 @@ def finetune_nlu(
                 token_vectors(weights, before, [_record_inputs(r) for r in probe]),
                 np.concatenate([r.tags for r in probe if r.num_tokens]), new_columns,
             )
+    needed = np.concatenate([new_index, sample])
     unanchored = (("intent/labels",) if intents_added else ()) + (("entity/kernel", "entity/bias") if entities_added else ())
     network = DietNetwork(network_config, weights, _options(settings), pull, unanchored)
     traced = network.start_tracing()
@@ -643,7 +628,7 @@ def finetune_nlu(
         progress,
         "finetune",
         FINETUNE_LEARNING_RATE_SCALE,
-        _balanced_epochs(needed, data, intents_added, replay, len(previous.labels.intents), seed),
+        balanced_epochs([data.examples[i].intent for i in needed], intents_added, seed),
     )
     summary = _summary(
         "finetune",
@@ -658,7 +643,7 @@ def finetune_nlu(
         new_examples=int(len(new_index)),
         intents_added=list(intents_added),
         entities_added=list(entities_added),
-        replayed_per_epoch=int(replay),
+        replayed_per_epoch=int(len(sample)),
         anchor_pull=pull,
         unanchored=list(unanchored),
         epoch_fraction=epoch_fraction,
