@@ -145,7 +145,10 @@ class NumpyOps:
         return np.concatenate(list(xs), axis=axis)
 
     def pad(self, x: Any, paddings: Sequence[Sequence[int]]) -> Any:
-        return np.pad(x, [tuple(p) for p in paddings])
+        # what np.pad does, without its per-call overhead (a noticeable part of one parse)
+        out = np.zeros([size + before + after for size, (before, after) in zip(x.shape, paddings)], dtype=x.dtype)
+        out[tuple(slice(before, before + size) for size, (before, _) in zip(x.shape, paddings))] = x
+        return out
 
     def matmul(self, a: Any, b: Any, transpose_b: bool = False) -> Any:
         return a @ (np.swapaxes(b, -1, -2) if transpose_b else b)
