@@ -291,7 +291,8 @@ class TensorFlowOps:
         # features per featurizer: (unit feature ids, unit of each id (sorted), unit at each token,
         # flat position ``example * length + position`` of each token unit (sorted)); see make_batch
         tf = self.tf
-        batch, length, d = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
+        shape = tf.shape(x)
+        batch, length, d = shape[0], shape[1], x.shape[-1]
         flat = tf.reshape(x, [batch * length, d])
         sentence_sum = tf.zeros([batch, d])
         for i, (table, (unit_ids, unit_segments, token_units, token_segments)) in enumerate(zip(tables, features)):

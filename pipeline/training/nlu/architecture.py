@@ -204,7 +204,8 @@ def encode(
     drop = options.drop_rate if options is not None else 0.0
     drop_attention = options.drop_rate_attention if options is not None else 0.0
     drop_sparse = drop if options is not None and options.sparse_input_dropout else 0.0
-    batch, length = ops.shape(mask)[0], ops.shape(mask)[1]
+    shape = ops.shape(mask)
+    batch, length = shape[0], shape[1]
     d = config.size
     x = ops.zeros((batch, length, d))
     if config.dense_size:  # no input dropout on them (Rasa's dense_input_dropout: false)
