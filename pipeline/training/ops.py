@@ -5,7 +5,8 @@ DIET (:func:`pipeline.training.nlu.architecture.forward`) and TED
 ``ops`` object: :data:`NUMPY` predicts (NumPy only, no dropout, deterministic),
 :class:`TensorFlowOps` trains (differentiable; dropout from stateless random
 ops when it has a seed). Both backends compute the same function; parity tests
-hold them together (``tests/training/test_nlu.py``, ``test_core_model.py``).
+hold them together (``tests/training/test_nlu_forward.py``, ``test_nlu.py``,
+``test_core_model.py``).
 
 Where the two backends round differently, each keeps the rounding the saved
 models were trained and predict with: a NumPy prediction of a saved model and a
