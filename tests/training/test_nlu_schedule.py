@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.data.model import NluData
 from pipeline.training.nlu import train_nlu
-from pipeline.training.nlu.trainer import ANNEAL_EPOCHS, _plateaued, batch_size_for, schedule
+from pipeline.training.nlu.trainer import ANNEAL_EPOCHS, _plateaued, schedule
+from pipeline.training.optim import batch_size_for
 
 from .test_nlu import NLU_YAML, read_yaml, tiny_config
 

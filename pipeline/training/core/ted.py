@@ -28,6 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError, ModelError
+from pipeline.training.ops import NUMPY, Ops, TensorFlowOps
+from pipeline.training.optim import Adam, batch_size_for
 from pipeline.training.runtime import Progress, emit
 
 from .ensemble import PolicyOutput
@@ -48,7 +50,8 @@ __all__ = [
 
 _LN_EPSILON = 1e-5
 _MASK_VALUE = -1e9
-_ADAM = (0.9, 0.999, 1e-7)
+#: Dropout site ``k`` draws from the stateless random stream ``seed + [0, k * _SALT_STRIDE]``.
+_SALT_STRIDE = 7919
 #: Histories encoded and predicted at once (bounds memory for large test sets).
 _PREDICT_CHUNK = 512
 #: How many other stories each story is also replayed after (Rasa's augmentation).
@@ -114,52 +117,18 @@ def init_weights(shapes: Mapping[str, tuple[int, ...]], seed: int) -> dict[str, 
 # ----------------------------------------------------------------------- network
 
 
-class _NumpyOps:
-    """The operations :func:`forward` needs, in NumPy (inference: no dropout)."""
-
-    @staticmethod
-    def mean(x: Any) -> Any:
-        return x.mean(axis=-1, keepdims=True)
-
-    @staticmethod
-    def rsqrt(x: Any) -> Any:
-        return (1.0 / np.sqrt(x)).astype(np.float32)
-
-    @staticmethod
-    def relu(x: Any) -> Any:
-        return np.maximum(x, np.float32(0.0))
-
-    @staticmethod
-    def softmax(x: Any) -> Any:
-        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
-
-    @staticmethod
-    def reshape(x: Any, shape: Sequence[int]) -> Any:
-        return np.reshape(x, shape)
-
-    @staticmethod
-    def transpose(x: Any, perm: Sequence[int]) -> Any:
-        return np.transpose(x, perm)
-
-    @staticmethod
-    def dense(x: Any, kernel: Any, bias: Any, rows: int) -> Any:
-        return x @ kernel + bias
-
-    @staticmethod
-    def dropout(x: Any, rate: float, site: int) -> Any:
-        return x
-
-
-def forward(ops: Any, w: Mapping[str, Any], x: Any, mask: Any, settings: TedSettings) -> Any:
-    """Logits ``[B, A]`` of the network; ``ops`` is NumPy or TensorFlow flavoured."""
+def forward(ops: Ops, w: Mapping[str, Any], x: Any, mask: Any, settings: TedSettings) -> Any:
+    """Logits ``[B, A]`` of the network; ``ops`` is NumPy or TensorFlow (:mod:`pipeline.training.ops`)."""
     d = settings.transformer_size
     heads = settings.number_of_attention_heads
     dh = d // heads
     steps = int(w["position"].shape[0])
 
-    def dense(t: Any, name: str, rows: int) -> Any:
-        return ops.dense(t, w[f"{name}/kernel"], w[f"{name}/bias"], rows)
+    def dense(t: Any, name: str) -> Any:
+        return ops.dense(t, w[f"{name}/kernel"], w[f"{name}/bias"])
+
+    def dropout(t: Any, rate: float, site: int) -> Any:
+        return ops.dropout(t, rate, site * _SALT_STRIDE)
 
     def norm(t: Any, prefix: str) -> Any:
         mu = ops.mean(t)
@@ -170,8 +139,8 @@ def forward(ops: Any, w: Mapping[str, Any], x: Any, mask: Any, settings: TedSett
     def split(t: Any, rows: int) -> Any:
         return ops.transpose(ops.reshape(t, (-1, rows, heads, dh)), (0, 2, 1, 3))
 
-    h = dense(x, "input", steps) + w["position"]
-    h = ops.dropout(h, settings.drop_rate_dialogue, 0)
+    h = dense(x, "input") + w["position"]
+    h = dropout(h, settings.drop_rate_dialogue, 0)
     key_bias = (1.0 - mask)[:, None, None, :] * _MASK_VALUE
     scale = 1.0 / math.sqrt(dh)
     layers = settings.number_of_transformer_layers
@@ -181,16 +150,16 @@ def forward(ops: Any, w: Mapping[str, Any], x: Any, mask: Any, settings: TedSett
         # only the last turn's output is used: the last layer computes its queries,
         # attention output and feed-forward for that turn alone (same result, less work)
         rows = 1 if i == layers - 1 else steps
-        q = split(dense(a[:, -1:, :] if rows == 1 else a, f"{p}/attention/query", rows), rows)
-        k = split(dense(a, f"{p}/attention/key", steps), steps)
-        v = split(dense(a, f"{p}/attention/value", steps), steps)
+        q = split(dense(a[:, -1:, :] if rows == 1 else a, f"{p}/attention/query"), rows)
+        k = split(dense(a, f"{p}/attention/key"), steps)
+        v = split(dense(a, f"{p}/attention/value"), steps)
         scores = (q @ ops.transpose(k, (0, 1, 3, 2))) * scale + key_bias
-        attention = ops.dropout(ops.softmax(scores), settings.drop_rate_attention, 10 * i + 1)
+        attention = dropout(ops.softmax(scores), settings.drop_rate_attention, 10 * i + 1)
         merged = ops.reshape(ops.transpose(attention @ v, (0, 2, 1, 3)), (-1, rows, d))
-        out = dense(merged, f"{p}/attention/output", rows)
-        h = (h[:, -1:, :] if rows == 1 else h) + ops.dropout(out, settings.drop_rate_dialogue, 10 * i + 2)
-        f = ops.relu(dense(norm(h, f"{p}/norm2"), f"{p}/ffn/hidden", rows))
-        h = h + ops.dropout(dense(f, f"{p}/ffn/output", rows), settings.drop_rate_dialogue, 10 * i + 3)
+        out = dense(merged, f"{p}/attention/output")
+        h = (h[:, -1:, :] if rows == 1 else h) + dropout(out, settings.drop_rate_dialogue, 10 * i + 2)
+        f = ops.relu(dense(norm(h, f"{p}/norm2"), f"{p}/ffn/hidden"))
+        h = h + dropout(dense(f, f"{p}/ffn/output"), settings.drop_rate_dialogue, 10 * i + 3)
     last = norm(h[:, -1, :], "final_norm")
     dialogue = last @ w["dialogue_embed/kernel"] + w["dialogue_embed/bias"]
     return dialogue @ ops.transpose(w["action_embed"], (1, 0))
@@ -200,37 +169,10 @@ def predict_probabilities(
     weights: Mapping[str, np.ndarray], x: np.ndarray, mask: np.ndarray, settings: TedSettings
 ) -> np.ndarray:
     """Softmax confidences ``[B, A]`` (float64), computed with NumPy."""
-    logits = forward(_NumpyOps, weights, x.astype(np.float32), mask.astype(np.float32), settings).astype(np.float64)
+    logits = forward(NUMPY, weights, x.astype(np.float32), mask.astype(np.float32), settings).astype(np.float64)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities: np.ndarray = shifted / shifted.sum(axis=-1, keepdims=True)
     return probabilities
-
-
-def _tensorflow_ops(tf: Any, seed_pair: Any = None) -> Any:
-    """The operations :func:`forward` needs, in TensorFlow; dropout only with a seed."""
-
-    class TensorFlowOps:
-        mean = staticmethod(lambda t: tf.reduce_mean(t, axis=-1, keepdims=True))
-        rsqrt = staticmethod(tf.math.rsqrt)
-        relu = staticmethod(tf.nn.relu)
-        softmax = staticmethod(tf.nn.softmax)
-        reshape = staticmethod(tf.reshape)
-        transpose = staticmethod(tf.transpose)
-
-        @staticmethod
-        def dense(t: Any, kernel: Any, bias: Any, rows: int) -> Any:
-            # a 2-D matmul: TensorFlow's gradient of a 3-D @ 2-D matmul is many times slower
-            flat = tf.reshape(t, (-1, kernel.shape[0])) @ kernel + bias
-            return tf.reshape(flat, (-1, rows, kernel.shape[1]))
-
-        @staticmethod
-        def dropout(t: Any, rate: float, site: int) -> Any:
-            if rate <= 0.0 or seed_pair is None:
-                return t
-            keep = tf.random.stateless_uniform(tf.shape(t), seed=seed_pair + tf.constant([0, site * 7919])) >= rate
-            return tf.where(keep, t / (1.0 - rate), tf.zeros_like(t))
-
-    return TensorFlowOps
 
 
 def forward_tensorflow(
@@ -241,7 +183,7 @@ def forward_tensorflow(
 
     tf = configure_tensorflow()
     tensors = {name: tf.constant(value) for name, value in weights.items()}
-    logits: np.ndarray = forward(_tensorflow_ops(tf), tensors, tf.constant(x), tf.constant(mask), settings).numpy()
+    logits: np.ndarray = forward(TensorFlowOps(tf), tensors, tf.constant(x), tf.constant(mask), settings).numpy()
     return logits
 
 
@@ -308,14 +250,6 @@ def build_training_examples(
     return windows, np.asarray(labels, dtype=np.int32)
 
 
-def _batch_size(settings: TedSettings, epoch: int, epochs: int) -> int:
-    """Rasa's linearly increasing batch size from ``batch_size[0]`` to ``batch_size[1]``."""
-    low, high = settings.batch_size
-    if epochs <= 1:
-        return low
-    return int(low + epoch * (high - low) / (epochs - 1))
-
-
 def train_weights(
     weights: Mapping[str, np.ndarray],
     x: np.ndarray,
@@ -335,10 +269,7 @@ def train_weights(
     names = sorted(weights)
     variables = {name: tf.Variable(weights[name], name=name.replace("/", "_")) for name in names}
     var_list = [variables[n] for n in names]
-    moments = [tf.Variable(tf.zeros_like(v)) for v in var_list]
-    velocities = [tf.Variable(tf.zeros_like(v)) for v in var_list]
-    step_count = tf.Variable(0.0)
-    beta1, beta2, epsilon = _ADAM
+    adam = Adam(tf, var_list)
     learning_rate = settings.learning_rate
 
     steps = x.shape[1]
@@ -355,15 +286,9 @@ def train_weights(
     )
     def train_step(xb: Any, mb: Any, yb: Any, seed_pair: Any) -> Any:
         with tf.GradientTape() as tape:
-            logits = forward(_tensorflow_ops(tf, seed_pair), variables, xb, mb, settings)
+            logits = forward(TensorFlowOps(tf, seed_pair), variables, xb, mb, settings)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits))
-        grads = tape.gradient(loss, var_list)
-        step_count.assign_add(1.0)
-        correction = tf.sqrt(1.0 - tf.pow(beta2, step_count)) / (1.0 - tf.pow(beta1, step_count))
-        for var, grad, m, v in zip(var_list, grads, moments, velocities):
-            m.assign(beta1 * m + (1.0 - beta1) * grad)
-            v.assign(beta2 * v + (1.0 - beta2) * grad * grad)
-            var.assign_sub(learning_rate * correction * m / (tf.sqrt(v) + epsilon))
+        adam.apply(tape.gradient(loss, var_list), learning_rate)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb), tf.float32))
         return loss, correct
 
@@ -372,7 +297,7 @@ def train_weights(
     total = len(y)
     global_step = 0
     for epoch in range(epochs):
-        size = _batch_size(settings, epoch, epochs)
+        size = batch_size_for(epoch, epochs, settings.batch_size)
         order = rng.permutation(total)
         loss_sum = 0.0
         correct_sum = 0.0

@@ -13,10 +13,12 @@ Modules::
     pretrained    all-MiniLM-L6-v2 in NumPy: dense token/sentence features (LanguageModelFeaturizer)
     pretrained_tf the same forward pass in TensorFlow, for featurizing training data
     labels        intent/entity/role/group label maps, BILOU/BIO tagging
-    architecture  weight names, shapes, initialisation and growth
+    architecture  weight names, shapes, initialisation, growth and THE forward pass
+                  (encode/heads over pipeline.training.ops: NumPy or TensorFlow)
     selector      ResponseSelector (retrieval intents): options, trained selectors, parse output
-    inference     NumPy forward pass, Viterbi, marginals (used by parse)
-    network       TensorFlow forward pass, joint loss, lazy Adam (training)
+    inference     the forward pass run by NumPy on one message, Viterbi (used by parse)
+    network       the forward pass run by TensorFlow, joint loss, compiled training step
+                  (Adam and the batch-size ramp: pipeline.training.optim, shared with TED)
     trainer       train / finetune loops
     model         NluModel: parse, parse_batch, save, load
     compat        finetune compatibility check (JSON only)

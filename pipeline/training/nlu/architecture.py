@@ -1,7 +1,9 @@
-"""The DIET-style network's shape: config, weight names and initial weights (NumPy only).
+"""The DIET-style network: config, weight names, initial weights and the forward pass.
 
-Shared by the TensorFlow trainer (:mod:`.network`) and the NumPy predictor
-(:mod:`.inference`), so both read the same weights by the same names.
+The forward pass (:func:`encode`, :func:`heads`) is written once over an ``ops``
+object (:mod:`pipeline.training.ops`): the NumPy predictor (:mod:`.inference`)
+runs it with NumPy, the trainer (:mod:`.network`) with TensorFlow, on the same
+weights by the same names. This module imports no TensorFlow.
 
 ::
 
@@ -27,8 +29,26 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from pipeline.training.ops import Ops
+
 LAYER_NORM_EPSILON = 1e-6
 FFN_MULTIPLIER = 2
+#: Attention logit added for padded keys (their weight underflows to exactly 0).
+_MASK_VALUE = -1e9
+#: Scale of the cosine similarities (DIET's ``similarity_type: cosine``).
+COSINE_SCALE = 5.0
+#: Dropout sites: each has its own stateless random stream (salts 10 + 4 * layer ... are per layer).
+_SALT_HIDDEN, _SALT_CONTEXT, _SALT_LAYERS, _SALT_SPARSE = 1, 2, 10, 100
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Regularisation and loss options (from DIETClassifier settings)."""
+
+    drop_rate: float
+    drop_rate_attention: float
+    sparse_input_dropout: bool
+    constrain_similarities: bool
 
 
 @dataclass(frozen=True)
@@ -160,3 +180,96 @@ def grow_weights(
             table = weights[f"embed/{i}"]
             grown[f"embed/{i}"] = np.concatenate([table, np.zeros((after - before, table.shape[1]), np.float32)])
     return grown
+
+
+# ----------------------------------------------------------------------- forward
+
+
+def encode(
+    ops: Ops,
+    w: Mapping[str, Any],
+    config: NetworkConfig,
+    features: Any,
+    mask: Any,
+    dense: Any,
+    options: TrainingOptions | None = None,
+) -> Any:
+    """Contextual vectors [B, L, D] (position 0: the sentence slot, then the tokens).
+
+    ``features``: the sparse inputs in ``ops``' layout (:meth:`~pipeline.training.ops.Ops.sparse_embed`);
+    ``mask`` [B, L]: 1 for the sentence slot and real tokens; ``dense`` [B, L, F]: the pretrained
+    features (unused when ``config.dense_size`` is 0); ``options``: dropout rates (``ops`` applies
+    dropout only when training).
+    """
+    drop = options.drop_rate if options is not None else 0.0
+    drop_attention = options.drop_rate_attention if options is not None else 0.0
+    drop_sparse = drop if options is not None and options.sparse_input_dropout else 0.0
+    shape = ops.shape(mask)
+    batch, length = shape[0], shape[1]
+    d = config.size
+    x = ops.zeros((batch, length, d))
+    if config.dense_size:  # no input dropout on them (Rasa's dense_input_dropout: false)
+        x = x + ops.dense(dense, w["dense/kernel"], w["dense/bias"])
+    tables = [w[f"embed/{i}"] if size else None for i, size in enumerate(config.feature_sizes)]
+    x = ops.sparse_embed(x, tables, features, config.sentence_features, drop_sparse, _SALT_SPARSE)
+    h = ops.layer_norm(x, w["input_norm/gamma"], w["input_norm/beta"], LAYER_NORM_EPSILON)
+    h = h + ops.gather(w["position"], ops.minimum(ops.arange(length), config.positions - 1))[None]
+    h = ops.dropout(h, drop, _SALT_HIDDEN)
+    if config.context_window:
+        # h += relu([h(t-c) .. h(t+c)] W) on tokens; the sentence slot neither gives nor gets context
+        c = config.context_window
+        token_mask = ops.concat([ops.zeros((batch, 1)), mask[:, 1:]], axis=1)[:, :, None]
+        padded = ops.pad(h * token_mask, [[0, 0], [c, c], [0, 0]])
+        window = ops.concat([h if k == c else padded[:, k : k + length] for k in range(2 * c + 1)], axis=-1)
+        context = ops.relu(ops.dense(window, w["context/kernel"], w["context/bias"]))
+        h = h + ops.dropout(context, drop, _SALT_CONTEXT) * token_mask
+    heads, dh = config.heads, d // config.heads
+    key_bias = (1.0 - mask)[:, None, None, :] * _MASK_VALUE
+    for layer in range(config.layers):
+        p = f"layer{layer}/"
+        salt = _SALT_LAYERS + 4 * layer
+        a = ops.layer_norm(h, w[p + "attn_norm/gamma"], w[p + "attn_norm/beta"], LAYER_NORM_EPSILON)
+        qkv = ops.reshape(ops.dense(a, w[p + "qkv/kernel"], w[p + "qkv/bias"]), [batch, length, 3, heads, dh])
+        qkv = ops.transpose(qkv, [2, 0, 3, 1, 4])  # [3, B, H, L, dh]
+        scores = ops.matmul(qkv[0], qkv[1], transpose_b=True) * (1.0 / float(np.sqrt(dh))) + key_bias
+        probs = ops.dropout(ops.softmax(scores), drop_attention, salt)
+        attention = ops.reshape(ops.transpose(ops.matmul(probs, qkv[2]), [0, 2, 1, 3]), [batch, length, d])
+        h = ops.residual(h, attention, w[p + "attn_out/kernel"], w[p + "attn_out/bias"])
+        f = ops.layer_norm(h, w[p + "ffn_norm/gamma"], w[p + "ffn_norm/beta"], LAYER_NORM_EPSILON)
+        f = ops.relu(ops.dense(f, w[p + "ffn_in/kernel"], w[p + "ffn_in/bias"]))
+        h = ops.residual(h, f, w[p + "ffn_out/kernel"], w[p + "ffn_out/bias"], drop, salt + 2)
+    return ops.layer_norm(h, w["output_norm/gamma"], w["output_norm/beta"], LAYER_NORM_EPSILON)
+
+
+def heads(ops: Ops, w: Mapping[str, Any], config: NetworkConfig, h: Any) -> dict[str, Any]:
+    """The logits of the vectors ``h`` [B, L, D]: ``similarities`` [B, I] of the sentence slot with
+    every intent, ``emissions`` [B, L-1, K] (entity tags), ``roles`` and ``groups`` of the tokens."""
+    out: dict[str, Any] = {}
+    if config.intent_classification:
+        u = ops.dense(h[:, 0], w["intent/kernel"], w["intent/bias"])
+        labels = w["intent/labels"]
+        if config.cosine:
+            out["similarities"] = ops.matmul(ops.l2_normalize(u), ops.l2_normalize(labels), transpose_b=True) * COSINE_SCALE
+        else:
+            out["similarities"] = ops.matmul(u, labels, transpose_b=True)
+    if config.entity_recognition:
+        tokens = h[:, 1:]
+        out["emissions"] = ops.dense(tokens, w["entity/kernel"], w["entity/bias"])
+        if config.num_roles:
+            out["roles"] = ops.dense(tokens, w["role/kernel"], w["role/bias"])
+        if config.num_groups:
+            out["groups"] = ops.dense(tokens, w["group/kernel"], w["group/bias"])
+    return out
+
+
+def forward(
+    ops: Ops,
+    w: Mapping[str, Any],
+    config: NetworkConfig,
+    features: Any,
+    mask: Any,
+    dense: Any,
+    options: TrainingOptions | None = None,
+) -> dict[str, Any]:
+    """The network: :func:`heads` of :func:`encode` (the arguments are theirs)."""
+    return heads(ops, w, config, encode(ops, w, config, features, mask, dense, options))

@@ -1,9 +1,10 @@
 """NumPy prediction with the trained weights: the path ``parse`` uses.
 
-The math mirrors :mod:`.network` (TensorFlow, used for training) without
-dropout; a test checks both give the same outputs. NumPy is deterministic
-for a given input, so a saved and reloaded model predicts bit-identically,
-and parsing one message needs neither TensorFlow nor a compiled graph.
+It runs :func:`.architecture.forward`, the one definition of the network, with
+NumPy ops on one message (training runs it with TensorFlow; a test checks both
+give the same outputs). NumPy is deterministic for a given input, so a saved
+and reloaded model predicts bit-identically, and parsing one message needs
+neither TensorFlow nor a compiled graph.
 """
 
 from __future__ import annotations
@@ -13,21 +14,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .architecture import LAYER_NORM_EPSILON, NetworkConfig
+from pipeline.training.ops import NUMPY, softmax
 
-def layer_norm(
-    x: np.ndarray, gamma: np.ndarray | float, beta: np.ndarray | float, epsilon: float = LAYER_NORM_EPSILON
-) -> np.ndarray:
-    """LayerNorm over the last axis (``gamma=1, beta=0``: plain standardization)."""
-    scale = np.float32(1.0 / x.shape[-1])
-    centered = x - np.add.reduce(x, axis=-1, keepdims=True) * scale
-    var = np.add.reduce(np.square(centered), axis=-1, keepdims=True) * scale
-    return centered * (np.float32(1.0) / np.sqrt(var + np.float32(epsilon))) * gamma + beta
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+from . import architecture
+from .architecture import NetworkConfig
 
 
 @dataclass(frozen=True)
@@ -40,6 +30,24 @@ class RawPrediction:
     group_probs: np.ndarray | None  # [n, G]
 
 
+def _encode(
+    weights: Mapping[str, np.ndarray],
+    config: NetworkConfig,
+    ids: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    num_tokens: int,
+    dense: np.ndarray | None,
+) -> np.ndarray:
+    """Contextual vectors [1, 1 + num_tokens, D] of one message."""
+    if config.dense_size and dense is None:
+        raise ValueError("this model uses pretrained dense features; pass dense=")
+    mask = np.ones((1, num_tokens + 1), dtype=np.float32)
+    features = list(zip(ids, positions))
+    batch_dense = dense[None] if dense is not None else None
+    h: np.ndarray = architecture.encode(NUMPY, weights, config, features, mask, batch_dense)
+    return h
+
+
 def encode(
     weights: Mapping[str, np.ndarray],
     config: NetworkConfig,
@@ -50,62 +58,7 @@ def encode(
 ) -> np.ndarray:
     """Contextual vectors [1 + num_tokens, D] of one message (row 0: sentence slot);
     ``dense`` [1 + num_tokens, F]: the pretrained features when the model uses them."""
-    length = num_tokens + 1
-    x = np.zeros((length, config.size), dtype=np.float32)
-    if config.dense_size:
-        if dense is None:
-            raise ValueError("this model uses pretrained dense features; pass dense=")
-        x += dense @ weights["dense/kernel"] + weights["dense/bias"]
-    for i, (feature_ids, pos) in enumerate(zip(ids, positions)):
-        if feature_ids.size == 0:
-            continue
-        part = np.zeros((length, config.size), dtype=np.float32)
-        rows = weights[f"embed/{i}"][feature_ids]
-        if pos.size > 1 and np.all(pos[1:] >= pos[:-1]):  # sorted (as encode gives them): one reduceat
-            starts = np.flatnonzero(np.concatenate([[True], pos[1:] != pos[:-1]]))
-            part[pos[starts]] = np.add.reduceat(rows, starts, axis=0)
-        else:
-            np.add.at(part, pos, rows)
-        if config.sentence_features[i]:
-            part[0] += part[1:].sum(axis=0)
-        x += part
-    h = layer_norm(x, weights["input_norm/gamma"], weights["input_norm/beta"])
-    h = h + weights["position"][np.minimum(np.arange(length), config.positions - 1)]
-    if config.context_window and num_tokens:
-        c = config.context_window
-        masked = h.copy()
-        masked[0] = 0.0
-        padded = np.concatenate([np.zeros((c, config.size), np.float32), masked, np.zeros((c, config.size), np.float32)])
-        window = np.concatenate([h if k == c else padded[k : k + length] for k in range(2 * c + 1)], axis=1)
-        context = np.maximum(window @ weights["context/kernel"] + weights["context/bias"], np.float32(0.0))
-        context[0] = 0.0
-        h = h + context
-    heads, d = config.heads, config.size
-    dh = d // heads
-    for layer in range(config.layers):
-        p = f"layer{layer}/"
-        a = layer_norm(h, weights[p + "attn_norm/gamma"], weights[p + "attn_norm/beta"])
-        qkv = a @ weights[p + "qkv/kernel"] + weights[p + "qkv/bias"]
-        q, k, v = (qkv[:, j * d : (j + 1) * d].reshape(length, heads, dh).transpose(1, 0, 2) for j in range(3))
-        scores = (q @ k.transpose(0, 2, 1)) * np.float32(1.0 / np.sqrt(dh))
-        attn = softmax(scores, axis=-1) @ v  # [H, L, dh]
-        attn = attn.transpose(1, 0, 2).reshape(length, d)
-        h = h + attn @ weights[p + "attn_out/kernel"] + weights[p + "attn_out/bias"]
-        f = layer_norm(h, weights[p + "ffn_norm/gamma"], weights[p + "ffn_norm/beta"])
-        f = np.maximum(f @ weights[p + "ffn_in/kernel"] + weights[p + "ffn_in/bias"], np.float32(0.0))
-        h = h + f @ weights[p + "ffn_out/kernel"] + weights[p + "ffn_out/bias"]
-    return layer_norm(h, weights["output_norm/gamma"], weights["output_norm/beta"])
-
-
-def intent_similarities(weights: Mapping[str, np.ndarray], config: NetworkConfig, sentence: np.ndarray) -> np.ndarray:
-    """DIET similarities of the sentence vector(s) [..., D] with every intent [..., I]."""
-    u = sentence @ weights["intent/kernel"] + weights["intent/bias"]
-    labels = weights["intent/labels"]
-    if config.cosine:
-        u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-9)
-        labels = labels / np.maximum(np.linalg.norm(labels, axis=-1, keepdims=True), 1e-9)
-        return u @ labels.T * np.float32(5.0)
-    return u @ labels.T
+    return _encode(weights, config, ids, positions, num_tokens, dense)[0]
 
 
 def predict(
@@ -117,19 +70,16 @@ def predict(
     dense: np.ndarray | None = None,
 ) -> RawPrediction:
     """Intent probabilities and per-token entity emissions of one message."""
-    h = encode(weights, config, ids, positions, num_tokens, dense)
-    intent_probs = None
-    if config.intent_classification:
-        sentence = h[0]
-        intent_probs = softmax(intent_similarities(weights, config, sentence))
+    h = _encode(weights, config, ids, positions, num_tokens, dense)
+    out = architecture.heads(NUMPY, weights, config, h)
+    intent_probs = softmax(out["similarities"])[0] if config.intent_classification else None
     emissions = role_probs = group_probs = None
     if config.entity_recognition and num_tokens:
-        tokens = h[1:]
-        emissions = tokens @ weights["entity/kernel"] + weights["entity/bias"]
+        emissions = out["emissions"][0]
         if config.num_roles:
-            role_probs = softmax(tokens @ weights["role/kernel"] + weights["role/bias"])
+            role_probs = softmax(out["roles"])[0]
         if config.num_groups:
-            group_probs = softmax(tokens @ weights["group/kernel"] + weights["group/bias"])
+            group_probs = softmax(out["groups"])[0]
     return RawPrediction(intent_probs, emissions, role_probs, group_probs)
 
 

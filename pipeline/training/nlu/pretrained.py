@@ -34,8 +34,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from pipeline.errors import ModelError
+from pipeline.training.ops import layer_norm, softmax
 
-from .inference import layer_norm, softmax
 from .pretrained_source import (  # noqa: F401 - re-exported: the weights' identity lives there
     DISTRIBUTION,
     MODEL_NAME,
@@ -57,6 +57,8 @@ _MAX_WORD_CHARS = 100
 #: A forward pass: (piece ids [B, L], lengths [B], layers) -> hidden states [B, L, 384].
 Forward = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 _LAYER_NORM_EPSILON = 1e-12
+#: Epsilon of the standardization of every feature row (zero mean, unit variance).
+_STANDARDIZE_EPSILON = 1e-6
 
 
 def _file_sha256(path: Path) -> str:
@@ -315,6 +317,6 @@ def message_features(messages: Sequence[Sequence[str]], layers: int, forward: Fo
     each standardized (zero mean, unit variance over its 384 values)."""
     model = shared_model()
     return [
-        layer_norm(np.concatenate([sentence[None], tokens]), 1.0, 0.0).astype(np.float32)
+        layer_norm(np.concatenate([sentence[None], tokens]), 1.0, 0.0, _STANDARDIZE_EPSILON).astype(np.float32)
         for sentence, tokens in model.features(messages, layers, forward)
     ]

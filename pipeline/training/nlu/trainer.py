@@ -41,10 +41,11 @@ import numpy as np
 from pipeline.data.model import Config, NluData, NluExample
 from pipeline.decision import check_epoch_fraction
 from pipeline.errors import TrainingError
+from pipeline.training.optim import batch_size_for
 from pipeline.training.runtime import Progress, emit
 
 from . import pretrained
-from .architecture import NetworkConfig, grow_weights, initial_weights
+from .architecture import NetworkConfig, TrainingOptions, grow_weights, initial_weights
 from .compat import check_finetune_compatible
 from .features import SENTENCE_KINDS, NluPreprocessor
 from .growth import (
@@ -63,7 +64,7 @@ from .growth import (
 )
 from .labels import LabelMaps, encode_entities
 from .model import NluModel, example_hash
-from .network import Batch, DietNetwork, TrainingOptions
+from .network import Batch, DietNetwork
 from .rasa_defaults import differing_defaults
 from .selector import SelectorSettings, TrainedSelector, resolve_selectors, retrieval_responses, selector_examples
 from .pretrained_tf import tensorflow_forward
@@ -158,7 +159,8 @@ _EMPTY = np.zeros(0, dtype=np.int32)
 
 def _record_inputs(record: Record) -> tuple[list[np.ndarray], list[np.ndarray], int, np.ndarray | None]:
     """A record as the NumPy predictor's inputs: per featurizer flat ids and their positions."""
-    ids, positions = [], []
+    ids: list[np.ndarray] = []
+    positions: list[np.ndarray] = []
     for pos, unit_ids in zip(record.unit_positions, record.unit_ids):
         if len(unit_ids):
             ids.append(np.concatenate(unit_ids).astype(np.int64))
@@ -206,13 +208,6 @@ def make_batch(records: Sequence[Record]) -> Batch:
         for b, r in enumerate(records):
             dense[b, : r.num_tokens + 1] = r.dense
     return Batch(tuple(features), mask, dense, intents, tags, roles, groups)
-
-
-def batch_size_for(epoch: int, epochs: int, sizes: tuple[int, int]) -> int:
-    """Rasa's linearly increasing batch size from ``sizes[0]`` to ``sizes[1]``."""
-    if epochs <= 1:
-        return sizes[0]
-    return int(sizes[0] + epoch * (sizes[1] - sizes[0]) / (epochs - 1))
 
 
 def schedule(epoch: int, epochs: int, sizes: tuple[int, int], anneal_from: int | None = None) -> tuple[float, int]:
@@ -653,9 +648,9 @@ def finetune_nlu(
             for spec, v, before in zip(preprocessor.specs, preprocessor.vocabularies, previous.network.feature_sizes)
         },
     )
-    sample = [data.examples[i] for i in needed]
+    sample_examples = [data.examples[i] for i in needed]
     selectors = _train_selectors(
-        config, settings, preprocessor, data, sample, records, previous.selectors, epoch_fraction, seed, progress
+        config, settings, preprocessor, data, sample_examples, records, previous.selectors, epoch_fraction, seed, progress
     )
     if selectors:
         summary["selectors"] = {s.settings.key: s.summary for s in selectors}
