@@ -61,6 +61,14 @@ def encode(
     return _encode(weights, config, ids, positions, num_tokens, dense)[0]
 
 
+def intent_similarities(weights: Mapping[str, np.ndarray], config: NetworkConfig, sentence: np.ndarray) -> np.ndarray:
+    """DIET similarities [N, I] of sentence vectors [N, D] with every intent: the intent head of
+    :func:`architecture.heads`, for callers that already hold sentence vectors (label growth)."""
+    h = np.asarray(sentence, dtype=np.float32)[:, None, :]  # [N, 1, D]: the sentence slot only
+    similarities: np.ndarray = architecture.heads(NUMPY, weights, config, h)["similarities"]
+    return similarities
+
+
 def predict(
     weights: Mapping[str, np.ndarray],
     config: NetworkConfig,
