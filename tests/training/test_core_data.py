@@ -590,7 +590,7 @@ def test_story_evaluation_reports_stories_actions_and_failed_stories(tmp_path):
     assert json.loads(json.dumps(evaluation.to_dict()))["failed"][0]["name"] == "wrong ending"
 
 
-def test_end_to_end_evaluation_uses_the_nlu_intent_and_fails_on_wrong_intents(tmp_path):
+def test_end_to_end_evaluation_fails_on_wrong_intents_and_goes_on_with_the_storys_intent(tmp_path):
     project = load(tmp_path, tests=TEST_STORIES)
     texts = []
 
@@ -605,7 +605,9 @@ def test_end_to_end_evaluation_uses_the_nlu_intent_and_fails_on_wrong_intents(tm
     assert evaluation.num_correct == 0
     rendered = evaluation.render_failed_stories_yaml()
     assert "  - intent: ask_weather  # predicted: goodbye: weather in [Rome](city)?\n    entities:\n    - city: Rome\n" in rendered
-    assert "  - action: utter_weather  # predicted: utter_goodbye\n" in rendered  # NLU's intent drove the dialogue
+    # as Rasa's WronglyClassifiedUserUtterance: the story's own intent drives the dialogue on
+    assert "  - action: utter_weather\n" in rendered
+    assert "  - action: utter_goodbye  # predicted: utter_weather\n" in rendered
     assert yaml.safe_load(rendered)["stories"][0]["steps"][2] == {"intent": "ask_weather", "entities": [{"city": "Rome"}]}
     with pytest.raises(ModelError, match="the NLU parse of 'hello' is not a mapping"):
         evaluate_stories(train(project), project.test_stories, parse=lambda text: "greet")
