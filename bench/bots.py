@@ -56,6 +56,10 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     return proc.returncode, seconds, tail
 
 
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
 def _reports(results: Path) -> dict[str, Any]:
     """Intent and story results from a results folder (Rasa's and deltatrain's use the same files)."""
     out: dict[str, Any] = {}
@@ -78,6 +82,9 @@ def _reports(results: Path) -> dict[str, Any]:
     if failed.exists():
         text = failed.read_text()
         out["failed_stories"] = text.count("- story:")
+        # '- intent: x  # predicted: y: text' marks an NLU mistake, '- action: x  # predicted: y' a dialogue one
+        out["wrong_user_turns"] = sum(1 for line in text.splitlines() if line.lstrip().startswith("- intent:") and "# predicted:" in line)
+        out["wrong_actions"] = sum(1 for line in text.splitlines() if line.lstrip().startswith("- action:") and "# predicted:" in line)
         out["no_failures"] = "None of the test stories failed" in text  # Rasa's words
     summary = results / "summary.json"
     if summary.exists():
@@ -100,7 +107,7 @@ def run_deltatrain(bot: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cli = [sys.executable, "-m", "pipeline"]
     flags = DELTATRAIN_FLAGS.get(bot.name, [])
-    row: dict[str, Any] = {"bot": bot.name, "tool": "deltatrain", "flags": flags}
+    row: dict[str, Any] = {"bot": bot.name, "tool": "deltatrain", "flags": flags, "date": _today()}
     code, _, tail = _run(cli + ["data", "validate"] + flags, bot, env)
     row["validate"] = code == 0
     row["validate_tail"] = tail
@@ -111,11 +118,14 @@ def run_deltatrain(bot: Path) -> dict[str, Any]:
     stories = test_stories(bot)
     row["test_stories"] = str(stories.relative_to(bot))
     # 'deltatrain test' reads stories and NLU data from every path given, so each part is tested on its own
-    code, seconds, tail = _run(cli + ["test", "core", "--model", "models", "--stories", str(stories), "--out", "results"] + flags, bot, env)
-    code_nlu, seconds_nlu, tail_nlu = _run(cli + ["test", "nlu", "--model", "models", "--nlu", "data", "--out", "results"] + flags, bot, env)
+    # (each into its own folder: a test run replaces its output folder)
+    core_out, nlu_out = "results/core", "results/nlu"
+    code, seconds, tail = _run(cli + ["test", "core", "--model", "models", "--stories", str(stories), "--out", core_out] + flags, bot, env)
+    code_nlu, seconds_nlu, tail_nlu = _run(cli + ["test", "nlu", "--model", "models", "--nlu", "data", "--out", nlu_out] + flags, bot, env)
     row["test_ok"], row["test_seconds"] = code == 0 and code_nlu == 0, round(seconds + seconds_nlu, 1)
     row["test_tail"] = tail + "\n" + tail_nlu
-    row.update(_reports(bot / "results"))
+    for out in (nlu_out, core_out):
+        row.update({k: v for k, v in _reports(bot / out).items() if v is not None})
     return row
 
 
@@ -123,7 +133,7 @@ def run_rasa(bot: Path, venv: Path) -> dict[str, Any]:
     """Validate, train and test one bot with Rasa (leaving out components it cannot load here)."""
     rasa = str(venv / "bin" / "rasa")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SQLALCHEMY_SILENCE_UBER_WARNING="1")
-    row: dict[str, Any] = {"bot": bot.name, "tool": "rasa"}
+    row: dict[str, Any] = {"bot": bot.name, "tool": "rasa", "date": _today()}
     code, _, tail = _run([rasa, "data", "validate"], bot, env)
     row["validate"] = code == 0
     row["validate_tail"] = tail
@@ -169,22 +179,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         by_bot.setdefault(row["bot"], {})[row["tool"]] = row
     lines = [
-        "| bot | tool | validate | train (s) | test stories | intent acc. | action acc. | stories correct | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| bot | tool | run (UTC) | validate | train (s) | test stories | intent acc. (NLU data) | action acc. | "
+        "stories correct | wrong user turns / actions in failed stories | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for bot in sorted(by_bot):
         for tool in ("deltatrain", "rasa"):
-            row = by_bot[bot].get(tool)
-            if row is None:
+            if tool not in by_bot[bot]:
                 continue
+            row = by_bot[bot][tool]
             train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
             note = ", ".join(row.get("flags", []))
             if row.get("left_out"):
                 note = "without " + ", ".join(row["left_out"])
+            wrong = (
+                f"{row['wrong_user_turns']} / {row['wrong_actions']}" if row.get("failed_stories") else "–"
+            )
             lines.append(
-                f"| {bot} | {tool} | {'ok' if row.get('validate') else 'errors'} | {train} | "
+                f"| {bot} | {tool} | {row.get('date', '–')} | {'ok' if row.get('validate') else 'errors'} | {train} | "
                 f"{row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
-                f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {note} |"
+                f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {wrong} | {note} |"
             )
     return "\n".join(lines)
 
@@ -200,11 +214,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", nargs="*", type=Path, help="print the table of these JSON files")
     args = parser.parse_args()
+    rows: list[dict[str, Any]]
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())]
         print(table(rows))
         return
-    rows: list[dict[str, Any]] = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
+    rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     names = args.only or sorted(p.name for p in args.bots.iterdir() if (p / "config.yml").exists())
     for name in names:
         bot = args.work / name

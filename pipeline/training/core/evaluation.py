@@ -227,10 +227,10 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
                 if not isinstance(event, UserUttered) or not event.text:
                     continue
                 if event.text not in parsed:
-                    result = parse(event.text)
-                    user = UserUttered.from_parse(result, text=event.text)
+                    parse_result = parse(event.text)
+                    user = UserUttered.from_parse(parse_result, text=event.text)
                     parsed[event.text] = (user.intent, user.entities)
-                    selection = result.get("response_selector")
+                    selection = parse_result.get("response_selector")
                     if isinstance(selection, Mapping):
                         selected[event.text] = selection
                 if event.text in selected:
