@@ -74,10 +74,11 @@ def _reports(results: Path) -> dict[str, Any]:
         if "num_stories" in report:  # deltatrain: conversations, then the action report
             out["stories_total"], out["stories_correct"] = report["num_stories"], report["num_correct"]
             report = report.get("action_report") or {}
-        else:  # Rasa: the action report, with conversation accuracy beside it
+            out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
+        else:  # Rasa: intents, entities and actions in one report, with conversation accuracy beside it
             conversations = report.get("conversation_accuracy") or {}
             out["stories_total"], out["stories_correct"] = conversations.get("total"), conversations.get("correct")
-        out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
+            out["action_accuracy"] = _rasa_action_accuracy(report, _action_names(results.parent))
     failed = results / "failed_test_stories.yml"
     if failed.exists():
         text = failed.read_text()
@@ -90,6 +91,22 @@ def _reports(results: Path) -> dict[str, Any]:
     if summary.exists():
         out["summary"] = json.loads(summary.read_text())
     return out
+
+
+def _action_names(bot: Path) -> set[str]:
+    """Actions of a bot's domain: responses, custom actions, forms (Rasa's default actions start with action_)."""
+    domain = yaml.safe_load((bot / "domain.yml").read_text()) or {}
+    names = set(domain.get("responses") or {}) | set(domain.get("forms") or {})
+    names |= {a if isinstance(a, str) else next(iter(a)) for a in domain.get("actions") or []}
+    return names
+
+
+def _rasa_action_accuracy(report: dict[str, Any], actions: set[str]) -> float | None:
+    """Share of actions predicted right in Rasa's story report (which also lists intents and entities)."""
+    rows = [v for k, v in report.items() if isinstance(v, dict) and "support" in v
+            and (k in actions or k.startswith(("action_", "utter_"))) and k not in ("macro avg", "weighted avg", "micro avg")]
+    support = sum(r["support"] for r in rows)
+    return sum(r["recall"] * r["support"] for r in rows) / support if support else None
 
 
 def _strip_config(config: Path, names: tuple[str, ...]) -> list[str]:
