@@ -38,10 +38,11 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> None:
-    from rasa.shared.core.events import ActionExecuted
-    from rasa.shared.core.generator import TrainingDataGenerator
-    from rasa.shared.core.trackers import DialogueStateTracker
-    from rasa.shared.importers.importer import TrainingDataImporter
+    # Rasa's own modules: only in Rasa's virtual env
+    from rasa.shared.core.events import ActionExecuted  # type: ignore[import-not-found]
+    from rasa.shared.core.generator import TrainingDataGenerator  # type: ignore[import-not-found]
+    from rasa.shared.core.trackers import DialogueStateTracker  # type: ignore[import-not-found]
+    from rasa.shared.importers.importer import TrainingDataImporter  # type: ignore[import-not-found]
 
     project = Path(sys.argv[1])
     importer = TrainingDataImporter.load_from_config(
@@ -51,14 +52,14 @@ def main() -> None:
     trackers = TrainingDataGenerator(
         importer.get_stories(), domain, augmentation_factor=0, use_story_concatenation=False
     ).generate()
-    train = []
+    train: list[list[Any]] = []
     for tracker in trackers:
         if tracker.is_rule_tracker:
             continue
         states = tracker.past_states(domain)
         actions = [e.action_name or e.action_text for e in tracker.applied_events() if isinstance(e, ActionExecuted)]
         train.extend([_plain(states[: i + 1]), action] for i, action in enumerate(actions))
-    test = []
+    test: list[list[Any]] = []
     if len(sys.argv) > 2:
         tests = TrainingDataImporter.load_from_config(
             str(project / "config.yml"), str(project / "domain.yml"), [sys.argv[2]]
