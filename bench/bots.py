@@ -210,7 +210,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             if row.get("left_out"):
                 note = "without " + ", ".join(row["left_out"])
             wrong = (
-                f"{row['wrong_user_turns']} / {row['wrong_actions']}" if row.get("failed_stories") else "–"
+                f"{row.get('wrong_user_turns', '?')} / {row.get('wrong_actions', '?')}" if row.get("failed_stories") else "–"
             )
             lines.append(
                 f"| {bot} | {tool} | {row.get('date', '–')} | {'ok' if row.get('validate') else 'errors'} | {train} | "
@@ -230,8 +230,20 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="these bots only")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", nargs="*", type=Path, help="print the table of these JSON files")
+    parser.add_argument("--reread", action="store_true",
+                        help="read the reports of the runs in --work again into --json (nothing is run)")
     args = parser.parse_args()
     rows: list[dict[str, Any]]
+    if args.reread:
+        rows = json.loads(args.json.read_text())
+        for row in rows:
+            bot = args.work / row["bot"]
+            outs = ("results/nlu", "results/core") if row["tool"] == "deltatrain" else ("results",)
+            for out in outs:
+                if (bot / out).is_dir():
+                    row.update({k: v for k, v in _reports(bot / out).items() if v is not None})
+        args.json.write_text(json.dumps(rows, indent=2))
+        return
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())]
         print(table(rows))
