@@ -192,31 +192,24 @@ def _stories(row: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table: per bot, deltatrain's result next to Rasa's."""
-    by_bot: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in rows:
-        by_bot.setdefault(row["bot"], {})[row["tool"]] = row
+    tools = ("deltatrain", "rasa")
+    ordered = sorted(rows, key=lambda r: (r["bot"], tools.index(r["tool"])))  # stable: runs of a bot keep their order
     lines = [
         "| bot | tool | run (UTC) | validate | train (s) | test stories | intent acc. (NLU data) | action acc. | "
         "stories correct | wrong user turns / actions in failed stories | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for bot in sorted(by_bot):
-        for tool in ("deltatrain", "rasa"):
-            if tool not in by_bot[bot]:
-                continue
-            row = by_bot[bot][tool]
-            train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
-            note = ", ".join(row.get("flags", []))
-            if row.get("left_out"):
-                note = "without " + ", ".join(row["left_out"])
-            wrong = (
-                f"{row.get('wrong_user_turns', '?')} / {row.get('wrong_actions', '?')}" if row.get("failed_stories") else "–"
-            )
-            lines.append(
-                f"| {bot} | {tool} | {row.get('date', '–')} | {'ok' if row.get('validate') else 'errors'} | {train} | "
-                f"{row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
-                f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {wrong} | {note} |"
-            )
+    for row in ordered:
+        train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
+        notes = [*row.get("flags", []), *([row["note"]] if row.get("note") else [])]
+        if row.get("left_out"):
+            notes.append("without " + ", ".join(row["left_out"]))
+        wrong = f"{row.get('wrong_user_turns', '?')} / {row.get('wrong_actions', '?')}" if row.get("failed_stories") else "–"
+        lines.append(
+            f"| {row['bot']} | {row['tool']} | {row.get('date', '–')} | {'ok' if row.get('validate') else 'errors'} | "
+            f"{train} | {row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
+            f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {wrong} | {', '.join(notes)} |"
+        )
     return "\n".join(lines)
 
 
