@@ -321,6 +321,23 @@ def test_entity_slots_are_saved_with_the_vocabulary_and_older_models_load(tmp_pa
     assert DomainSpec.from_json(older).entity_slots == ()
 
 
+def test_a_story_ending_with_a_user_turn_listens_after_it_as_in_rasa(tmp_path):
+    project = load(tmp_path, data="""
+        version: "3.1"
+        stories:
+        - story: greet, then bye
+          steps:
+          - intent: greet
+          - action: utter_greet
+          - intent: goodbye
+    """)
+    (trajectory,) = expand_stories(project.stories).trajectories
+    played = replay(trajectory.events, DomainSpec.from_domain(project.domain))
+    # Rasa's StoryStep.explicit_events appends a listen unless the last event is one
+    assert played.actions == ("utter_greet", "action_listen", "action_listen")
+    assert played.states[-1] == State("action_listen", "goodbye", (), (), None)
+
+
 FORM_HAPPY = (
     TrackerState().with_user("book").with_action("trip_form").with_active_loop("trip_form")
     .with_user("inform", [EntityValue("city", "Rome")]).with_action("trip_form").with_active_loop(None)
