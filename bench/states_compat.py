@@ -9,9 +9,10 @@ test stories the states it is predicted from (Rasa's partial tracker in
 ``rasa test``; deltatrain's :func:`~pipeline.training.core.states.replay_turn_by_turn`).
 Rasa's side runs in Rasa's own Python (``bench/rasa_states.py``). Compared as sets of
 canonical JSON, after two normalisations that are notation, not behaviour: Rasa's
-empty state before the conversation's first ``action_listen`` is left out (deltatrain
-starts listening), and a user turn is its intent (Rasa drops the text when there is
-one); a text-only turn is ``{"text": ...}`` on both sides.
+state before the conversation's first ``action_listen`` (empty, or the slots' initial
+values) is left out (deltatrain starts listening, in training and prediction alike), and
+a user turn is its intent (Rasa drops the text when there is one); a text-only turn is
+``{"text": ...}`` on both sides.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def _rasa_examples(examples: list[list[Any]]) -> set[str]:
     result = set()
     for states, action in examples:
         states = [_rasa_state(s) for s in states]
-        if states and states[0] == {}:
-            states = states[1:]
+        if states and "prev_action" not in states[0]:
+            states = states[1:]  # the state before the first action_listen ({} or initial slot values)
         if not states:
             continue  # the first action_listen, before anything happened
         result.add(json.dumps([states, action], sort_keys=True))
