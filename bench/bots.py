@@ -56,6 +56,10 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     return proc.returncode, seconds, tail
 
 
+def _today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
 def _reports(results: Path) -> dict[str, Any]:
     """Intent and story results from a results folder (Rasa's and deltatrain's use the same files)."""
     out: dict[str, Any] = {}
@@ -70,19 +74,39 @@ def _reports(results: Path) -> dict[str, Any]:
         if "num_stories" in report:  # deltatrain: conversations, then the action report
             out["stories_total"], out["stories_correct"] = report["num_stories"], report["num_correct"]
             report = report.get("action_report") or {}
-        else:  # Rasa: the action report, with conversation accuracy beside it
+            out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
+        else:  # Rasa: intents, entities and actions in one report, with conversation accuracy beside it
             conversations = report.get("conversation_accuracy") or {}
             out["stories_total"], out["stories_correct"] = conversations.get("total"), conversations.get("correct")
-        out["action_accuracy"] = report.get("accuracy") if (report.get("weighted avg") or {}).get("support") else None
+            out["action_accuracy"] = _rasa_action_accuracy(report, _action_names(results.parent))
     failed = results / "failed_test_stories.yml"
     if failed.exists():
         text = failed.read_text()
         out["failed_stories"] = text.count("- story:")
+        # '- intent: x  # predicted: y: text' marks an NLU mistake, '- action: x  # predicted: y' a dialogue one
+        out["wrong_user_turns"] = sum(1 for line in text.splitlines() if line.lstrip().startswith("- intent:") and "# predicted:" in line)
+        out["wrong_actions"] = sum(1 for line in text.splitlines() if line.lstrip().startswith("- action:") and "# predicted:" in line)
         out["no_failures"] = "None of the test stories failed" in text  # Rasa's words
     summary = results / "summary.json"
     if summary.exists():
         out["summary"] = json.loads(summary.read_text())
     return out
+
+
+def _action_names(bot: Path) -> set[str]:
+    """Actions of a bot's domain: responses, custom actions, forms (Rasa's default actions start with action_)."""
+    domain = yaml.safe_load((bot / "domain.yml").read_text()) or {}
+    names = set(domain.get("responses") or {}) | set(domain.get("forms") or {})
+    names |= {a if isinstance(a, str) else next(iter(a)) for a in domain.get("actions") or []}
+    return names
+
+
+def _rasa_action_accuracy(report: dict[str, Any], actions: set[str]) -> float | None:
+    """Share of actions predicted right in Rasa's story report (which also lists intents and entities)."""
+    rows = [v for k, v in report.items() if isinstance(v, dict) and "support" in v
+            and (k in actions or k.startswith(("action_", "utter_"))) and k not in ("macro avg", "weighted avg", "micro avg")]
+    support = sum(r["support"] for r in rows)
+    return sum(r["recall"] * r["support"] for r in rows) / support if support else None
 
 
 def _strip_config(config: Path, names: tuple[str, ...]) -> list[str]:
@@ -100,7 +124,7 @@ def run_deltatrain(bot: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cli = [sys.executable, "-m", "pipeline"]
     flags = DELTATRAIN_FLAGS.get(bot.name, [])
-    row: dict[str, Any] = {"bot": bot.name, "tool": "deltatrain", "flags": flags}
+    row: dict[str, Any] = {"bot": bot.name, "tool": "deltatrain", "flags": flags, "date": _today()}
     code, _, tail = _run(cli + ["data", "validate"] + flags, bot, env)
     row["validate"] = code == 0
     row["validate_tail"] = tail
@@ -111,19 +135,23 @@ def run_deltatrain(bot: Path) -> dict[str, Any]:
     stories = test_stories(bot)
     row["test_stories"] = str(stories.relative_to(bot))
     # 'deltatrain test' reads stories and NLU data from every path given, so each part is tested on its own
-    code, seconds, tail = _run(cli + ["test", "core", "--model", "models", "--stories", str(stories), "--out", "results"] + flags, bot, env)
-    code_nlu, seconds_nlu, tail_nlu = _run(cli + ["test", "nlu", "--model", "models", "--nlu", "data", "--out", "results"] + flags, bot, env)
+    # (each into its own folder: a test run replaces its output folder)
+    core_out, nlu_out = "results/core", "results/nlu"
+    code, seconds, tail = _run(cli + ["test", "core", "--model", "models", "--stories", str(stories), "--out", core_out] + flags, bot, env)
+    code_nlu, seconds_nlu, tail_nlu = _run(cli + ["test", "nlu", "--model", "models", "--nlu", "data", "--out", nlu_out] + flags, bot, env)
     row["test_ok"], row["test_seconds"] = code == 0 and code_nlu == 0, round(seconds + seconds_nlu, 1)
     row["test_tail"] = tail + "\n" + tail_nlu
-    row.update(_reports(bot / "results"))
+    for out in (nlu_out, core_out):
+        row.update({k: v for k, v in _reports(bot / out).items() if v is not None})
     return row
 
 
 def run_rasa(bot: Path, venv: Path) -> dict[str, Any]:
     """Validate, train and test one bot with Rasa (leaving out components it cannot load here)."""
     rasa = str(venv / "bin" / "rasa")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SQLALCHEMY_SILENCE_UBER_WARNING="1")
-    row: dict[str, Any] = {"bot": bot.name, "tool": "rasa"}
+    # no telemetry (and no error reports to Sentry): the sandbox has no network, and it is not ours to send
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", SQLALCHEMY_SILENCE_UBER_WARNING="1", RASA_TELEMETRY_ENABLED="false")
+    row: dict[str, Any] = {"bot": bot.name, "tool": "rasa", "date": _today()}
     code, _, tail = _run([rasa, "data", "validate"], bot, env)
     row["validate"] = code == 0
     row["validate_tail"] = tail
@@ -165,27 +193,24 @@ def _stories(row: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table: per bot, deltatrain's result next to Rasa's."""
-    by_bot: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in rows:
-        by_bot.setdefault(row["bot"], {})[row["tool"]] = row
+    tools = ("deltatrain", "rasa")
+    ordered = sorted(rows, key=lambda r: (r["bot"], tools.index(r["tool"])))  # stable: runs of a bot keep their order
     lines = [
-        "| bot | tool | validate | train (s) | test stories | intent acc. | action acc. | stories correct | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| bot | tool | run (UTC) | validate | train (s) | test stories | intent acc. (NLU data) | action acc. | "
+        "stories correct | wrong user turns / actions in failed stories | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for bot in sorted(by_bot):
-        for tool in ("deltatrain", "rasa"):
-            row = by_bot[bot].get(tool)
-            if row is None:
-                continue
-            train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
-            note = ", ".join(row.get("flags", []))
-            if row.get("left_out"):
-                note = "without " + ", ".join(row["left_out"])
-            lines.append(
-                f"| {bot} | {tool} | {'ok' if row.get('validate') else 'errors'} | {train} | "
-                f"{row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
-                f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {note} |"
-            )
+    for row in ordered:
+        train = f"{row['train_seconds']:.0f}" if row.get("train_ok") else "failed"
+        notes = [*row.get("flags", []), *([row["note"]] if row.get("note") else [])]
+        if row.get("left_out"):
+            notes.append("without " + ", ".join(row["left_out"]))
+        wrong = f"{row.get('wrong_user_turns', '?')} / {row.get('wrong_actions', '?')}" if row.get("failed_stories") else "–"
+        lines.append(
+            f"| {row['bot']} | {row['tool']} | {row.get('date', '–')} | {'ok' if row.get('validate') else 'errors'} | "
+            f"{train} | {row.get('test_stories', '–')} | {_fmt(row.get('intent_accuracy'))} | "
+            f"{_fmt(row.get('action_accuracy'))} | {_stories(row)} | {wrong} | {', '.join(notes)} |"
+        )
     return "\n".join(lines)
 
 
@@ -199,12 +224,25 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="these bots only")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--table", nargs="*", type=Path, help="print the table of these JSON files")
+    parser.add_argument("--reread", action="store_true",
+                        help="read the reports of the runs in --work again into --json (nothing is run)")
     args = parser.parse_args()
+    rows: list[dict[str, Any]]
+    if args.reread:
+        rows = json.loads(args.json.read_text())
+        for row in rows:
+            bot = args.work / row["bot"]
+            outs = ("results/nlu", "results/core") if row["tool"] == "deltatrain" else ("results",)
+            for out in outs:
+                if (bot / out).is_dir():
+                    row.update({k: v for k, v in _reports(bot / out).items() if v is not None})
+        args.json.write_text(json.dumps(rows, indent=2))
+        return
     if args.table:
         rows = [row for path in args.table for row in json.loads(path.read_text())]
         print(table(rows))
         return
-    rows: list[dict[str, Any]] = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
+    rows = json.loads(args.json.read_text()) if args.json and args.json.exists() else []
     names = args.only or sorted(p.name for p in args.bots.iterdir() if (p / "config.yml").exists())
     for name in names:
         bot = args.work / name

@@ -65,6 +65,7 @@ __all__ = [
     "check_rules",
     "analyze_rules",
     "build_rule_lookup",
+    "fills_from_entity",
     "compute_slot_features",
     "rule_check_options",
 ]
@@ -240,7 +241,7 @@ class _DomainView:
             used[intent.name.split("/", 1)[0]] = frozenset().union(*(labels[n] for n in names)) if names else frozenset()
         return cls(
             slots=tuple(s for s in domain.slots if compute_slot_features(s, None)),
-            entity_slots=tuple(s for s in domain.slots if any(_entity_mapping(m) for m in s.mappings)),
+            entity_slots=tuple(s for s in domain.slots if any(fills_from_entity(m) for m in s.mappings)),
             used_entities=used,
             forms=frozenset(domain.form_names),
         )
@@ -260,7 +261,7 @@ class _DomainView:
             found = [
                 "" if e.value is None else e.value
                 for mapping in slot.mappings
-                if _entity_mapping(mapping)
+                if fills_from_entity(mapping)
                 for e in entities
                 if e.entity == mapping.get("entity") and e.role == mapping.get("role") and e.group == mapping.get("group")
             ]
@@ -269,7 +270,8 @@ class _DomainView:
         return events
 
 
-def _entity_mapping(mapping: Mapping[str, Any]) -> bool:
+def fills_from_entity(mapping: Mapping[str, Any]) -> bool:
+    """Whether a slot mapping fills the slot from an entity in every user turn (``from_entity``, not form-only)."""
     if mapping.get("type") != "from_entity":
         return False
     conditions = mapping.get("conditions")

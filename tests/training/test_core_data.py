@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from pipeline.data.loader import DirectorySource, load_project
-from pipeline.data.model import Component, Config, Domain, EntityValue, Project, SlotDef
+from pipeline.data.model import Component, Config, Domain, EntityValue, Project, SlotDef, UserStep
 from pipeline.errors import ConfigError, FinetuneRefused, ModelError, TrainingError
 from pipeline.training.core import (
     ActionExecuted,
+    SlotSet,
     CoreModel,
     TrackerState,
     UserUttered,
@@ -28,7 +29,7 @@ from pipeline.training.core import (
     resolve_settings,
     train_core,
 )
-from pipeline.training.core.states import DomainSpec, replay
+from pipeline.training.core.states import DomainSpec, State, replay, replay_turn_by_turn
 from pipeline.training.core.stories import expand_stories
 from tests.helpers import write_project
 
@@ -278,6 +279,134 @@ def test_state_shows_user_turn_previous_action_slots_and_form(tmp_path):
     assert played.final.prev_action == "trip_form"
     assert played.final.slots == (("destination", (1.0,)),)
     assert played.final.active_loop == "trip_form"
+
+
+# ------------------------------------- Rasa's tracker: entity slots, applied events
+# Expected states checked against Rasa 3.6.21 (Domain.states_for_tracker_history and
+# DialogueStateTracker.applied_events on the same events).
+
+ENTITY_SLOTS = DOMAIN.replace("""      note:""", """      cities:
+        type: list
+        mappings: [{type: from_entity, entity: city}]
+      arrival:
+        type: text
+        mappings: [{type: from_entity, entity: city, role: to}]
+      form_city:
+        type: text
+        mappings:
+        - type: from_entity
+          entity: city
+          conditions: [{active_loop: trip_form}]
+      note:""")
+
+
+def test_user_turn_entities_fill_their_from_entity_slots_as_rasa_stories_do(tmp_path):
+    spec = DomainSpec.from_domain(load(tmp_path, domain=ENTITY_SLOTS).domain)
+    plain = TrackerState().with_user("ask_weather", [EntityValue("city", "Rome"), EntityValue("city", "Oslo")])
+    played = replay(plain.with_action("utter_weather").events, spec)
+    # every mapping without a role matches; a list slot takes all values; a form-only mapping none
+    assert played.states[0].slots == (("cities", (1.0,)), ("destination", (1.0,)))
+    to_rome = replay(TrackerState().with_user("book", [EntityValue("city", "Rome", role="to")]).events, spec)
+    assert to_rome.final.slots == (("arrival", (1.0,)),)
+    assert spec.slots_for_entities([EntityValue("city", "Rome"), EntityValue("city", "Oslo")]) == [
+        SlotSet("destination", "Oslo"), SlotSet("cities", ["Rome", "Oslo"])
+    ]
+
+
+def test_entity_slots_are_saved_with_the_vocabulary_and_older_models_load(tmp_path):
+    spec = DomainSpec.from_domain(load(tmp_path, domain=ENTITY_SLOTS).domain)
+    assert ("arrival", "city", "to", None) in spec.entity_slots
+    assert DomainSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    older = {k: v for k, v in spec.to_json().items() if k != "entity_slots"}
+    assert DomainSpec.from_json(older).entity_slots == ()
+
+
+def test_a_story_ending_with_a_user_turn_listens_after_it_as_in_rasa(tmp_path):
+    project = load(tmp_path, data="""
+        version: "3.1"
+        stories:
+        - story: greet, then bye
+          steps:
+          - intent: greet
+          - action: utter_greet
+          - intent: goodbye
+    """)
+    (trajectory,) = expand_stories(project.stories).trajectories
+    played = replay(trajectory.events, DomainSpec.from_domain(project.domain))
+    # Rasa's StoryStep.explicit_events appends a listen unless the last event is one
+    assert played.actions == ("utter_greet", "action_listen", "action_listen")
+    assert played.states[-1] == State("action_listen", "goodbye", (), (), None)
+
+
+FORM_HAPPY = (
+    TrackerState().with_user("book").with_action("trip_form").with_active_loop("trip_form")
+    .with_user("inform", [EntityValue("city", "Rome")]).with_action("trip_form").with_active_loop(None)
+    .with_action("utter_booked")
+)
+
+
+def test_form_happy_path_turns_are_undone_as_rasas_applied_events(tmp_path):
+    spec = DomainSpec.from_domain(load(tmp_path).domain)
+    played = replay(FORM_HAPPY.events, spec)
+    # the form handled 'inform': the listen, the user turn and the form's re-run are gone,
+    # the slot its entity filled stays, and the latest user message is 'book' again
+    assert played.actions == ("trip_form", "utter_booked")
+    assert played.states[1] == State("trip_form", "book", (), (("destination", (1.0,)),), None)
+    assert played.event_index == (1, 7)
+
+
+def test_unhappy_path_and_a_restarted_form_keep_every_turn(tmp_path):
+    spec = DomainSpec.from_domain(load(tmp_path).domain)
+    unhappy = (
+        TrackerState().with_user("book").with_action("trip_form").with_active_loop("trip_form")
+        .with_user("bot_challenge").with_action("utter_iamabot").with_action("trip_form")
+    )
+    assert replay(unhappy.events, spec).actions == ("trip_form", "action_listen", "utter_iamabot", "trip_form")
+    again = (
+        TrackerState().with_user("book").with_action("trip_form").with_active_loop("trip_form").with_active_loop(None)
+        .with_action("utter_booked").with_user("book").with_action("trip_form")
+    )
+    assert replay(again.events, spec).actions == ("trip_form", "utter_booked", "action_listen", "trip_form")
+
+
+def test_a_test_predicts_each_action_from_the_conversation_so_far(tmp_path):
+    spec = DomainSpec.from_domain(load(tmp_path).domain)
+    walked = replay_turn_by_turn(FORM_HAPPY.events, spec)
+    assert walked.actions == ("trip_form", "action_listen", "trip_form", "utter_booked")
+    # the re-run is predicted with the user turn still there; what follows, as in training
+    assert walked.history(2)[-1] == State("action_listen", "inform", ("city",), (("destination", (1.0,)),), "trip_form")
+    assert walked.history(3) == replay(FORM_HAPPY.events, spec).history(1)
+    plain = TrackerState().with_user("greet").with_action("utter_greet").with_user("goodbye").with_action("utter_goodbye")
+    assert replay_turn_by_turn(plain.events, spec) == replay(plain.events, spec)
+
+
+def test_a_story_after_the_forms_happy_path_is_recalled_in_training_in_tests_and_live(tmp_path):
+    form_story = """
+        version: "3.1"
+        stories:
+        - story: book
+          steps:
+          - intent: book
+          - action: trip_form
+          - active_loop: trip_form
+          - intent: inform
+            entities:
+            - city: Rome
+          - action: trip_form
+          - active_loop: null
+          - action: utter_booked
+    """
+    project = load(tmp_path, data=form_story, tests=form_story)
+    model = train(project)
+    # the form's re-run is no training example: RulePolicy's happy path predicts it
+    filling = TrackerState(FORM_HAPPY.events[:5])
+    assert model.memoization_policy.recall(model.states_for(filling)) is None
+    assert model.predict_next_action(filling).action == "trip_form"
+    live = FORM_HAPPY.events[:-1]
+    prediction = model.predict_next_action(TrackerState(live))
+    assert (prediction.action, prediction.policy) == ("utter_booked", "MemoizationPolicy")
+    evaluation = evaluate_stories(model, project.test_stories)
+    assert evaluation.failed == [] and evaluation.num_correct == 1
 
 
 # ------------------------------------------------------------ rules and memory
@@ -590,7 +719,7 @@ def test_story_evaluation_reports_stories_actions_and_failed_stories(tmp_path):
     assert json.loads(json.dumps(evaluation.to_dict()))["failed"][0]["name"] == "wrong ending"
 
 
-def test_end_to_end_evaluation_uses_the_nlu_intent_and_fails_on_wrong_intents(tmp_path):
+def test_end_to_end_evaluation_fails_on_wrong_intents_and_goes_on_with_the_storys_intent(tmp_path):
     project = load(tmp_path, tests=TEST_STORIES)
     texts = []
 
@@ -605,10 +734,37 @@ def test_end_to_end_evaluation_uses_the_nlu_intent_and_fails_on_wrong_intents(tm
     assert evaluation.num_correct == 0
     rendered = evaluation.render_failed_stories_yaml()
     assert "  - intent: ask_weather  # predicted: goodbye: weather in [Rome](city)?\n    entities:\n    - city: Rome\n" in rendered
-    assert "  - action: utter_weather  # predicted: utter_goodbye\n" in rendered  # NLU's intent drove the dialogue
+    # as Rasa's WronglyClassifiedUserUtterance: the story's own intent drives the dialogue on
+    assert "  - action: utter_weather\n" in rendered
+    assert "  - action: utter_goodbye  # predicted: utter_weather\n" in rendered
     assert yaml.safe_load(rendered)["stories"][0]["steps"][2] == {"intent": "ask_weather", "entities": [{"city": "Rome"}]}
     with pytest.raises(ModelError, match="the NLU parse of 'hello' is not a mapping"):
         evaluate_stories(train(project), project.test_stories, parse=lambda text: "greet")
+
+
+@pytest.mark.parametrize(
+    "found, passes",
+    [
+        pytest.param([{"entity": "city", "value": "Rome", "extractor": "DIETClassifier"}], True, id="same-entity"),
+        pytest.param([{"entity": "city", "value": "Rome", "role": "to"}], True, id="roles-not-compared-as-rasa"),
+        pytest.param([], False, id="entity-missed"),
+        pytest.param([{"entity": "city", "value": "Rome"}, {"entity": "number", "value": 2}], False, id="extra-entity"),
+    ],
+)
+def test_end_to_end_evaluation_fails_on_other_entities_as_rasa(tmp_path, found, passes):
+    project = load(tmp_path, tests=TEST_STORIES.split("    - story: wrong ending")[0])
+
+    def parse(text):
+        intent = "greet" if text.startswith("hello") else "ask_weather"
+        return {"intent": {"name": intent, "confidence": 0.9}, "entities": found if intent == "ask_weather" else []}
+
+    evaluation = evaluate_stories(train(project), project.test_stories, parse=parse)
+    assert evaluation.num_correct == int(passes)
+    if not passes:
+        (mistake,) = evaluation.failed[0].mistakes
+        assert (mistake.kind, mistake.expected) == ("entities", "[city='Rome']")
+        assert "entities [city='Rome'] expected for 'weather in Rome?" in mistake.describe()
+        assert "  - intent: ask_weather  # predicted: ask_weather: weather in" in evaluation.render_failed_stories_yaml()
 
 
 def test_form_rejection_is_emulated_in_evaluation(tmp_path):
@@ -726,8 +882,10 @@ def test_text_only_user_turn_takes_the_ranked_intent_the_other_stories_agree_wit
     project = load(tmp_path, data=data)
     # NLU ranks greet first, but after utter_greet only ask_weather goes on with utter_weather
     labelled, warnings = label_text_turns(project.stories, {"sunny in Rome?": ["greet", "ask_weather"]})
-    assert labelled[0].steps[2].intent == "ask_weather"
+    step = labelled[0].steps[2]
+    assert isinstance(step, UserStep) and step.intent == "ask_weather"
     assert "ranks it 2." in warnings[0]
     # with no story to agree with, the NLU model's best intent
     labelled, _ = label_text_turns(project.stories[:1], {"sunny in Rome?": ["greet", "ask_weather"]})
-    assert labelled[0].steps[2].intent == "greet"
+    step = labelled[0].steps[2]
+    assert isinstance(step, UserStep) and step.intent == "greet"

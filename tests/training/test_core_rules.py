@@ -79,6 +79,31 @@ def test_slot_null_rule_applies_only_while_the_slot_is_unset(tmp_path):
     assert model.predict_next_action(known).action == "utter_hello"
 
 
+def test_entity_fills_its_slot_so_a_slot_null_rule_does_not_apply_when_predicting(tmp_path):
+    # Rasa's explicit_events set 'city' from the entity in rules and in the conversation alike
+    model = train_core(*_parts(load(tmp_path, """
+        rules:
+        - rule: ask for the city
+          condition:
+          - slot_was_set:
+            - city: null
+          steps:
+          - intent: inform
+          - action: utter_ask
+        - rule: city given
+          steps:
+          - intent: inform
+            entities:
+            - city: Rome
+          - action: utter_submit
+    """)))
+    with_city = TrackerState().with_user("inform", ["city"])
+    assert model.predict_next_action(with_city).action == "utter_submit"
+    assert model.predict_next_action(TrackerState().with_user("inform")).action == "utter_ask"
+    entry = next(e for e in model.rule_policy.entries if e.action == "utter_submit")
+    assert entry.states[-1].slots == (("city", (1.0,)),)
+
+
 def test_default_intents_run_their_default_action(tmp_path):
     model = train_core(*_parts(load(tmp_path, HANDOFF_RULE)))
     assert model.predict_next_action(TrackerState().with_user("restart")).action == "action_restart"

@@ -7,9 +7,14 @@ then goes on with the story's action, right or wrong. When the form happy path
 predicts the active form but the story runs something else, the form counts as
 rejected and the prediction is made again (Rasa's ``emulate_loop_rejection``).
 
-With ``parse``, each user turn that has a text goes through the NLU model; the
-predicted intent and entities are what the dialogue model sees, and a predicted
-intent other than the story's makes the story fail (Rasa's end-to-end test).
+With ``parse``, each user turn that has a text goes through the NLU model; a
+predicted intent other than the story's, or other entities (type and value),
+make the story fail, and the conversation goes on with the story's own intent
+and entities, as in Rasa's end-to-end test (``WronglyClassifiedUserUtterance``).
+A turn written as text only goes on with what the NLU model predicted. Each
+action is predicted from the conversation so far (Rasa's partial tracker): a
+form's happy-path re-run is predicted with the user turn it handles still in
+the history (:func:`~.states.replay_turn_by_turn`).
 When the story names a full retrieval action (``utter_faq/ask_price``) and the
 dialogue model predicts the retrieval action (``utter_faq``), the prediction is
 the response the ResponseSelector chose for the latest user message, as in
@@ -35,7 +40,7 @@ from pipeline.metrics import classification_report
 
 from .model import CoreModel
 from .ensemble import Prediction
-from .states import Replay, State, base_intent, replay, replay_predictions, retrieval_action
+from .states import Replay, State, base_intent, replay_predictions, replay_turn_by_turn, retrieval_action
 from .stories import Trajectory, expand_stories
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -53,7 +58,7 @@ Parse = Callable[[str], Mapping[str, Any]]
 class Mistake:
     """One wrong prediction in a story: of an ``action`` or of a user turn's ``intent``."""
 
-    kind: str  # "action" | "intent"
+    kind: str  # "action" | "intent" | "entities" (of a user turn whose intent was right)
     event_index: int  # position in FailedStory.events
     expected: str
     predicted: str
@@ -67,6 +72,8 @@ class Mistake:
         where = f"{self.location}: " if self.location else ""
         if self.kind == "intent":
             return f"{where}intent '{self.expected}' expected for {self.text!r}, NLU predicted '{self.predicted}'"
+        if self.kind == "entities":
+            return f"{where}entities {self.expected} expected for {self.text!r}, NLU found {self.predicted}"
         by = f" by {self.policy}" if self.policy else ""
         confidence = f" ({self.confidence:.2f})" if self.confidence is not None else ""
         return f"{where}action '{self.expected}' expected, predicted '{self.predicted}'{by}{confidence}"
@@ -91,7 +98,7 @@ class StoryResult:
     location: Location | None = field(default=None, compare=False)
     num_actions: int = 0
     num_wrong_actions: int = 0
-    num_wrong_intents: int = 0
+    num_wrong_intents: int = 0  # user turns NLU got wrong (intent, or entities)
 
     @property
     def passed(self) -> bool:
@@ -220,23 +227,27 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
                 if not isinstance(event, UserUttered) or not event.text:
                     continue
                 if event.text not in parsed:
-                    result = parse(event.text)
-                    user = UserUttered.from_parse(result, text=event.text)
+                    parse_result = parse(event.text)
+                    user = UserUttered.from_parse(parse_result, text=event.text)
                     parsed[event.text] = (user.intent, user.entities)
-                    selection = result.get("response_selector")
+                    selection = parse_result.get("response_selector")
                     if isinstance(selection, Mapping):
                         selected[event.text] = selection
                 if event.text in selected:
                     selections[index] = selected[event.text]
                 name, entities = parsed[event.text]
                 gold, predicted = base_intent(event.intent), base_intent(name)
-                if gold is not None and predicted != gold:
-                    mistakes.append(
-                        Mistake("intent", index, gold, str(predicted), text=event.text, predicted_entities=entities,
-                                location=trajectory.origins[index].location)
-                    )
-                events[index] = UserUttered(name, entities, event.text)
-        played = replay(events, model.spec)
+                where = trajectory.origins[index].location
+                if gold is None:
+                    events[index] = UserUttered(name, entities, event.text)  # text only: what NLU understood
+                elif predicted != gold:
+                    mistakes.append(Mistake("intent", index, gold, str(predicted), text=event.text,
+                                            predicted_entities=entities, location=where))
+                elif _entity_set(entities) != _entity_set(event.entities):
+                    mistakes.append(Mistake("entities", index, _describe_entities(event.entities),
+                                            _describe_entities(entities), text=event.text,
+                                            predicted_entities=entities, location=where))
+        played = replay_turn_by_turn(events, model.spec)
         case = _Case(trajectory, played, mistakes, len(histories), selections)
         histories.extend(played.history(k) for k in range(len(played.actions)))
         cases.append(case)
@@ -295,6 +306,15 @@ def evaluate_stories(model: CoreModel, test_stories: Sequence[Story], *, parse: 
             "total": num_stories,
         }
     return StoryEvaluation(num_stories, num_correct, accuracy, report, failed, tuple(results), tuple(predictions))
+
+
+def _entity_set(entities: Sequence[EntityValue]) -> set[tuple[str, str]]:
+    """What Rasa's story test compares of a user turn's entities (type and value; roles and groups not)."""
+    return {(e.entity, "" if e.value is None else str(e.value)) for e in entities}
+
+
+def _describe_entities(entities: Sequence[EntityValue]) -> str:
+    return "[" + ", ".join(f"{name}={value!r}" for name, value in sorted(_entity_set(entities))) + "]"
 
 
 def _latest_selection(case: _Case, k: int) -> Mapping[str, Any] | None:
@@ -368,7 +388,8 @@ def _render_story(story: FailedStory) -> list[str]:
         if isinstance(event, UserUttered):
             line = f"  - intent: {_scalar(event.intent)}"
             if mistake is not None:
-                line += _comment(f"predicted: {mistake.predicted}: {_annotated(mistake.text or '', mistake.predicted_entities)}")
+                intent = event.intent if mistake.kind == "entities" else mistake.predicted
+                line += _comment(f"predicted: {intent}: {_annotated(mistake.text or '', mistake.predicted_entities)}")
             lines.append(line)
             if event.entities:
                 lines.append("    entities:")

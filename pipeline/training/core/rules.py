@@ -242,6 +242,8 @@ def build_rule_entries(rule: Trajectory, spec: DomainSpec) -> list[tuple[tuple[R
             intent = base_intent(event.intent)
             featurized = spec.featurized_entities(event.intent, event.entities)
             entities = featurized if featurized else None
+            for slot in spec.slots_for_entities(event.entities):  # as Rasa's explicit_events
+                apply(slot)
         elif isinstance(event, ActionExecuted):
             if prev is not None:  # a rule's first action after "..." is not predicted, as in Rasa
                 states.append(RuleState(prev, intent, entities, tuple(sorted(slots.items())), loop))

@@ -14,8 +14,18 @@ each action::
   the intent's ``use_entities``/``ignore_entities`` and by entities that do
   not influence the conversation.
 * ``slots``: featurized values of slots that influence the conversation; a
-  slot whose features are all zero (unset) is left out, as in Rasa.
+  slot whose features are all zero (unset) is left out, as in Rasa. A user turn
+  also sets the slots its entities fill through ``from_entity`` mappings (outside
+  forms), as Rasa's ``StoryStep.explicit_events`` does for training and test
+  stories (and ``action_extract_slots`` in a live conversation).
 * ``active_loop``: the active form, if any.
+
+States are built from the events Rasa *applies* (``DialogueStateTracker.applied_events``):
+when a form runs again on its happy path (no other action since the user spoke),
+the user turn and the listen before it are undone, the form handled them. So the
+policies never see them, and the form's re-run is no training example (RulePolicy's
+happy path predicts it). A test predicts each action from the conversation so far
+(:func:`replay_turn_by_turn`), as Rasa's partial tracker does.
 
 :class:`DomainSpec` is the vocabulary derived from the domain (canonically
 sorted so that reordering the domain file changes nothing); it is saved with
@@ -41,6 +51,7 @@ from pipeline.data.model import (
     retrieval_action,
     thaw,
 )
+from pipeline.rule_check import fills_from_entity
 
 from .tracker import ACTION_LISTEN, RULE_SNIPPET_ACTION, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
@@ -54,6 +65,7 @@ __all__ = [
     "State",
     "Replay",
     "replay",
+    "replay_turn_by_turn",
     "replay_predictions",
     "build_state_key",
     "base_intent",
@@ -233,6 +245,8 @@ class DomainSpec:
     forms: tuple[str, ...]
     known_slots: tuple[str, ...]  # every slot name a story may set
     intent_entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # restricted intents only
+    #: ``(slot, entity, role, group)``: featurized slots a user turn's entities fill (``from_entity`` outside forms)
+    entity_slots: tuple[tuple[str, str, str | None, str | None], ...] = ()
     _index: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -279,6 +293,14 @@ class DomainSpec:
             for s in sorted(domain.slots, key=lambda s: s.name)
             if s.influence_conversation and s.type in _FEATURIZED_TYPES
         )
+        featurized = {s.name for s in slots}
+        entity_slots = tuple(
+            (slot.name, str(mapping.get("entity")), mapping.get("role"), mapping.get("group"))
+            for slot in domain.slots
+            if slot.name in featurized
+            for mapping in slot.mappings
+            if fills_from_entity(mapping)
+        )
         return cls(
             actions=(*DEFAULT_ACTIONS, *custom),
             intents=tuple(intents),
@@ -287,6 +309,7 @@ class DomainSpec:
             forms=tuple(sorted(domain.form_names)),
             known_slots=tuple(sorted({*domain.slot_names, REQUESTED_SLOT})),
             intent_entities=intent_entities,
+            entity_slots=entity_slots,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -298,6 +321,7 @@ class DomainSpec:
             "forms": list(self.forms),
             "known_slots": list(self.known_slots),
             "intent_entities": {k: list(v) for k, v in sorted(self.intent_entities.items())},
+            "entity_slots": [list(m) for m in self.entity_slots],
         }
 
     @classmethod
@@ -310,6 +334,7 @@ class DomainSpec:
             forms=tuple(data["forms"]),
             known_slots=tuple(data["known_slots"]),
             intent_entities={k: tuple(v) for k, v in data["intent_entities"].items()},
+            entity_slots=tuple((m[0], m[1], m[2], m[3]) for m in data.get("entity_slots", ())),
         )
 
     # ------------------------------------------------------------------- lookups
@@ -344,6 +369,20 @@ class DomainSpec:
             if any(features):
                 result.append((slot.name, features))
         return tuple(result)
+
+    def slots_for_entities(self, entities: Iterable[EntityValue]) -> list[SlotSet]:
+        """Rasa's ``Domain.slots_for_entities``: the slots a user turn's entities fill (the last value wins)."""
+        found: dict[str, list[Any]] = {}
+        entities = tuple(entities)
+        for slot, entity, role, group in self.entity_slots:
+            for value in entities:
+                if value.entity == entity and value.role == role and value.group == group:
+                    found.setdefault(slot, []).append("" if value.value is None else value.value)
+        events = []
+        for slot, values in found.items():
+            feature = self.slot(slot)
+            events.append(SlotSet(slot, values if feature is not None and feature.type == "list" else values[-1]))
+        return events
 
     def initial_slot_values(self) -> dict[str, Any]:
         return {s.name: s.initial_value for s in self.slots if s.initial_value is not None}
@@ -409,21 +448,86 @@ class Replay:
     actions: tuple[str, ...]
     event_index: tuple[int, ...]  # position of each action in the events; -1 for an inserted listen
     final: State  # the state after the last event: what the next action is predicted from
+    #: turn by turn (:func:`replay_turn_by_turn`): the history before each action; else prefixes of ``states``
+    histories: tuple[tuple[State, ...], ...] | None = None
 
     def history(self, k: int) -> tuple[State, ...]:
         """The states a policy sees when predicting ``actions[k]``."""
-        return self.states[: k + 1]
+        return self.histories[k] if self.histories is not None else self.states[: k + 1]
 
     @property
     def final_history(self) -> tuple[State, ...]:
         return self.states + (self.final,)
 
 
+def _explicit_events(events: Sequence[Event], spec: DomainSpec, start_action: str) -> list[tuple[int, Event]]:
+    """Rasa's ``StoryStep.explicit_events``: listens before user turns, entity slots after them.
+
+    Each event keeps its position in ``events`` (-1 for an inserted listen).
+    """
+    result: list[tuple[int, Event]] = []
+    last = start_action
+    for position, event in enumerate(events):
+        if isinstance(event, UserUttered):
+            if last not in (ACTION_LISTEN, RULE_SNIPPET_ACTION):
+                result.append((-1, ActionExecuted(ACTION_LISTEN)))
+            last = ACTION_LISTEN
+            result.append((position, event))
+            result.extend((position, slot) for slot in spec.slots_for_entities(event.entities))
+            continue
+        if isinstance(event, ActionExecuted):
+            last = event.name
+        result.append((position, event))
+    return result
+
+
+def _applied_events(events: Sequence[tuple[int, Event]]) -> list[tuple[int, Event]]:
+    """Rasa's ``DialogueStateTracker.applied_events``: a form's happy-path re-run undoes the turns it handled."""
+    loops = {e.name for _, e in events if isinstance(e, ActiveLoop) and e.name}
+    applied: list[tuple[int, Event]] = []
+    for pair in events:
+        event = pair[1]
+        if isinstance(event, ActionExecuted) and event.name in loops and not _first_loop_run(event.name, applied):
+            _undo_till_previous_loop_run(event.name, applied)
+        else:
+            applied.append(pair)
+    return applied
+
+
+def _first_loop_run(loop: str, applied: Sequence[tuple[int, Event]]) -> bool:
+    """Rasa's ``_first_loop_execution_or_unhappy_path``."""
+    next_action: str | None = None
+    for _, event in reversed(applied):
+        if isinstance(event, ActiveLoop) and event.name is None:
+            return True  # the form ended since: this run starts it again
+        if isinstance(event, UserUttered) and next_action is not None and next_action != loop:
+            return True  # something else than the form answered the user: unhappy path
+        if isinstance(event, ActionExecuted):
+            if event.name == loop:
+                return False
+            next_action = event.name
+    return True
+
+
+def _undo_till_previous_loop_run(loop: str, applied: list[tuple[int, Event]]) -> None:
+    """Drop actions and user turns back to the form's previous run (slots and loop events stay)."""
+    offset = 0
+    for _, event in reversed(applied[:]):
+        if isinstance(event, ActionExecuted) and event.name == loop:
+            break
+        if isinstance(event, (ActionExecuted, UserUttered)):
+            del applied[-1 - offset]
+        else:
+            offset += 1
+
+
 def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACTION_LISTEN) -> Replay:
-    """Replay ``events`` into states (tolerant: unknown names just match nothing).
+    """Replay ``events`` into states, as Rasa's tracker does (tolerant: unknown names just match nothing).
 
     ``start_action`` is the previous action at the start: ``action_listen`` for a
     conversation, :data:`RULE_SNIPPET_ACTION` for a rule that may apply mid-conversation.
+    Entity-filled slots are set after each user turn and the form's happy-path turns are
+    undone (see the module docstring); ``event_index`` points into ``events``.
     """
     states: list[State] = []
     actions: list[str] = []
@@ -441,12 +545,8 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
             slots_cache[0] = spec.featurized_slots(slot_values)
         return State(prev, intent, entities, slots_cache[0], loop)
 
-    for position, event in enumerate(events):
+    for position, event in _applied_events(_explicit_events(events, spec, start_action)):
         if isinstance(event, UserUttered):
-            if prev not in (ACTION_LISTEN, RULE_SNIPPET_ACTION):
-                states.append(snapshot())
-                actions.append(ACTION_LISTEN)
-                positions.append(-1)
             # a rule snippet ("...") listens silently before its first user turn, as in Rasa
             prev = ACTION_LISTEN
             intent = base_intent(event.intent)
@@ -466,6 +566,35 @@ def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACT
         elif isinstance(event, ActiveLoop):
             loop = event.name
     return Replay(tuple(states), tuple(actions), tuple(positions), snapshot())
+
+
+def replay_turn_by_turn(events: Sequence[Event], spec: DomainSpec) -> Replay:
+    """Every action of ``events``, each with the history of the conversation *so far* (Rasa's story test).
+
+    Unlike :func:`replay` of the whole conversation, a form's happy-path re-run and the
+    user turn before it are predicted too: when the form runs again, the turn is still in
+    the tracker. ``history(k)`` is what a running assistant would have seen before ``actions[k]``.
+    """
+    whole = replay(events, spec)
+    explicit = _explicit_events(events, spec, ACTION_LISTEN)
+    if len(_applied_events(explicit)) == len(explicit):
+        return whole  # nothing undone: the whole replay's prefixes are the turn-by-turn histories
+    histories: list[tuple[State, ...]] = []
+    actions: list[str] = []
+    positions: list[int] = []
+    started = False
+    for i, (position, event) in enumerate(explicit):
+        if isinstance(event, UserUttered):
+            started = True
+        if not isinstance(event, ActionExecuted) or (event.name == ACTION_LISTEN and not started):
+            continue  # a leading listen: the conversation already starts by listening
+        started = True
+        # an inserted listen (-1) comes right before the user turn it listens for
+        end = position if position >= 0 else explicit[i + 1][0]
+        histories.append(replay(events[:end], spec).final_history)
+        actions.append(event.name)
+        positions.append(position)
+    return Replay(tuple(h[-1] for h in histories), tuple(actions), tuple(positions), whole.final, tuple(histories))
 
 
 _Prediction = TypeVar("_Prediction")

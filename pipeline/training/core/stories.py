@@ -7,7 +7,7 @@
   blocks without an end checkpoint. A block is used at most once per conversation
   (Rasa's augmentation, which glues unrelated stories together, is not done).
 * ``action_listen`` is inserted before every user turn after a bot action, and once at the
-  end when the bot spoke last (a rule with ``wait_for_user_input: false`` gets none).
+  end unless the last event is a listen (a rule with ``wait_for_user_input: false`` gets none).
 
 Every event keeps its :class:`Origin` (story name and file:line) so that training
 errors can point at the step that caused them.
@@ -166,8 +166,11 @@ def _finish(
             last_action = event.name
         events.append(event)
         origins.append(origin)
-    if final_listen and last_action not in (None, ACTION_LISTEN):
-        last_origin = next(o for e, o in zip(reversed(events), reversed(origins)) if isinstance(e, ActionExecuted))
+    # Rasa's StoryStep.explicit_events: a listen at the end unless the last event is one
+    # (so also after a story's last user turn)
+    if final_listen and pairs and events[-1] != ActionExecuted(ACTION_LISTEN):
+        last_origin = next((o for e, o in zip(reversed(events), reversed(origins)) if isinstance(e, ActionExecuted)),
+                           origins[-1])
         events.append(ActionExecuted(ACTION_LISTEN))
         origins.append(last_origin)
     return tuple(events), tuple(origins)
