@@ -104,8 +104,9 @@ def test_a_finetune_failing_the_gate_without_fallback_exits_3_and_says_what_to_d
 ) -> None:
     work, repo = _clone(first_run, tmp_path)
     previous = _manifest(work)["latest"]
-    metrics_file = work / ".deltatrain" / "store" / "models" / previous / "metrics.json"
-    metrics_file.write_text(json.dumps({"intent_f1": 1.01, "entity_f1": 1.0, "story_accuracy": 1.0}))
+    manifest = _manifest(work)  # the latest's metrics, as the manifest carries them inline
+    manifest["models"][0]["summary"]["metrics"] = {"intent_f1": 1.01, "entity_f1": 1.0, "story_accuracy": 1.0}
+    (work / ".deltatrain" / "store" / "manifest.json").write_text(json.dumps(manifest))
     _add_examples(work, repo)
     report, summary, output = tmp_path / "report.json", tmp_path / "summary.md", tmp_path / "output"
     environ = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}

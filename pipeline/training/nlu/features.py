@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -333,7 +334,7 @@ class NluPreprocessor:
         """
         spec = self.specs[index]
         if spec.kind == "count_vectors":
-            return [[(t.text, self._cached_ids(index, t.text, lambda t=t: self._word_keys(index, t.text)))] for t in tokens]
+            return [[(t.text, self._cached_ids(index, t.text, partial(self._word_keys, index, t.text)))] for t in tokens]
         if spec.kind == "lexical":
             windows = spec.features
             half = len(windows) // 2
@@ -347,7 +348,7 @@ class NluPreprocessor:
                         word = tokens[j].text
                         key: Any = (offset, word)
                         parts.append(
-                            (key, self._cached_ids(index, key, lambda o=offset, n=names, w=word: self._lexical_keys(index, o, n, w)))
+                            (key, self._cached_ids(index, key, partial(self._lexical_keys, index, offset, names, word)))
                         )
                         if "BOS" in names or "EOS" in names:
                             key = (offset, j == 0, j == count - 1)
@@ -357,10 +358,7 @@ class NluPreprocessor:
                                     self._cached_ids(
                                         index,
                                         key,
-                                        lambda o=offset, n=names, k=key: [
-                                            *([f"{o}:BOS:{k[1]}"] if "BOS" in n else []),
-                                            *([f"{o}:EOS:{k[2]}"] if "EOS" in n else []),
-                                        ],
+                                        partial(_boundary_keys, offset, names, j == 0, j == count - 1),
                                     ),
                                 )
                             )
@@ -428,3 +426,8 @@ class NluPreprocessor:
             tuple(RegexFeature(r["name"], tuple(r["patterns"])) for r in config["regexes"]),
             tuple(LookupTable(t["name"], tuple(t["elements"])) for t in config["lookups"]),
         )
+
+
+def _boundary_keys(offset: int, names: Sequence[str], first: bool, last: bool) -> list[str]:
+    """The BOS/EOS feature keys of a window position (``offset``) for the lexical featurizer."""
+    return [*([f"{offset}:BOS:{first}"] if "BOS" in names else []), *([f"{offset}:EOS:{last}"] if "EOS" in names else [])]

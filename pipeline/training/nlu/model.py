@@ -174,7 +174,7 @@ class NluModel:
         for name, document in documents.items():
             (directory / name).write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
         with open(directory / layout.WEIGHTS_FILE, "wb") as handle:
-            np.savez(handle, **self.weights)
+            np.savez(handle, **self.weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         if self.selectors:
             selectors = {
                 "selectors": [s.get_config() for s in self.selectors],
@@ -185,7 +185,7 @@ class NluModel:
             (directory / layout.SELECTORS_FILE).write_text(text, encoding="utf-8")
             for index, selector in enumerate(self.selectors):
                 with open(directory / layout.SELECTOR_WEIGHTS_FILE.format(index=index), "wb") as handle:
-                    np.savez(handle, **selector.weights)
+                    np.savez(handle, **selector.weights)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
     @classmethod
     def load(cls, directory: Path) -> "NluModel":

@@ -601,12 +601,12 @@ def finetune_nlu(
             )
         if entities_added and previous.network.entity_recognition:
             # fit the new tag columns on what the previous network computes for the sample's tokens
-            probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
+            tag_probe = [records[j] for j in range(min(len(records), TAG_PROBE_EXAMPLES))]
             new_columns = [k for k, tag in enumerate(labels.tags) if tag not in previous.labels.tags]
             weights["entity/kernel"], weights["entity/bias"] = fit_new_tag_columns(
                 weights["entity/kernel"], weights["entity/bias"],
-                token_vectors(weights, before, [_record_inputs(r) for r in probe]),
-                np.concatenate([r.tags for r in probe if r.num_tokens]), new_columns,
+                token_vectors(weights, before, [_record_inputs(r) for r in tag_probe]),
+                np.concatenate([r.tags for r in tag_probe if r.num_tokens]), new_columns,
             )
     needed = np.concatenate([new_index, sample])
     unanchored = (("intent/labels",) if intents_added else ()) + (("entity/kernel", "entity/bias") if entities_added else ())
