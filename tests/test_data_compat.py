@@ -576,3 +576,14 @@ def test_slot_written_by_name_only_takes_rasas_value_for_its_type(tmp_path: Path
     assert dict(slot_step.slots) == {"name": "filled", "items": ("filled",), "confirmed": None, "size": None}
     bare = sorted((p.message.split("'")[1], str(p.location)) for p in warnings if p.code == "slot-value")
     assert bare == [("confirmed", "data/stories.yml:5"), ("size", "data/stories.yml:5")]
+
+
+@pytest.mark.parametrize("key", ["stories", "rules"])
+def test_intent_written_with_a_leading_slash_is_read_without_it_and_warned(tmp_path: Path, key: str) -> None:
+    """Rasa 3.6: "User intent '/greet' starts with '/'. This is not required." and drops the '/'."""
+    story = stories("- intent: /greet", "- action: utter_greet", key=key)
+    project, warnings = load(tmp_path, {f"data/{key}.yml": story})
+    assert [(w.severity, str(w.location)) for w in warnings] == [("warning", f"data/{key}.yml:4")]
+    assert "'/greet' starts with '/'" in warnings[0].message
+    assert project.stories[0].steps[0].intent == "greet"
+    assert [p for p in validate_project(project) if p.is_error] == []
