@@ -338,6 +338,47 @@ def test_a_story_ending_with_a_user_turn_listens_after_it_as_in_rasa(tmp_path):
     assert played.states[-1] == State("action_listen", "goodbye", (), (), None)
 
 
+RESTART_STORY = """
+    version: "3.1"
+    stories:
+    - story: book, give up, restart, greet
+      steps:
+      - intent: book
+        entities:
+        - city: Rome
+      - action: trip_form
+      - active_loop: trip_form
+      - intent: goodbye
+      - action: action_restart
+      - action: restart
+      - intent: greet
+      - action: utter_greet
+"""
+
+
+def test_a_restart_event_in_a_story_starts_a_fresh_conversation_as_in_rasa(tmp_path):
+    """Rasa's reader makes ``- action: restart`` a ``Restarted`` event; examples checked against Rasa 3.6.21."""
+    project = load(tmp_path, data=RESTART_STORY, tests=RESTART_STORY)
+    spec = DomainSpec.from_domain(project.domain)
+    (trajectory,) = expand_stories(project.stories).trajectories
+    played = replay(trajectory.events, spec)
+    assert played.actions == ("trip_form", "action_listen", "action_restart", "utter_greet", "action_listen")
+    before = (("destination", (1.0,)),)
+    assert played.history(2) == (
+        State("action_listen", "book", ("city",), before, None),
+        State("trip_form", "book", ("city",), before, "trip_form"),
+        State("action_listen", "goodbye", (), before, "trip_form"),
+    )
+    # no slot, no form, no history from before the restart; no listen after action_restart
+    assert played.history(3) == (State("action_listen", "greet", (), (), None),)
+    assert played.history(4) == (*played.history(3), State("utter_greet", "greet", (), (), None))
+    assert played.final_history == (*played.history(4), State("action_listen", "greet", (), (), None))
+    assert played.event_index[3] == trajectory.events.index(ActionExecuted("utter_greet"))
+    (test,) = expand_stories(project.test_stories).trajectories
+    turn_by_turn = replay_turn_by_turn(test.events, spec)
+    assert [turn_by_turn.history(k) for k in range(5)] == [played.history(k) for k in range(5)]
+
+
 FORM_HAPPY = (
     TrackerState().with_user("book").with_action("trip_form").with_active_loop("trip_form")
     .with_user("inform", [EntityValue("city", "Rome")]).with_action("trip_form").with_active_loop(None)
