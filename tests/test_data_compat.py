@@ -587,3 +587,19 @@ def test_intent_written_with_a_leading_slash_is_read_without_it_and_warned(tmp_p
     assert "'/greet' starts with '/'" in warnings[0].message
     assert project.stories[0].steps[0].intent == "greet"
     assert [p for p in validate_project(project) if p.is_error] == []
+
+
+def test_domain_store_entities_as_slots_false_is_accepted_and_changes_no_training_state(tmp_path: Path) -> None:
+    """Rasa 3.6 reads the key but ``rasa train`` drops it (``DomainForCoreTrainingProvider`` prunes ``config``).
+
+    Its core training trackers and a live conversation's ``action_extract_slots``
+    fill ``from_entity`` slots either way; only ``rasa test`` trackers honour it
+    (a documented difference: deltatrain tests with the states it trained on).
+    """
+    domain = DOMAIN.replace('version: "3.1"\n', 'version: "3.1"\nconfig:\n  store_entities_as_slots: false\n')
+    story = stories("- intent: bye\n    entities:\n    - city: Rome", "- action: utter_bye")
+    project, warnings = load(tmp_path, {"domain.yml": domain, "data/stories.yml": story})
+    assert warnings == ()
+    assert [p for p in validate_project(project) if p.is_error] == []
+    spec = DomainSpec.from_domain(project.domain)
+    assert [s.name for s in spec.slots_for_entities(project.stories[0].steps[0].entities)] == ["size"]

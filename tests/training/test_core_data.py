@@ -313,6 +313,24 @@ def test_user_turn_entities_fill_their_from_entity_slots_as_rasa_stories_do(tmp_
     ]
 
 
+def test_intent_conditions_of_a_from_entity_mapping_do_not_apply_to_story_states(tmp_path):
+    """Rasa 3.6's ``Domain.slots_for_entities`` (training and test trackers) skips only ``active_loop``
+    conditions; ``intent``/``not_intent`` count in a live conversation's ``action_extract_slots`` alone
+    (checked against Rasa 3.6.21 with bench/states_compat.py: identical examples)."""
+    domain = ENTITY_SLOTS.replace(
+        "mappings: [{type: from_entity, entity: city, role: to}]",
+        "mappings: [{type: from_entity, entity: city, role: to, intent: book}]",
+    ).replace(
+        "mappings: [{type: from_entity, entity: city}]",
+        "mappings: [{type: from_entity, entity: city, not_intent: [ask_weather]}]",
+    )
+    spec = DomainSpec.from_domain(load(tmp_path, domain=domain).domain)
+    weather = TrackerState().with_user("ask_weather", [EntityValue("city", "Rome", role="to")])
+    assert replay(weather.events, spec).final.slots == (("arrival", (1.0,)),)
+    weather = TrackerState().with_user("ask_weather", [EntityValue("city", "Rome")])
+    assert replay(weather.events, spec).final.slots == (("cities", (1.0,)), ("destination", (1.0,)))
+
+
 def test_entity_slots_are_saved_with_the_vocabulary_and_older_models_load(tmp_path):
     spec = DomainSpec.from_domain(load(tmp_path, domain=ENTITY_SLOTS).domain)
     assert ("arrival", "city", "to", None) in spec.entity_slots
