@@ -603,3 +603,12 @@ def test_domain_store_entities_as_slots_false_is_accepted_and_changes_no_trainin
     assert [p for p in validate_project(project) if p.is_error] == []
     spec = DomainSpec.from_domain(project.domain)
     assert [s.name for s in spec.slots_for_entities(project.stories[0].steps[0].entities)] == ["size"]
+
+
+def test_action_restart_and_the_restart_event_need_no_domain_entry(tmp_path: Path) -> None:
+    """Rasa's reader makes ``- action: restart`` a ``Restarted`` event; ``rasa data validate`` 3.6.21 has no error."""
+    story = stories("- intent: greet", "- action: action_restart", "- action: restart", "- intent: greet",
+                    "- action: utter_greet")
+    assert [p for p in problems_of(tmp_path, {"data/stories.yml": story}) if p[0] == "error"] == []
+    unknown = stories("- intent: greet", "- action: restarts")
+    assert ("error", "unknown-action", "data/stories.yml:5") in problems_of(tmp_path, {"data/stories.yml": unknown})

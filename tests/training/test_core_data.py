@@ -395,6 +395,7 @@ def test_a_restart_event_in_a_story_starts_a_fresh_conversation_as_in_rasa(tmp_p
     (test,) = expand_stories(project.test_stories).trajectories
     turn_by_turn = replay_turn_by_turn(test.events, spec)
     assert [turn_by_turn.history(k) for k in range(5)] == [played.history(k) for k in range(5)]
+    assert train(project).predict_next_action(TrackerState().with_user("greet")).action == "utter_greet"
 
 
 FORM_HAPPY = (

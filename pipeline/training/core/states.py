@@ -51,6 +51,7 @@ from pipeline.data.model import (
     DEFAULT_ACTIONS,
     DEFAULT_INTENTS,
     REQUESTED_SLOT,
+    RESTART_EVENT,
     Domain,
     EntityValue,
     SlotDef,
@@ -79,9 +80,6 @@ __all__ = [
     "entity_labels",
     "RESTART_EVENT",
 ]
-
-#: ``- action: restart``: Rasa's story reader makes the event type name a ``Restarted`` event, not an action.
-RESTART_EVENT = "restart"
 
 #: ``city#to``: an entity type with its role (or group), as Rasa featurizes it.
 ENTITY_LABEL_SEPARATOR = "#"
