@@ -38,6 +38,7 @@ from pipeline.data.model import (
     DEFAULT_ACTIONS,
     DEFAULT_INTENTS,
     REQUESTED_SLOT,
+    RESTART_EVENT,
     ActionStep,
     ActiveLoopStep,
     CheckpointStep,
@@ -316,7 +317,7 @@ def _check_story(story: Story, known: _Known, severity: str) -> list[Problem]:
             location = step.location or story.location
             entity_uses.extend((e.entity, e.role, e.group, location) for e in step.entities)
         elif isinstance(step, ActionStep):
-            if not step.is_text and step.name not in known.actions:
+            if not step.is_text and step.name not in known.actions and step.name != RESTART_EVENT:
                 add(
                     "unknown-action",
                     step.name,

@@ -576,3 +576,39 @@ def test_slot_written_by_name_only_takes_rasas_value_for_its_type(tmp_path: Path
     assert dict(slot_step.slots) == {"name": "filled", "items": ("filled",), "confirmed": None, "size": None}
     bare = sorted((p.message.split("'")[1], str(p.location)) for p in warnings if p.code == "slot-value")
     assert bare == [("confirmed", "data/stories.yml:5"), ("size", "data/stories.yml:5")]
+
+
+@pytest.mark.parametrize("key", ["stories", "rules"])
+def test_intent_written_with_a_leading_slash_is_read_without_it_and_warned(tmp_path: Path, key: str) -> None:
+    """Rasa 3.6: "User intent '/greet' starts with '/'. This is not required." and drops the '/'."""
+    story = stories("- intent: /greet", "- action: utter_greet", key=key)
+    project, warnings = load(tmp_path, {f"data/{key}.yml": story})
+    assert [(w.severity, str(w.location)) for w in warnings] == [("warning", f"data/{key}.yml:4")]
+    assert "'/greet' starts with '/'" in warnings[0].message
+    assert project.stories[0].steps[0].intent == "greet"
+    assert [p for p in validate_project(project) if p.is_error] == []
+
+
+def test_domain_store_entities_as_slots_false_is_accepted_and_changes_no_training_state(tmp_path: Path) -> None:
+    """Rasa 3.6 reads the key but ``rasa train`` drops it (``DomainForCoreTrainingProvider`` prunes ``config``).
+
+    Its core training trackers and a live conversation's ``action_extract_slots``
+    fill ``from_entity`` slots either way; only ``rasa test`` trackers honour it
+    (a documented difference: deltatrain tests with the states it trained on).
+    """
+    domain = DOMAIN.replace('version: "3.1"\n', 'version: "3.1"\nconfig:\n  store_entities_as_slots: false\n')
+    story = stories("- intent: bye\n    entities:\n    - city: Rome", "- action: utter_bye")
+    project, warnings = load(tmp_path, {"domain.yml": domain, "data/stories.yml": story})
+    assert warnings == ()
+    assert [p for p in validate_project(project) if p.is_error] == []
+    spec = DomainSpec.from_domain(project.domain)
+    assert [s.name for s in spec.slots_for_entities(project.stories[0].steps[0].entities)] == ["size"]
+
+
+def test_action_restart_and_the_restart_event_need_no_domain_entry(tmp_path: Path) -> None:
+    """Rasa's reader makes ``- action: restart`` a ``Restarted`` event; ``rasa data validate`` 3.6.21 has no error."""
+    story = stories("- intent: greet", "- action: action_restart", "- action: restart", "- intent: greet",
+                    "- action: utter_greet")
+    assert [p for p in problems_of(tmp_path, {"data/stories.yml": story}) if p[0] == "error"] == []
+    unknown = stories("- intent: greet", "- action: restarts")
+    assert ("error", "unknown-action", "data/stories.yml:5") in problems_of(tmp_path, {"data/stories.yml": unknown})

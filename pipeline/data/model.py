@@ -391,6 +391,10 @@ DEFAULT_ACTIONS = (
     "action_extract_slots",
 )
 
+#: ``- action: restart`` in a story or rule: Rasa's story reader makes this event type name a ``Restarted``
+#: event (the conversation starts over), not an action, so it needs no domain entry.
+RESTART_EVENT = "restart"
+
 #: Rasa's built-in intents, known even when the domain does not list them (sorted: only membership matters).
 DEFAULT_INTENTS = ("back", "nlu_fallback", "out_of_scope", "restart", "session_start")
 #: The slot a form sets to the slot it asks for next; always known, never featurized unless declared.

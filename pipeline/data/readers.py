@@ -434,6 +434,11 @@ def _read_user_step(step: YMap, out: Collector, what: str) -> UserStep | None:
     intent = step.get("intent")
     if intent is not None:
         intent = _text(intent, "intent name", step.key_line("intent"), out)
+    if intent and intent.startswith("/"):
+        # Rasa 3.6 warns "User intent '/x' starts with '/'. This is not required." and drops one '/'
+        out.warning(f"User intent '{intent}' starts with '/'. This is not required.", step.key_line("intent"),
+                    f"write '- intent: {intent[1:]}'")
+        intent = intent[1:]
     text = step.get("user")
     entities: list[EntityValue] = []
     if text is not None:

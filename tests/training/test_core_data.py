@@ -313,6 +313,24 @@ def test_user_turn_entities_fill_their_from_entity_slots_as_rasa_stories_do(tmp_
     ]
 
 
+def test_intent_conditions_of_a_from_entity_mapping_do_not_apply_to_story_states(tmp_path):
+    """Rasa 3.6's ``Domain.slots_for_entities`` (training and test trackers) skips only ``active_loop``
+    conditions; ``intent``/``not_intent`` count in a live conversation's ``action_extract_slots`` alone
+    (checked against Rasa 3.6.21 with bench/states_compat.py: identical examples)."""
+    domain = ENTITY_SLOTS.replace(
+        "mappings: [{type: from_entity, entity: city, role: to}]",
+        "mappings: [{type: from_entity, entity: city, role: to, intent: book}]",
+    ).replace(
+        "mappings: [{type: from_entity, entity: city}]",
+        "mappings: [{type: from_entity, entity: city, not_intent: [ask_weather]}]",
+    )
+    spec = DomainSpec.from_domain(load(tmp_path, domain=domain).domain)
+    weather = TrackerState().with_user("ask_weather", [EntityValue("city", "Rome", role="to")])
+    assert replay(weather.events, spec).final.slots == (("arrival", (1.0,)),)
+    weather = TrackerState().with_user("ask_weather", [EntityValue("city", "Rome")])
+    assert replay(weather.events, spec).final.slots == (("cities", (1.0,)), ("destination", (1.0,)))
+
+
 def test_entity_slots_are_saved_with_the_vocabulary_and_older_models_load(tmp_path):
     spec = DomainSpec.from_domain(load(tmp_path, domain=ENTITY_SLOTS).domain)
     assert ("arrival", "city", "to", None) in spec.entity_slots
@@ -336,6 +354,48 @@ def test_a_story_ending_with_a_user_turn_listens_after_it_as_in_rasa(tmp_path):
     # Rasa's StoryStep.explicit_events appends a listen unless the last event is one
     assert played.actions == ("utter_greet", "action_listen", "action_listen")
     assert played.states[-1] == State("action_listen", "goodbye", (), (), None)
+
+
+RESTART_STORY = """
+    version: "3.1"
+    stories:
+    - story: book, give up, restart, greet
+      steps:
+      - intent: book
+        entities:
+        - city: Rome
+      - action: trip_form
+      - active_loop: trip_form
+      - intent: goodbye
+      - action: action_restart
+      - action: restart
+      - intent: greet
+      - action: utter_greet
+"""
+
+
+def test_a_restart_event_in_a_story_starts_a_fresh_conversation_as_in_rasa(tmp_path):
+    """Rasa's reader makes ``- action: restart`` a ``Restarted`` event; examples checked against Rasa 3.6.21."""
+    project = load(tmp_path, data=RESTART_STORY, tests=RESTART_STORY)
+    spec = DomainSpec.from_domain(project.domain)
+    (trajectory,) = expand_stories(project.stories).trajectories
+    played = replay(trajectory.events, spec)
+    assert played.actions == ("trip_form", "action_listen", "action_restart", "utter_greet", "action_listen")
+    before = (("destination", (1.0,)),)
+    assert played.history(2) == (
+        State("action_listen", "book", ("city",), before, None),
+        State("trip_form", "book", ("city",), before, "trip_form"),
+        State("action_listen", "goodbye", (), before, "trip_form"),
+    )
+    # no slot, no form, no history from before the restart; no listen after action_restart
+    assert played.history(3) == (State("action_listen", "greet", (), (), None),)
+    assert played.history(4) == (*played.history(3), State("utter_greet", "greet", (), (), None))
+    assert played.final_history == (*played.history(4), State("action_listen", "greet", (), (), None))
+    assert played.event_index[3] == trajectory.events.index(ActionExecuted("utter_greet"))
+    (test,) = expand_stories(project.test_stories).trajectories
+    turn_by_turn = replay_turn_by_turn(test.events, spec)
+    assert [turn_by_turn.history(k) for k in range(5)] == [played.history(k) for k in range(5)]
+    assert train(project).predict_next_action(TrackerState().with_user("greet")).action == "utter_greet"
 
 
 FORM_HAPPY = (

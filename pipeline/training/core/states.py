@@ -20,6 +20,12 @@ each action::
   stories (and ``action_extract_slots`` in a live conversation).
 * ``active_loop``: the active form, if any.
 
+``- action: restart`` in a story is no action: Rasa's story reader reads the event
+type name ``restart`` as a ``Restarted`` event (:data:`RESTART_EVENT`; ``action_restart``
+stays an action). Its training data generator ends the conversation there and goes on
+with a fresh one (no slots, no form, no history before the restart), so :func:`replay`
+does the same: a history never reaches back across a restart.
+
 States are built from the events Rasa *applies* (``DialogueStateTracker.applied_events``):
 when a form runs again on its happy path (no other action since the user spoke),
 the user turn and the listen before it are undone, the form handled them. So the
@@ -45,6 +51,7 @@ from pipeline.data.model import (
     DEFAULT_ACTIONS,
     DEFAULT_INTENTS,
     REQUESTED_SLOT,
+    RESTART_EVENT,
     Domain,
     EntityValue,
     SlotDef,
@@ -71,6 +78,7 @@ __all__ = [
     "base_intent",
     "retrieval_action",
     "entity_labels",
+    "RESTART_EVENT",
 ]
 
 #: ``city#to``: an entity type with its role (or group), as Rasa featurizes it.
@@ -450,14 +458,19 @@ class Replay:
     final: State  # the state after the last event: what the next action is predicted from
     #: turn by turn (:func:`replay_turn_by_turn`): the history before each action; else prefixes of ``states``
     histories: tuple[tuple[State, ...], ...] | None = None
+    #: where in ``states`` a conversation starts again after a ``restart`` event (a history starts there)
+    restarts: tuple[int, ...] = ()
+
+    def _start(self, k: int) -> int:
+        return max((r for r in self.restarts if r <= k), default=0)
 
     def history(self, k: int) -> tuple[State, ...]:
         """The states a policy sees when predicting ``actions[k]``."""
-        return self.histories[k] if self.histories is not None else self.states[: k + 1]
+        return self.histories[k] if self.histories is not None else self.states[self._start(k): k + 1]
 
     @property
     def final_history(self) -> tuple[State, ...]:
-        return self.states + (self.final,)
+        return self.states[self._start(len(self.states)):] + (self.final,)
 
 
 def _explicit_events(events: Sequence[Event], spec: DomainSpec, start_action: str) -> list[tuple[int, Event]]:
@@ -521,14 +534,40 @@ def _undo_till_previous_loop_run(loop: str, applied: list[tuple[int, Event]]) ->
             offset += 1
 
 
+def _is_restart(event: Event) -> bool:
+    return isinstance(event, ActionExecuted) and event.name == RESTART_EVENT
+
+
 def replay(events: Sequence[Event], spec: DomainSpec, *, start_action: str = ACTION_LISTEN) -> Replay:
     """Replay ``events`` into states, as Rasa's tracker does (tolerant: unknown names just match nothing).
 
     ``start_action`` is the previous action at the start: ``action_listen`` for a
     conversation, :data:`RULE_SNIPPET_ACTION` for a rule that may apply mid-conversation.
     Entity-filled slots are set after each user turn and the form's happy-path turns are
-    undone (see the module docstring); ``event_index`` points into ``events``.
+    undone (see the module docstring); ``event_index`` points into ``events``. A
+    ``restart`` event starts a fresh conversation (``restarts`` marks where).
     """
+    cuts = [i for i, event in enumerate(events) if _is_restart(event)]
+    if not cuts:
+        return _replay_one(events, spec, start_action)
+    states: list[State] = []
+    actions: list[str] = []
+    positions: list[int] = []
+    restarts: list[int] = []
+    played = None
+    for begin, end in zip([0, *(c + 1 for c in cuts)], [*cuts, len(events)]):
+        if played is not None:
+            restarts.append(len(states))
+        played = _replay_one(events[begin:end], spec, start_action if begin == 0 else ACTION_LISTEN)
+        states.extend(played.states)
+        actions.extend(played.actions)
+        positions.extend(p + begin if p >= 0 else p for p in played.event_index)
+    assert played is not None
+    return Replay(tuple(states), tuple(actions), tuple(positions), played.final, restarts=tuple(restarts))
+
+
+def _replay_one(events: Sequence[Event], spec: DomainSpec, start_action: str) -> Replay:
+    """:func:`replay` of a conversation without restarts."""
     states: list[State] = []
     actions: list[str] = []
     positions: list[int] = []
@@ -577,7 +616,7 @@ def replay_turn_by_turn(events: Sequence[Event], spec: DomainSpec) -> Replay:
     """
     whole = replay(events, spec)
     explicit = _explicit_events(events, spec, ACTION_LISTEN)
-    if len(_applied_events(explicit)) == len(explicit):
+    if len(_applied_events(explicit)) == len(explicit) and not whole.restarts:
         return whole  # nothing undone: the whole replay's prefixes are the turn-by-turn histories
     histories: list[tuple[State, ...]] = []
     actions: list[str] = []
@@ -586,6 +625,9 @@ def replay_turn_by_turn(events: Sequence[Event], spec: DomainSpec) -> Replay:
     for i, (position, event) in enumerate(explicit):
         if isinstance(event, UserUttered):
             started = True
+        if _is_restart(event):
+            started = False  # a fresh conversation, which starts by listening again
+            continue
         if not isinstance(event, ActionExecuted) or (event.name == ACTION_LISTEN and not started):
             continue  # a leading listen: the conversation already starts by listening
         started = True

@@ -33,7 +33,7 @@ from pipeline.data.model import (
 )
 from pipeline.errors import TrainingError
 
-from .states import DEFAULT_INTENTS, REQUESTED_SLOT, DomainSpec, base_intent
+from .states import DEFAULT_INTENTS, REQUESTED_SLOT, RESTART_EVENT, DomainSpec, base_intent
 from .tracker import ACTION_LISTEN, ActionExecuted, ActiveLoop, Event, SlotSet, UserUttered
 
 __all__ = [
@@ -308,7 +308,7 @@ def check_story_data(trajectories: Sequence[Trajectory], domain: Domain, spec: D
                     if entity.entity not in entities:
                         report(origin, f"entity '{entity.entity}' is not in the domain")
             elif isinstance(event, ActionExecuted):
-                if not spec.has_action(event.name):
+                if not spec.has_action(event.name) and event.name != RESTART_EVENT:  # an event, not an action
                     report(origin, f"action '{event.name}' is not in the domain")
             elif isinstance(event, SlotSet):
                 # a value of the wrong type trains, as in Rasa: it is featurised as "not set"
