@@ -1,10 +1,14 @@
 """Rasa 3.x oracle for issue 18: Rasa's default sparse NLU pipeline on HWU64, scored with deltatrain's metrics.
 
-Run by hand (never by the tests); Rasa needs about an hour on 2 cores::
+Run by hand (never by the tests). Rasa's 100 epochs on HWU64 need about 4 h of both cores
+(~140 s wall, ~200 CPU s an epoch on an idle machine), longer than a working session, so the
+training is resumable at epoch boundaries; rerun the same command to continue::
 
-    python bench/rasa_sparse.py --rasa-venv /work/rasa-venv \\
+    nohup nice -n 19 python bench/rasa_sparse.py --rasa-venv /work/rasa-venv --nice 19 \\
         --train ../shared/bench/hwu64/train.yml --test ../shared/bench/hwu64/test.yml \\
-        --work /work/rasa-hwu64 --json /work/rasa-hwu64/result.json
+        --work /work/rasa-hwu64-resumable --json /work/rasa-hwu64-resumable/result.json \\
+        >> /work/rasa-hwu64-resumable/driver.log 2>&1 &
+    python bench/rasa_sparse.py --work /work/rasa-hwu64-resumable --status   # how far it got
 
 Steps, each skipped when its output already exists in ``--work`` (a scratch folder outside
 the repository), so a long run can be resumed and its model reused:
@@ -14,8 +18,15 @@ the repository), so a long run can be resumed and its model reused:
    WhitespaceTokenizer, RegexFeaturizer, LexicalSyntacticFeaturizer, CountVectorsFeaturizer
    word + char_wb 1-4, DIETClassifier with 100 epochs, EntitySynonymMapper),
    ``data/nlu.yml`` (a copy of ``--train``) and an empty ``domain.yml``;
-2. ``rasa train nlu`` under ``nice`` and ``/usr/bin/time -v`` (wall time, peak memory in
-   ``time.txt``; Rasa's log in ``train.log``);
+2. ``rasa train nlu`` under ``nice``, run by the driver ``TRAIN_RESUMABLE`` inside the Rasa venv:
+   Rasa's own CLI (same recipe, graph, config and seed) with DIET's keras ``fit`` wrapped so that
+   every epoch ends with a checkpoint in ``resume/`` (weights and Adam state, the epoch, the data
+   generator's epoch counter behind the 64 -> 256 batch-size ramp, numpy's and Python's RNG
+   state behind Rasa's shuffling); a restarted run restores them and continues with
+   ``fit(initial_epoch=k)``, so the learning-rate, batch and shuffling schedule is that of an
+   uninterrupted run. Only TF's stateful random ops (dropout masks, sampled negatives) restart
+   their streams, which TF does not expose. Progress (epoch k/N, seconds, ETA) on the console,
+   Rasa's log in ``train.log``, per-epoch and per-session times in ``resume/state.json``;
 3. parse every message of ``--test`` with the trained model inside the Rasa venv and write
    the predicted intent, ranking and entities to ``predictions.json``;
 4. score them here with deltatrain's own metrics (top-1 intent accuracy and macro F1,
@@ -74,7 +85,7 @@ json.dump({"parse_seconds": time.perf_counter() - started, "predictions": out}, 
 
 
 #: The driver's own lines in its output (progress, resume), echoed to the console; the rest goes to train.log.
-PROGRESS_LINE = re.compile(r"^\d\d:\d\d:\d\d (epoch \d+/\d+|resumed|training (from|finished))")
+PROGRESS_LINE = re.compile(r"\d\d:\d\d:\d\d (epoch \d+/\d+|resumed|training (from|finished))")
 
 #: Where the resumable training keeps its epoch checkpoints and progress, inside ``--work``.
 RESUME_DIR = "resume"
@@ -162,6 +173,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         state.setdefault("epochs", []).append(
             {"epoch": epoch + 1, "batch_size": self.batch_size, "wall": wall, "cpu": cpu, "logs": logs,
+             "optimizer_step": int(self.model.optimizer.iterations.numpy()),
              "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
         )
         session_record(state)
@@ -291,8 +303,9 @@ def run_training(work: Path, venv: Path, niceness: int) -> None:
         for line in process.stdout:
             log.write(line)
             log.flush()
-            if PROGRESS_LINE.match(line):
-                print(line, end="", flush=True)
+            progress = PROGRESS_LINE.search(line)  # may follow tqdm's bar on the same line
+            if progress is not None:
+                print(line[progress.start() :], end="", flush=True)
         returncode = process.wait()
     if returncode != 0:
         raise SystemExit(f"rasa train nlu failed (exit {returncode}); see {work / 'train.log'}")
@@ -387,9 +400,9 @@ def score(test_file: Path, predictions: Sequence[dict[str, Any]]) -> dict[str, A
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rasa-venv", type=Path, required=True, help="virtualenv with Rasa 3.x (bin/rasa, bin/python)")
-    parser.add_argument("--train", type=Path, required=True, help="Rasa NLU YAML to train on")
-    parser.add_argument("--test", type=Path, required=True, help="Rasa NLU YAML to evaluate on")
+    parser.add_argument("--rasa-venv", type=Path, help="virtualenv with Rasa 3.x (bin/rasa, bin/python)")
+    parser.add_argument("--train", type=Path, help="Rasa NLU YAML to train on")
+    parser.add_argument("--test", type=Path, help="Rasa NLU YAML to evaluate on")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the Rasa project (outside the repo)")
     parser.add_argument("--config", type=Path, default=SPARSE_CONFIG, help="Rasa config.yml (default: %(default)s)")
     parser.add_argument("--nice", type=int, default=15, help="niceness of the Rasa processes")
@@ -402,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         state = read_resume_state(work)
         print(render_progress(state) if state is not None else f"{work}: no epoch checkpoint yet")
         return
+    missing = [flag for flag, value in (("--rasa-venv", args.rasa_venv), ("--train", args.train), ("--test", args.test)) if value is None]
+    if missing:
+        parser.error(f"{', '.join(missing)} required (all but --work are optional only with --status)")
     write_project(work, args.train.resolve(), args.config)
     if not is_model_trained(work):
         run_training(work, args.rasa_venv, args.nice)
