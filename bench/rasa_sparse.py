@@ -218,10 +218,11 @@ def resumable_fit(self, x=None, *args, **kwargs):
         random.setstate(rng["python"])
         # the batches of the next epoch are drawn exactly as in an uninterrupted run
         x._current_epoch = state["generator_epoch"]
-        x.on_epoch_end()
         initial_epoch = state["epochs_done"]
-        say(f"resumed after epoch {initial_epoch}/{epochs} (optimizer step {int(self.optimizer.iterations.numpy())}),"
-            f" next batch size {x._current_batch_size}")
+        if initial_epoch < epochs:  # else only the archive is missing: no epoch left to draw batches for
+            x.on_epoch_end()
+        say(f"resumed after epoch {initial_epoch}/{epochs} (optimizer step {int(self.optimizer.iterations.numpy())})"
+            + (f", next batch size {x._current_batch_size}" if initial_epoch < epochs else ", writing the model"))
     else:
         state = {"fingerprint": FINGERPRINT, "total_epochs": epochs, "epochs_done": 0}
         say(f"training from epoch 1/{epochs}")
