@@ -182,11 +182,12 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
             shutil.rmtree(old, ignore_errors=True)
         self.session_epochs.append(wall)
         total = self.params["epochs"]
-        mean = sum(self.session_epochs) / len(self.session_epochs)
+        recent = (self.session_epochs[1:] or self.session_epochs)[-5:]  # a session's first epoch also traces
+        mean = sum(recent) / len(recent)
         eta = mean * (total - epoch - 1)
         say(f"epoch {epoch + 1}/{total}: batch {self.batch_size}, {wall:.0f} s wall, {cpu:.0f} CPU s,"
             f" t_loss {logs.get('t_loss', float('nan')):.4f}, i_acc {logs.get('i_acc', float('nan')):.4f};"
-            f" ETA {eta / 3600:.2f} h ({time.strftime('%H:%M UTC', time.gmtime(time.time() + eta))})")
+            f" ETA {eta / 3600:.2f} h ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(time.time() + eta))})")
 
 
 _keras_fit = tf.keras.Model.fit
