@@ -178,6 +178,8 @@ class CiResult:
     stopped_before_training: bool = False  # --decide-only and the decision trains
     #: what the new model predicts differently from the previous one (see pipeline.predictions)
     prediction_diff: PredictionDiff | None = None
+    #: Rasa 3.6 defaults that deltatrain changes for options the NLU config leaves unset (issue 18)
+    rasa_defaults_differing: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``--report-json``)."""
@@ -207,6 +209,7 @@ class CiResult:
             "orphans_removed": list(self.orphans_removed),
             "stopped_before_training": self.stopped_before_training,
             "prediction_diff": None if self.prediction_diff is None else self.prediction_diff.to_dict(),
+            "rasa_defaults_differing": list(self.rasa_defaults_differing),
         }
 
 
@@ -319,12 +322,23 @@ def run_ci(
             prediction_diff=tested.diff,
             report_files=tuple(str(f) for f in tested.files),
             broken_model=previous.broken,
+            rasa_defaults_differing=rasa_defaults_differing(tested.built.metadata),
         )
         if not tested.gate.passed:
             log("quality gate failed: the model is not uploaded")
             return _finish(run, replace(result, exit_code=ExitCode.GATE))
         result = _publish(run, store, loaded, tested, result)
     return _finish(run, result)
+
+
+def rasa_defaults_differing(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The lines of the NLU training summary naming Rasa defaults deltatrain changed (empty when the
+    NLU model was not trained in this run or the config is deltatrain's own)."""
+    nlu = (metadata.get("parts") or {}).get("nlu") or {}
+    if nlu.get("action") not in (FULL, FINETUNE):
+        return ()
+    lines = (nlu.get("summary") or {}).get("rasa_defaults_differing") or ()
+    return tuple(str(line) for line in lines)
 
 
 # ------------------------------------------------------------------ phases

@@ -70,6 +70,12 @@ def render_summary(result: CiResult, path_prefix: str = "") -> str:
     for key, value in result.timings.items():
         lines.append(f"| {key.replace('_seconds', '').replace('_', ' ')} time | {value:.1f} s |")
     lines.append("")
+    if result.rasa_defaults_differing:
+        count = len(result.rasa_defaults_differing)
+        lines += [f"<details><summary>{count} Rasa default(s) deltatrain changes for this config "
+                  "(set the option in config.yml to get Rasa's value)</summary>", ""]
+        lines += [f"- {_text(line)}" for line in result.rasa_defaults_differing]
+        lines += ["", "</details>", ""]
     if result.warnings:
         lines += [f"<details><summary>{len(result.warnings)} data warning(s)</summary>", ""]
         lines += [f"- {_text(prefix_path(p.location, path_prefix) + ': ' if p.location else '')}"

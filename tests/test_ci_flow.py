@@ -77,6 +77,13 @@ def test_scheduled_run_retrains_in_full(first_run: Path, tmp_path: Path) -> None
     data = _report(report)
     assert data["decision"] == "full" and "scheduled" in data["reasons"][0]
     assert data["uploaded"] is False
+    # the Rasa defaults deltatrain changed for this config (issue 18) reach the report, as trained
+    from pipeline.archive import read_archive_json
+
+    metadata, _ = read_archive_json(Path(data["model_path"]))
+    trained = metadata["parts"]["nlu"]["summary"]["rasa_defaults_differing"]
+    assert data["rasa_defaults_differing"] == trained
+    assert any(line.startswith("DIETClassifier.") for line in trained)
 
 
 def test_gate_failure_falls_back_to_full_then_keeps_the_good_model(first_run: Path, tmp_path: Path) -> None:
