@@ -477,9 +477,10 @@ DELIBERATE_OURS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"is a custom (policy|component) class"),
      "custom classes are errors at validate time (Rasa's `data validate` does not load them; `rasa train` fails "
      "without the module); `--ignore-unknown-components` trains without them"),
-    (re.compile(r"deltatrain cannot run (Spacy|Mitie|Jieba)|the NLU pipeline has no featurizer"),
-     "spaCy/MITIE/Jieba components are errors at validate time, by design (`--ignore-unknown-components` "
-     "trains without them; here they were also the only featurizers)"),
+    (re.compile(r"deltatrain cannot run Jieba|the NLU pipeline has no featurizer"),
+     "JiebaTokenizer is an error at validate time, by design (whitespace tokens of Chinese would be whole "
+     "sentences; `--ignore-unknown-components` trains without it); spaCy/MITIE components are left out or "
+     "replaced with a warning, so a pipeline whose only featurizers they were has none"),
     (re.compile(r"must be a mapping with 'text:', got the text"),
      "Rasa 2 `templates:` are read as responses and checked as Rasa 3 checks responses (Rasa 3.6 ignores "
      "`templates:`, so it never sees their bare-string variations)"),

@@ -3,7 +3,7 @@
 Every option Rasa 2.x/3.x accepts for a component deltatrain implements is
 accepted (used, or listed in one warning per component); unknown options and
 values are errors naming the line, the valid forms and what was received;
-components deltatrain cannot run are errors unless ``--ignore-unknown-components``.
+components deltatrain cannot stand in for are errors unless ``--ignore-unknown-components``.
 """
 
 from __future__ import annotations
@@ -338,29 +338,54 @@ UNRUNNABLE = """
       - name: my_package.sentiment.SentimentAnalyzer
       - name: DIETClassifier
       - name: MitieEntityExtractor
+      - name: JiebaTokenizer
     policies:
       - name: RulePolicy
       - name: my_policies.CustomPolicy
 """
 
 
-def test_custom_spacy_and_mitie_components_are_errors_naming_the_line(tmp_path: Path) -> None:
+def test_custom_classes_and_jieba_are_errors_naming_the_line(tmp_path: Path) -> None:
     errors = config_errors(tmp_path, UNRUNNABLE)
-    assert [(e.location.line if e.location else None) for e in errors] == [2, 6, 8, 11]
-    assert "deltatrain cannot run SpacyNLP" in errors[0].message
-    assert "'my_package.sentiment.SentimentAnalyzer' is a custom component class" in errors[1].message
-    assert "deltatrain cannot run MitieEntityExtractor" in errors[2].message
-    assert "'my_policies.CustomPolicy' is a custom policy class" in errors[3].message
+    assert [(e.location.line if e.location else None) for e in errors] == [6, 9, 12]
+    assert "'my_package.sentiment.SentimentAnalyzer' is a custom component class" in errors[0].message
+    assert "deltatrain cannot run JiebaTokenizer (Chinese is written without spaces" in errors[1].message
+    assert "'my_policies.CustomPolicy' is a custom policy class" in errors[2].message
     assert all("--ignore-unknown-components" in (e.hint or "") for e in errors)
+
+
+def test_spacy_and_mitie_are_approximated_with_a_warning_saying_what_is_lost(tmp_path: Path) -> None:
+    spacy_and_mitie = """
+    pipeline:
+      - name: SpacyNLP
+        model: en_core_web_md
+      - name: SpacyTokenizer
+      - name: CountVectorsFeaturizer
+      - name: DIETClassifier
+      - name: SpacyEntityExtractor
+        dimensions: ["PERSON"]
+      - name: MitieEntityExtractor
+    """
+    config, warnings = load(tmp_path, spacy_and_mitie)
+    assert [c.name for c in config.pipeline] == ["WhitespaceTokenizer", "CountVectorsFeaturizer", "DIETClassifier"]
+    assert [(w.location.line if w.location else None) for w in warnings] == [2, 4, 7, 9]
+    assert "SpacyNLP is not implemented by deltatrain: left out" in warnings[0].message
+    assert "SpacyTokenizer is not implemented by deltatrain: WhitespaceTokenizer is used in its place" in warnings[1].message
+    assert "its pretrained entities are not extracted" in warnings[2].message
+    assert "MitieEntityExtractor is not implemented by deltatrain: DIETClassifier is used" in warnings[3].message
 
 
 def test_ignore_unknown_components_trains_without_them_with_warnings(tmp_path: Path) -> None:
     config, warnings = load(tmp_path, UNRUNNABLE, ignore=True)
-    assert [c.name for c in config.pipeline] == ["WhitespaceTokenizer", "CountVectorsFeaturizer", "DIETClassifier"]
+    assert [c.name for c in config.pipeline] == [
+        "WhitespaceTokenizer", "CountVectorsFeaturizer", "DIETClassifier",
+    ]
     assert [c.name for c in config.policies] == ["RulePolicy"]
-    assert [(w.location.line if w.location else None) for w in warnings] == [2, 6, 8, 11]
-    assert all("left out (--ignore-unknown-components)" in w.message for w in warnings)
-    assert "DIETClassifier is used in its place" in warnings[2].message  # MitieEntityExtractor's stand-in
+    assert [(w.location.line if w.location else None) for w in warnings] == [2, 6, 8, 9, 12]
+    assert [w for w in warnings if "left out (--ignore-unknown-components)" in w.message] == [
+        warnings[1], warnings[3], warnings[4],
+    ]
+    assert "WhitespaceTokenizer is used in its place" in warnings[3].message  # JiebaTokenizer's stand-in
 
 
 def test_a_typo_stays_an_error_even_with_the_flag(tmp_path: Path) -> None:
@@ -403,10 +428,7 @@ def test_rasa_example_bots_have_no_false_config_errors(bot: str) -> None:
         except DataError as exc:
             problems = exc.problems
         errors = [p for p in problems if p.code == "config" and p.is_error]
-        if bot == "reminderbot" and not ignore:  # SpacyNLP and SpacyEntityExtractor: deltatrain cannot run them
-            assert [(e.location.line if e.location else None) for e in errors] == [15, 17]
-        else:
-            assert errors == []
+        assert errors == []  # reminderbot's SpacyNLP and SpacyEntityExtractor are left out with a warning
 
 
 RASA1_FALLBACK = """

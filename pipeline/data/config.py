@@ -2,12 +2,14 @@
 
 deltatrain implements a fixed set of components (:data:`NLU_COMPONENTS`,
 :data:`POLICIES`). Rasa names it does not implement are looked up in
-:data:`NLU_STAND_INS` / :data:`POLICY_STAND_INS`: a faithful equivalent is used
-in their place with a warning; components deltatrain cannot run (spaCy, MITIE,
-Jieba) and custom component classes (``my_package.MyComponent``) are errors
-naming the line, unless ``--ignore-unknown-components`` leaves them out (then a
-warning). Any other name is an error listing the supported names (usually a
-typo).
+:data:`NLU_STAND_INS` / :data:`POLICY_STAND_INS` (:class:`Fit`): an equivalent
+is used in their place with a warning; spaCy's and MITIE's components are
+approximated (left out or replaced) with a warning that says what is lost, so
+Rasa's own assistants validate and train; what deltatrain cannot stand in for at
+all (Jieba's Chinese word segmentation) and custom component classes
+(``my_package.MyComponent``) are errors naming the line, unless
+``--ignore-unknown-components`` leaves them out (then a warning). Any other name
+is an error listing the supported names (usually a typo).
 
 Options are checked by the same resolvers the trainers use
 (:func:`pipeline.training.nlu.settings.resolve_settings`,
@@ -18,6 +20,7 @@ every config error is reported here with config.yml:line before anything trains.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from pipeline.data.model import Component, Config, freeze
@@ -43,65 +46,80 @@ NLU_COMPONENTS = (
 POLICIES = ("RulePolicy", "MemoizationPolicy", "TEDPolicy")
 
 
+class Fit(Enum):
+    """How well deltatrain stands in for a Rasa component it does not implement."""
+
+    EQUIVALENT = "equivalent"  # the replacement does the same job: a warning
+    APPROXIMATE = "approximate"  # something is lost, and the warning says what: still trains
+    NONE = "none"  # nothing here can do its job: an error unless --ignore-unknown-components
+
+
 @dataclass(frozen=True)
 class StandIn:
     """What deltatrain does with a Rasa component it does not implement."""
 
     #: our component used in its place (None: left out)
     replacement: str | None
-    #: True: an equivalent, a warning; False: deltatrain cannot run it, an error unless
-    #: --ignore-unknown-components
-    faithful: bool
+    fit: Fit = Fit.EQUIVALENT
+    #: what is lost (APPROXIMATE, NONE), said in the warning or error
+    lost: str = ""
     #: the replacement takes the component's options (same options under the same names)
     keep_options: bool = False
     #: else these options are carried over under the replacement's name for them
     renamed_options: Mapping[str, str] = field(default_factory=dict)
 
 
-_SPACY = StandIn(None, faithful=False)
-_MITIE = StandIn(None, faithful=False)
+_WORD_VECTORS = (
+    "its pretrained word vectors are not used (for English, LanguageModelFeaturizer adds pretrained features)"
+)
+_PRETRAINED_ENTITIES = (
+    "its pretrained entities are not extracted: annotate them in the NLU data so DIETClassifier learns them,"
+    " or use DucklingEntityExtractor for dates, numbers and amounts"
+)
+_WHITESPACE = "texts are split on whitespace and punctuation by WhitespaceTokenizer instead"
 NLU_STAND_INS: Mapping[str, StandIn] = {
-    "SpacyNLP": _SPACY,
-    "SpacyTokenizer": StandIn("WhitespaceTokenizer", faithful=False),
-    "SpacyFeaturizer": _SPACY,
-    "SpacyEntityExtractor": _SPACY,
-    "MitieNLP": _MITIE,
-    "MitieTokenizer": StandIn("WhitespaceTokenizer", faithful=False),
-    "MitieFeaturizer": _MITIE,
-    "MitieIntentClassifier": StandIn("DIETClassifier", faithful=False),
-    "MitieEntityExtractor": StandIn("DIETClassifier", faithful=False),
-    "JiebaTokenizer": StandIn("WhitespaceTokenizer", faithful=False),  # Chinese has no spaces between words
+    "SpacyNLP": StandIn(None, Fit.APPROXIMATE, "it only loads spaCy's model for the components below"),
+    "SpacyTokenizer": StandIn("WhitespaceTokenizer", Fit.APPROXIMATE, _WHITESPACE),
+    "SpacyFeaturizer": StandIn(None, Fit.APPROXIMATE, _WORD_VECTORS),
+    "SpacyEntityExtractor": StandIn(None, Fit.APPROXIMATE, _PRETRAINED_ENTITIES),
+    "MitieNLP": StandIn(None, Fit.APPROXIMATE, "it only loads MITIE's model for the components below"),
+    "MitieTokenizer": StandIn("WhitespaceTokenizer", Fit.APPROXIMATE, _WHITESPACE),
+    "MitieFeaturizer": StandIn(None, Fit.APPROXIMATE, _WORD_VECTORS),
+    "MitieIntentClassifier": StandIn("DIETClassifier", Fit.APPROXIMATE, "intents are classified by DIETClassifier"),
+    "MitieEntityExtractor": StandIn("DIETClassifier", Fit.APPROXIMATE, "entities are extracted by DIETClassifier"),
+    "JiebaTokenizer": StandIn(
+        "WhitespaceTokenizer", Fit.NONE,
+        "Chinese is written without spaces, so whitespace tokens would be whole sentences",
+    ),
     # Rasa 2's HFTransformersNLP / LanguageModelTokenizer / ConveRTTokenizer: loaders and whitespace
     # tokenizers for a language model featurizer, which LanguageModelFeaturizer covers on its own.
-    "HFTransformersNLP": StandIn(None, faithful=True),
-    "LanguageModelTokenizer": StandIn("WhitespaceTokenizer", faithful=True),
-    "ConveRTTokenizer": StandIn("WhitespaceTokenizer", faithful=True),
-    "ConveRTFeaturizer": StandIn("LanguageModelFeaturizer", faithful=True),
-    "CRFEntityExtractor": StandIn("DIETClassifier", faithful=True),
-    "SklearnIntentClassifier": StandIn("DIETClassifier", faithful=True),
-    "EmbeddingIntentClassifier": StandIn("DIETClassifier", faithful=True),
-    "KeywordIntentClassifier": StandIn("DIETClassifier", faithful=True),
-    "LogisticRegressionClassifier": StandIn("DIETClassifier", faithful=True),
-    "RegexEntityExtractor": StandIn(None, faithful=True),
-    "DucklingHTTPExtractor": StandIn("DucklingEntityExtractor", faithful=True, keep_options=True),  # Rasa 1 name
+    "HFTransformersNLP": StandIn(None),
+    "LanguageModelTokenizer": StandIn("WhitespaceTokenizer"),
+    "ConveRTTokenizer": StandIn("WhitespaceTokenizer"),
+    "ConveRTFeaturizer": StandIn("LanguageModelFeaturizer"),
+    "CRFEntityExtractor": StandIn("DIETClassifier"),
+    "SklearnIntentClassifier": StandIn("DIETClassifier"),
+    "EmbeddingIntentClassifier": StandIn("DIETClassifier"),
+    "KeywordIntentClassifier": StandIn("DIETClassifier"),
+    "LogisticRegressionClassifier": StandIn("DIETClassifier"),
+    "RegexEntityExtractor": StandIn(None),
+    "DucklingHTTPExtractor": StandIn("DucklingEntityExtractor", keep_options=True),  # Rasa 1 name
 }
 POLICY_STAND_INS: Mapping[str, StandIn] = {
-    "AugmentedMemoizationPolicy": StandIn("MemoizationPolicy", faithful=True, keep_options=True),
-    "UnexpecTEDIntentPolicy": StandIn(None, faithful=True),  # only ever predicts action_unlikely_intent
-    "KerasPolicy": StandIn("TEDPolicy", faithful=True),
-    "EmbeddingPolicy": StandIn("TEDPolicy", faithful=True),  # TEDPolicy's name in Rasa 1
-    "SklearnPolicy": StandIn("TEDPolicy", faithful=True),
+    "AugmentedMemoizationPolicy": StandIn("MemoizationPolicy", keep_options=True),
+    "UnexpecTEDIntentPolicy": StandIn(None),  # only ever predicts action_unlikely_intent
+    "KerasPolicy": StandIn("TEDPolicy"),
+    "EmbeddingPolicy": StandIn("TEDPolicy"),  # TEDPolicy's name in Rasa 1
+    "SklearnPolicy": StandIn("TEDPolicy"),
     # Rasa 2 replaced these four by RulePolicy (its migration guide)
-    "FormPolicy": StandIn("RulePolicy", faithful=True),
-    "MappingPolicy": StandIn("RulePolicy", faithful=True),
+    "FormPolicy": StandIn("RulePolicy"),
+    "MappingPolicy": StandIn("RulePolicy"),
     "FallbackPolicy": StandIn(
         "RulePolicy",
-        faithful=True,
         renamed_options={"core_threshold": "core_fallback_threshold", "fallback_action_name": "core_fallback_action_name"},
     ),
     "TwoStageFallbackPolicy": StandIn(
         "RulePolicy",
-        faithful=True,
         renamed_options={
             "core_threshold": "core_fallback_threshold",
             "fallback_core_action_name": "core_fallback_action_name",
@@ -246,10 +264,14 @@ class _ComponentReader:
             if name in stand_ins:
                 stand_in = stand_ins[name]
                 replacement = stand_in.replacement
-                if not stand_in.faithful:
+                if stand_in.fit is Fit.NONE:
                     instead = f"; {replacement} is used in its place" if replacement else ""
-                    if not self._cannot_run(f"deltatrain cannot run {name}", line, instead):
+                    if not self._cannot_run(f"deltatrain cannot run {name} ({stand_in.lost})", line, instead):
                         continue
+                elif stand_in.fit is Fit.APPROXIMATE:
+                    instead = f"{replacement} is used in its place" if replacement else "left out"
+                    _warning(out, f"{name} is not implemented by deltatrain: {instead}; {stand_in.lost}", line,
+                             _WARNING_HINT)
                 elif replacement is None:
                     _warning(out, f"{name} is not implemented by deltatrain and is left out", line, _WARNING_HINT)
                     continue
