@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
@@ -310,3 +310,36 @@ def write_manifest_generation(backend: Backend, data: bytes) -> None:
         location=backend.describe(MANIFEST_KEY),
         hint="another pipeline keeps publishing to this store; run the step again",
     )
+
+
+def parse_time(text: str) -> datetime:
+    """A forge API timestamp (ISO 8601, ``Z`` for UTC); now when it cannot be read (orders only)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+
+
+class ReplacingWrites:
+    """The writes both forge backends share: the manifest becomes a new generation
+    (:func:`write_manifest_generation`), any other key is replaced by the backend's ``_replace``
+    with a body opened per attempt."""
+
+    def _replace(self, key: str, body: Callable[[], Any], size: int) -> None:
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Replace the key's file; for the manifest, write a new generation."""
+        if key == MANIFEST_KEY:
+            write_manifest_generation(cast("Backend", self), data)
+            return
+        self._replace(key, lambda: data, len(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Replace the key's file with a local file, streamed from disk."""
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise StoreError(f"cannot read {path} to upload it: {exc.strerror}",
+                             location=str(path)) from exc
+        self._replace(key, lambda: open(path, "rb"), size)

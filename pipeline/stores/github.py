@@ -52,9 +52,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
@@ -68,7 +67,8 @@ from pipeline.stores.forge import (
     flatten,
     forge_retry,
     model_key_of,
-    write_manifest_generation,
+    ReplacingWrites,
+    parse_time,
 )
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, check_key
@@ -99,7 +99,7 @@ class Asset:
     url: str
 
 
-class GitHubReleasesBackend:
+class GitHubReleasesBackend(ReplacingWrites):
     """Store keys as assets of one release; the manifest is a chain of immutable generations."""
 
     #: A release JSON embedding this many assets may have left some out: list them instead.
@@ -400,27 +400,8 @@ class GitHubReleasesBackend:
         except StoreError:
             pass  # old generations cost a little space, never correctness
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Replace an asset (delete + upload); for the manifest, write a new generation."""
-        if key == MANIFEST_KEY:
-            write_manifest_generation(self, data)
-            return
-        self._replace(key, lambda: data, len(data))
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Replace an asset with a file, streamed from disk."""
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise StoreError(f"cannot read {path} to upload it: {exc.strerror}",
-                             location=str(path)) from exc
-
-        def body() -> Any:
-            return open(path, "rb")
-
-        self._replace(key, body, size)
-
-    def _replace(self, key: str, body: Any, size: int) -> None:
+    def _replace(self, key: str, body: Callable[[], Any], size: int) -> None:
+        """Delete the asset and upload the new body (again when another writer's copy reappears)."""
         name = flatten(key)
         for _ in range(3):
             existing = self._assets().get(name)
@@ -490,7 +471,7 @@ class GitHubReleasesBackend:
         for asset in self._assets().values():
             key = model_key_of(asset.name)
             if key is not None and key.startswith(prefix):
-                listed.append(ListedKey(key, _parse_time(asset.updated_at)))
+                listed.append(ListedKey(key, parse_time(asset.updated_at)))
         return listed
 
 
@@ -517,13 +498,6 @@ def _newest_generation(assets: Mapping[str, Asset]) -> tuple[int, Asset] | None:
         if asset.state == "uploaded" and (match := MANIFEST_FILE_RE.fullmatch(asset.name))
     ]
     return max(generations, key=lambda g: g[0]) if generations else None
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC)
 
 
 def parse_url(url: str) -> tuple[str, str, str]:

@@ -38,9 +38,8 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from pipeline.errors import StoreError, StoreNotFoundError
@@ -51,7 +50,8 @@ from pipeline.stores.forge import (
     ForgeClient,
     flatten,
     forge_retry,
-    write_manifest_generation,
+    ReplacingWrites,
+    parse_time,
 )
 from pipeline.stores.http import RetryPolicy
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
@@ -74,7 +74,7 @@ class PackageFile:
     package_id: int
 
 
-class GitLabPackagesBackend:
+class GitLabPackagesBackend(ReplacingWrites):
     """Store keys as generic package files; the manifest is a chain of immutable generations."""
 
     def __init__(
@@ -292,23 +292,8 @@ class GitLabPackagesBackend:
                 self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
         return True
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Replace a file; for the manifest, write a new generation."""
-        if key == MANIFEST_KEY:
-            write_manifest_generation(self, data)
-            return
-        self._replace(key, lambda: data, len(data))
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Replace a file with a local file, streamed from disk."""
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise StoreError(f"cannot read {path} to upload it: {exc.strerror}",
-                             location=str(path)) from exc
-        self._replace(key, lambda: open(path, "rb"), size)
-
-    def _replace(self, key: str, body: Any, size: int) -> None:
+    def _replace(self, key: str, body: Callable[[], Any], size: int) -> None:
+        """Upload the body; where the project refuses duplicates, delete the old file first."""
         version, file_name = self._split(key)
         for _attempt in range(2):
             data = body()
@@ -380,7 +365,7 @@ class GitLabPackagesBackend:
             for file in self._files(version):
                 key = f"{MODELS_DIR}/{version}/{file.file_name}"
                 if key.startswith(prefix):
-                    listed.append(ListedKey(key, _parse_time(file.created_at)))
+                    listed.append(ListedKey(key, parse_time(file.created_at)))
         return listed
 
     def _quietly(self, action: Any) -> None:
@@ -388,13 +373,6 @@ class GitLabPackagesBackend:
             action()
         except StoreError:
             pass  # clean-up is best effort
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC)
 
 
 def parse_url(url: str) -> tuple[str, str, str]:
