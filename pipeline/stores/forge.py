@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 from urllib.parse import urlsplit
 
 from pipeline.errors import StoreAuthError, StoreError, StoreNotFoundError
-from pipeline.stores.http import MAX_WAIT_ENV, RetryPolicy, make_session, network_reason, rate_limit_wait
+from pipeline.stores.http import (
+    MAX_WAIT_ENV,
+    RetryPolicy,
+    make_session,
+    network_reason,
+    rate_limit_wait,
+    stream_to_file,
+)
 from pipeline.stores.backend import CAS_ATTEMPTS, Backend
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_key
 
@@ -203,21 +210,8 @@ class ForgeClient:
 
     def download(self, url: str, path: Path, *, what: str, **kwargs: Any) -> None:
         """Stream a file into ``path``."""
-        import requests
-
         with self.request("GET", url, what=what, stream=True, **kwargs) as response:
-            try:
-                with open(path, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        out.write(chunk)
-            except requests.RequestException as exc:
-                raise StoreError(
-                    f"download of {what} was interrupted: {network_reason(exc)}",
-                    location=url,
-                    hint="retry; if it keeps failing check the network",
-                ) from exc
-            except OSError as exc:
-                raise StoreError(f"cannot write {path}: {exc.strerror}", location=str(path)) from exc
+            stream_to_file(response, path, what=what, location=url)
 
     def raise_for(self, response: requests.Response, method: str, url: str, what: str) -> None:
         """Translate an error answer into a store error with a fix."""

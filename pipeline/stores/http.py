@@ -157,6 +157,25 @@ class ForgeRetry(Retry):
         self._sleep_backoff()
 
 
+def stream_to_file(response: requests.Response, path: Path, *, what: str, location: str) -> None:
+    """Write a streamed response body to ``path`` in chunks; an interrupted transfer or a file that
+    cannot be written is a StoreError naming ``what`` (a store location, never a token)."""
+    import requests
+
+    try:
+        with open(path, "wb") as out:
+            for chunk in response.iter_content(_CHUNK):
+                out.write(chunk)
+    except requests.RequestException as exc:
+        raise StoreError(
+            f"download of {what} was interrupted: {network_reason(exc)}",
+            location=location,
+            hint="retry; if it keeps failing check the network and the store server",
+        ) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}", location=str(path)) from exc
+
+
 def make_session(retry: RetryPolicy = RetryPolicy(), *, user_agent: str = "deltatrain") -> requests.Session:
     """A requests Session whose adapters retry network errors, 429/5xx and rate limits."""
     import requests
@@ -301,24 +320,9 @@ class HttpBackend:
 
     def get_to_file(self, key: str, path: Path) -> None:
         """GET an object, streamed to ``path`` in chunks."""
-        import requests
-
         with self._send("GET", key, stream=True) as response:
             self._check(response, "GET", key)
-            try:
-                with open(path, "wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        out.write(chunk)
-            except requests.RequestException as exc:
-                raise StoreError(
-                    f"download of {self.describe(key)} was interrupted: {type(exc).__name__}",
-                    location=self.describe(key),
-                    hint="retry; if it keeps failing check the network and the store server",
-                ) from exc
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot write {path}: {exc.strerror}", location=str(path)
-                ) from exc
+            stream_to_file(response, path, what=self.describe(key), location=self.describe(key))
 
     def exists(self, key: str) -> bool:
         """HEAD the key (GET when HEAD is not allowed)."""
