@@ -30,24 +30,6 @@ class RawPrediction:
     group_probs: np.ndarray | None  # [n, G]
 
 
-def _encode(
-    weights: Mapping[str, np.ndarray],
-    config: NetworkConfig,
-    ids: Sequence[np.ndarray],
-    positions: Sequence[np.ndarray],
-    num_tokens: int,
-    dense: np.ndarray | None,
-) -> np.ndarray:
-    """Contextual vectors [1, 1 + num_tokens, D] of one message."""
-    if config.dense_size and dense is None:
-        raise ValueError("this model uses pretrained dense features; pass dense=")
-    mask = np.ones((1, num_tokens + 1), dtype=np.float32)
-    features = list(zip(ids, positions))
-    batch_dense = dense[None] if dense is not None else None
-    h: np.ndarray = architecture.encode(NUMPY, weights, config, features, mask, batch_dense)
-    return h
-
-
 def encode(
     weights: Mapping[str, np.ndarray],
     config: NetworkConfig,
@@ -58,7 +40,12 @@ def encode(
 ) -> np.ndarray:
     """Contextual vectors [1 + num_tokens, D] of one message (row 0: sentence slot);
     ``dense`` [1 + num_tokens, F]: the pretrained features when the model uses them."""
-    return _encode(weights, config, ids, positions, num_tokens, dense)[0]
+    if config.dense_size and dense is None:
+        raise ValueError("this model uses pretrained dense features; pass dense=")
+    mask = np.ones((1, num_tokens + 1), dtype=np.float32)
+    batch_dense = dense[None] if dense is not None else None
+    h: np.ndarray = architecture.encode(NUMPY, weights, config, list(zip(ids, positions)), mask, batch_dense)
+    return h[0]
 
 
 def intent_similarities(weights: Mapping[str, np.ndarray], config: NetworkConfig, sentence: np.ndarray) -> np.ndarray:
@@ -78,7 +65,7 @@ def predict(
     dense: np.ndarray | None = None,
 ) -> RawPrediction:
     """Intent probabilities and per-token entity emissions of one message."""
-    h = _encode(weights, config, ids, positions, num_tokens, dense)
+    h = encode(weights, config, ids, positions, num_tokens, dense)[None]  # a batch of one
     out = architecture.heads(NUMPY, weights, config, h)
     intent_probs = softmax(out["similarities"])[0] if config.intent_classification else None
     emissions = role_probs = group_probs = None
