@@ -162,7 +162,8 @@ class Console:
             self.problems(error.problems)
             self.info(f"error: {error.message}")
         else:
-            self.info(f"error: {error.render()}")
+            # the log line always says what to do: the error's hint, else its kind's default fix
+            self.info(f"error: {error.render()}" + ("" if error.hint else f"\n    fix: {error.fix}"))
             self.annotate(CommandName.ERROR, render_error_annotation(error, self.docs_url))
         summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:

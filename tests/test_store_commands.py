@@ -124,3 +124,17 @@ def test_store_url_may_stand_before_or_after_the_action(
     argv = ["store", *options, "list"] if where == "before" else ["store", "list", *options]
     assert main(argv, environ={}) == 0
     assert f"no models in {folder.as_uri()}" in capsys.readouterr().out
+
+
+def test_rollback_on_an_empty_store_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["store", "rollback", "--store", str(tmp_path / "store")], environ={})
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "has no models to roll back to" in err and "fix: check the --store URL" in err
+
+
+def test_an_error_without_a_hint_still_logs_its_kinds_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "99999", "--model", "/nonexistent"], environ={}) == 2
+    err = capsys.readouterr().err
+    assert "error: --port must be 0-65535, received 99999" in err
+    assert "fix: correct the flag or action input named above" in err

@@ -167,7 +167,9 @@ class ModelStore:
         manifest = self._read_manifest()
         if manifest is None or manifest.latest is None:
             raise StoreNotFoundError(f"the store {self.url} has no models to roll back to",
-                                     location=self.url)
+                                     location=self.url,
+                                     hint="check the --store URL (deltatrain store list --store URL shows its"
+                                          " models); a store gets models from 'deltatrain ci'")
         if name is None:
             names = [m.name for m in manifest.models]
             position = names.index(manifest.latest)
