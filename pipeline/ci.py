@@ -385,21 +385,26 @@ def _read_previous(run: _Run, store: ModelStore) -> Previous:
 def _decide(run: _Run, loaded: Loaded, previous: Previous, store: ModelStore) -> tuple[Previous, Decision]:
     """Phase 3: what to train and why; a skip checks that the model it keeps is still there."""
     model, options = previous.model, run.options
-    changes = summarize_changes(model.fingerprint, loaded.fingerprint, loaded.project) if model else None
-    decision = decide(
-        model.fingerprint if model else None,
-        model.metadata if model else None,
-        changes,
-        DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
-        has_core=has_dialogue(loaded.project),
-        previous_problem=previous.problem,
-    )
-    if decision.kind == SKIP and model is not None and not decision.check_only:
-        try:
-            store.check_archive(model)  # one HEAD: the model we would keep must be there
-        except BrokenModelError as exc:
-            previous = previous.without_model(exc)
-            decision = _without_previous(previous, run.options, loaded.project)
+    try:  # reads the previous fingerprint's per-item digests only for a section that changed
+        changes = summarize_changes(model.fingerprint, loaded.fingerprint, loaded.project) if model else None
+    except BrokenModelError as exc:  # its fingerprint.json is missing or damaged
+        previous = previous.without_model(exc)
+        decision = _without_previous(previous, run.options, loaded.project)
+    else:
+        decision = decide(
+            model.fingerprint if model else None,
+            model.metadata if model else None,
+            changes,
+            DecisionOptions(mode=options.mode, scheduled=options.scheduled, max_finetunes=options.max_finetunes),
+            has_core=has_dialogue(loaded.project),
+            previous_problem=previous.problem,
+        )
+        if decision.kind == SKIP and model is not None and not decision.check_only:
+            try:
+                store.check_archive(model)  # one HEAD: the model we would keep must be there
+            except BrokenModelError as exc:
+                previous = previous.without_model(exc)
+                decision = _without_previous(previous, run.options, loaded.project)
     run.log(f"decision: {decision.kind} — {decision.reason}")
     if previous.broken is not None:
         run.notes.append(_broken_note(previous.broken))

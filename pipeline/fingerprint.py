@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from pipeline import MODEL_FORMAT_VERSION
 from pipeline.data.config import default_pipeline
@@ -428,18 +428,89 @@ def _multiset_diff(old: Iterable[str], new: Iterable[str]) -> tuple[int, int]:
     return sum((new_c - old_c).values()), sum((old_c - new_c).values())
 
 
+#: The per-item digests (examples per intent, stories): most of a fingerprint's size, and needed only
+#: to say *what* changed in their section. A reader gets them (:func:`details_of`) only when that
+#: section's hash differs, so a store can keep them out of its manifest (``fingerprint_head``).
+DETAIL_SECTIONS: Mapping[str, Section] = {"examples": Section.NLU_EXAMPLES, "stories": Section.STORIES}
+
+
+class DeferredFingerprint(Mapping[str, Any]):
+    """A fingerprint's stored JSON whose per-item digests (:data:`DETAIL_SECTIONS`) are loaded
+    on first access, e.g. a store's manifest carries the head and ``fingerprint.json`` the rest.
+    :func:`summarize_changes` asks for them only when their section changed, so comparing equal
+    fingerprints never loads. Iterating (``dict(fp)``) loads them. ``load`` returns the whole
+    stored fingerprint; whatever it raises is raised by the access that needed it."""
+
+    def __init__(self, head: Mapping[str, Any], load: Callable[[], Mapping[str, Any]]) -> None:
+        self.head: dict[str, Any] = {k: v for k, v in head.items() if k not in DETAIL_SECTIONS}
+        self._load: Callable[[], Mapping[str, Any]] | None = load
+        self._details: dict[str, Any] = {}
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the per-item digests were loaded."""
+        return self._load is None
+
+    def _details_now(self) -> dict[str, Any]:
+        if self._load is not None:
+            full = self._load()
+            self._details = {k: full[k] for k in DETAIL_SECTIONS if k in full}
+            self._load = None
+        return self._details
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.head:
+            return self.head[key]
+        if key not in DETAIL_SECTIONS:
+            raise KeyError(key)
+        return self._details_now()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.head
+        yield from self._details_now()
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self._details_now())
+
+    def __repr__(self) -> str:
+        return f"DeferredFingerprint({self.head!r}, details={'loaded' if self.loaded else 'not loaded'})"
+
+
+def head_of(fingerprint: Fingerprint | Mapping[str, Any]) -> Fingerprint:
+    """The fingerprint without its per-item digests (a :class:`DeferredFingerprint` is not made
+    to load them)."""
+    if isinstance(fingerprint, Fingerprint):
+        return fingerprint
+    if isinstance(fingerprint, DeferredFingerprint):
+        return Fingerprint.from_json(fingerprint.head)
+    return Fingerprint.from_json({k: v for k, v in fingerprint.items() if k not in DETAIL_SECTIONS})
+
+
+def details_of(fingerprint: Fingerprint | Mapping[str, Any], key: str) -> Any:
+    """One group of per-item digests: ``examples`` (intent -> digests) or ``stories`` (digests)."""
+    if isinstance(fingerprint, Fingerprint):
+        return getattr(fingerprint, key)
+    value = fingerprint.get(key)
+    return _name_lists(value) if key == "examples" else tuple(value or ())
+
+
 def summarize_changes(
     previous: Fingerprint | Mapping[str, Any], current: Fingerprint | Mapping[str, Any], project: Project | None = None
 ) -> ChangeSummary:
-    """Compare two fingerprints (or their stored JSON); ``project`` (the current data) adds source locations."""
-    old, new = Fingerprint.from_json(previous), Fingerprint.from_json(current)
+    """Compare two fingerprints (or their stored JSON); ``project`` (the current data) adds source locations.
+
+    The per-item digests are read only for a section whose hash changed: equal hashes mean equal
+    items, so nothing was added or removed there."""
+    old, new = head_of(previous), head_of(current)
     changed = tuple(s for s in SECTIONS if old.section(s) != new.section(s))
     old_labels, new_labels = old.labels, new.labels
     intents_added, intents_removed = _diff(old_labels.get("intents", []), new_labels.get("intents", []))
     entities_added, entities_removed = _diff(old_labels.get("entities", []), new_labels.get("entities", []))
     roles_added, roles_removed = _diff(old_labels.get("roles", []), new_labels.get("roles", []))
     groups_added, groups_removed = _diff(old_labels.get("groups", []), new_labels.get("groups", []))
-    old_examples, new_examples = old.examples, new.examples
+    examples_changed = Section.NLU_EXAMPLES in changed
+    old_examples = details_of(previous, "examples") if examples_changed else {}
+    new_examples = details_of(current, "examples") if examples_changed else {}
     added: dict[str, int] = {}
     removed: dict[str, int] = {}
     for intent in sorted(set(old_examples) | set(new_examples)):
@@ -448,7 +519,10 @@ def summarize_changes(
             added[intent] = plus
         if minus:
             removed[intent] = minus
-    stories_added, stories_removed = _multiset_diff(old.stories, new.stories)
+    stories_added, stories_removed = (
+        _multiset_diff(details_of(previous, "stories"), details_of(current, "stories"))
+        if Section.STORIES in changed else (0, 0)
+    )
     domain_added: dict[str, tuple[str, ...]] = {}
     domain_removed: dict[str, tuple[str, ...]] = {}
     old_domain, new_domain = old.domain, new.domain

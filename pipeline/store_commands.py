@@ -74,7 +74,7 @@ def run_store_command(args: argparse.Namespace, out: Output, environ: Mapping[st
         out.json({"name": model.name, "archive": model.url, "sha256": model.sha256,
                   "size": model.size, "uploaded_at": model.uploaded_at,
                   "metadata": model.metadata, "metrics": model.metrics,
-                  "fingerprint": model.fingerprint})
+                  "fingerprint": dict(model.fingerprint)})
         return ExitCode.OK
     if action == "pull":
         name = args.name or _latest_name(store)

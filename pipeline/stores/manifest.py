@@ -8,9 +8,12 @@
                  "summary": {...}}, ...],                        # latest only; newest first
      "publishing": [{"name", "started_at"}, ...]}               # only while uploads run
 
-``summary`` is a copy of the latest model's fingerprint, metadata and metrics
-(without the per-utterance predictions, which stay in ``metrics.json``), so that a
-skip decision reads the manifest and nothing else. Only the entry ``latest`` names
+``summary`` is a copy of the latest model's fingerprint head (the section hashes, labels
+and names, without the per-example and per-story digests, which a reader loads from
+``fingerprint.json`` only when their section changed), metadata and metrics (without
+the per-utterance predictions, which stay in ``metrics.json``), so that a skip decision
+reads the manifest and nothing else, and the manifest stays a few KiB even for a
+10,000-example assistant. Only the entry ``latest`` names
 carries one (:meth:`Manifest.to_dict` drops the others, keeping the manifest one
 fingerprint large); an entry without one (an older deltatrain wrote it, or latest
 moved) is read from its side files, which are always written in full.
@@ -28,15 +31,21 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import StoreError, StoreIntegrityError
+from pipeline.fingerprint import DETAIL_SECTIONS, DeferredFingerprint
 from pipeline.stores.layout import MANIFEST_KEY, check_key, check_name, model_keys
 
 MANIFEST_FORMAT = 1
 
 #: The entry field holding the inline copy of the side files.
 SUMMARY_FIELD = "summary"
+#: The summary's fingerprint without its per-item digests. The name differs from the side file's
+#: (``fingerprint``, the whole one, in the first summaries, still read) so that an older reader
+#: finds no fingerprint in a new summary and retrains in full instead of misreading the head.
+HEAD_FIELD = "fingerprint_head"
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _ENTRY_FIELDS = (
@@ -121,12 +130,14 @@ class Manifest:
 
 
 def build_summary(
-    fingerprint: dict[str, Any], metadata: dict[str, Any], headline: dict[str, Any], *, predictions: bool
+    fingerprint: Mapping[str, Any], metadata: dict[str, Any], headline: dict[str, Any], *, predictions: bool
 ) -> dict[str, Any]:
-    """The inline copy of a model's side files: fingerprint, metadata, the metrics without the
-    stored predictions, and whether ``metrics.json`` holds predictions."""
-    return {"fingerprint": fingerprint, "metadata": metadata, "metrics": headline,
-            "predictions": predictions}
+    """The inline copy of a model's side files: the fingerprint without its per-item digests
+    (``fingerprint_head``), metadata, the metrics without the stored predictions, and whether
+    ``metrics.json`` holds predictions."""
+    head = (fingerprint.head if isinstance(fingerprint, DeferredFingerprint)
+            else {k: v for k, v in fingerprint.items() if k not in DETAIL_SECTIONS})
+    return {HEAD_FIELD: head, "metadata": metadata, "metrics": headline, "predictions": predictions}
 
 
 def build_entry(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline.errors import BrokenModelError, StoreError, StoreIntegrityError, StoreNotFoundError
+from pipeline.fingerprint import DeferredFingerprint
 from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.predictions import PREDICTIONS_KEY
 from pipeline.sidefiles import SideFile, SideFileError, decode_side_file, describe_problem
@@ -27,6 +28,7 @@ from pipeline.stores.backend import (
 )
 from pipeline.stores.layout import MANIFEST_KEY, MODELS_DIR, check_name, model_keys
 from pipeline.stores.manifest import (
+    HEAD_FIELD,
     Manifest,
     ManifestEntry,
     SUMMARY_FIELD,
@@ -105,7 +107,7 @@ class StoredModel:
     sha256: str
     size: int
     uploaded_at: str  # ISO 8601 UTC, e.g. "2024-05-01T12:00:00Z"
-    fingerprint: dict[str, Any]
+    fingerprint: Mapping[str, Any]  # DeferredFingerprint when read from a summary with a head
     metadata: dict[str, Any]
     metrics: Mapping[str, Any]  # StoredMetrics when read from the store
     url: str
@@ -488,9 +490,13 @@ class ModelStore:
     def _stored_model(self, entry: ManifestEntry) -> StoredModel:
         """The model with its fingerprint, metadata and metrics: from the manifest's inline
         summary when the entry has one (no further read), else from the side files."""
+        fingerprint: Mapping[str, Any]
         if entry.summary is not None:
             fingerprint, metadata, metrics, predictions = self._decode_summary(entry)
             load = (lambda: self._read_side_file(entry, entry.metrics, SideFile.METRICS)) if predictions else None
+            if HEAD_FIELD in entry.summary:
+                fingerprint = DeferredFingerprint(
+                    fingerprint, lambda: self._read_side_file(entry, entry.fingerprint, SideFile.FINGERPRINT))
         else:
             fingerprint = self._read_side_file(entry, entry.fingerprint, SideFile.FINGERPRINT)
             metadata = self._read_side_file(entry, entry.metadata, SideFile.METADATA)
@@ -516,12 +522,13 @@ class ModelStore:
         where = f"{self.backend.describe(MANIFEST_KEY)} (models[{entry.name}].{SUMMARY_FIELD})"
         summary = entry.summary
         problem = None
+        head = HEAD_FIELD if isinstance(summary, dict) and HEAD_FIELD in summary else "fingerprint"
         if not isinstance(summary, dict):
             problem = f"{SUMMARY_FIELD} must be an object, received {type(summary).__name__}"
         elif not isinstance(summary.get("predictions", False), bool):
             problem = f"{SUMMARY_FIELD}.predictions must be true or false, received {summary['predictions']!r}"
         else:
-            for part, kind in (("fingerprint", SideFile.FINGERPRINT), ("metadata", SideFile.METADATA),
+            for part, kind in ((head, SideFile.FINGERPRINT), ("metadata", SideFile.METADATA),
                                ("metrics", SideFile.METRICS)):
                 problem = describe_problem(kind, summary.get(part))
                 if problem is not None:
@@ -532,7 +539,7 @@ class ModelStore:
                                    hint="the manifest was edited or damaged; publish the model again,"
                                    " or roll back to another model")
         assert isinstance(summary, dict)
-        return (summary["fingerprint"], summary["metadata"], summary["metrics"],
+        return (summary[head], summary["metadata"], summary["metrics"],
                 bool(summary.get("predictions", False)))
 
     def _read_side_file(self, entry: ManifestEntry, key: str, kind: SideFile) -> dict[str, Any]:

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StoreIntegrityError, StoreNotFoundError
+from pipeline.errors import BrokenModelError, StoreIntegrityError, StoreNotFoundError
+from pipeline.fingerprint import summarize_changes
 from pipeline.stores import StoredModel
 
 from .conftest import StoreHarness, strip_summaries
 
-FINGERPRINT = {"nlu": "a" * 64, "core": "b" * 64, "config": "c" * 64}
+FINGERPRINT = {"sections": {"nlu_examples": "a" * 64, "stories": "b" * 64, "config_nlu": "c" * 64},
+               "examples": {"greet": ["0123456789abcdef", "fedcba9876543210"]},
+               "stories": ["00112233aabbccdd"]}
+#: what the manifest's summary carries: the fingerprint without its per-item digests
+HEAD = {"sections": FINGERPRINT["sections"]}
 METADATA = {"commit": "0123abc", "mode": "full", "trained_at": "2024-05-01T11:59:00Z"}
 METRICS = {"intent_f1": 0.91, "entity_f1": 0.87}
 
@@ -72,7 +77,7 @@ def test_manifest_records_the_layout(harness: StoreHarness) -> None:
                 "metadata": "models/m1/metadata.json",
                 "metrics": "models/m1/metrics.json",
                 "summary": {
-                    "fingerprint": {**FINGERPRINT, "name": "m1"},
+                    "fingerprint_head": {**HEAD, "name": "m1"},
                     "metadata": METADATA,
                     "metrics": METRICS,
                     "predictions": False,
@@ -214,9 +219,42 @@ def test_a_skip_read_with_a_summary_reads_the_manifest_only(harness: StoreHarnes
     harness.recorder.calls.clear()
 
     latest = harness.store.read_latest()
+    changes = summarize_changes(latest.fingerprint, {**FINGERPRINT, "name": "m1"}) if latest else None
 
     assert latest is not None and latest.metadata == METADATA
+    assert changes is not None and changes.nothing_changed
     assert [k for m, k in harness.recorder.calls if m.startswith("get")] == ["manifest.json"]
+
+
+def test_per_item_digests_are_read_only_when_their_section_changed(harness: StoreHarness) -> None:
+    publish(harness, "m1")
+    harness.recorder.calls.clear()
+    latest = harness.store.read_latest()
+    assert latest is not None
+    grown = {"sections": {**FINGERPRINT["sections"], "nlu_examples": "d" * 64},
+             "examples": {"greet": [*FINGERPRINT["examples"]["greet"], "1111111111111111"],
+                          "bye": ["2222222222222222"]},
+             "stories": FINGERPRINT["stories"]}
+
+    changes = summarize_changes(latest.fingerprint, grown)
+
+    assert changes.changed_sections == ("nlu_examples",)
+    assert changes.examples_added == {"greet": 1, "bye": 1} and changes.examples_removed == {}
+    assert harness.recorder.reads_of("models/m1/fingerprint.json") == ["get_bytes"]
+    assert dict(latest.fingerprint) == {**FINGERPRINT, "name": "m1"}  # loaded once, whole
+
+
+def test_a_missing_fingerprint_file_breaks_the_model_only_when_its_details_are_needed(
+    harness: StoreHarness,
+) -> None:
+    publish(harness, "m1")
+    harness.recorder.inner.delete("models/m1/fingerprint.json")
+    latest = harness.store.read_latest()
+    assert latest is not None
+    assert summarize_changes(latest.fingerprint, {**FINGERPRINT, "name": "m1"}).nothing_changed
+
+    with pytest.raises(BrokenModelError, match=r"fingerprint\.json"):
+        summarize_changes(latest.fingerprint, {**FINGERPRINT, "sections": {"nlu_examples": "d" * 64}})
 
 
 def test_download_of_an_unlisted_model_is_not_found(harness: StoreHarness, tmp_path: Path) -> None:

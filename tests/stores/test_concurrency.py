@@ -241,7 +241,7 @@ def test_a_malformed_side_file_makes_the_model_broken_not_the_store(
     [
         ("metadata", [], "summary.metadata (metadata.json): must hold a JSON object, received a list"),
         ("metadata", {"finetunes_in_a_row": "2"}, "finetunes_in_a_row must be a whole number"),
-        ("fingerprint", {"sections": []}, "sections must be an object"),
+        ("fingerprint_head", {"sections": []}, "sections must be an object"),
         ("metrics", {"intent_f1": "high"}, "intent_f1 must be a number or null, received a string 'high'"),
         ("predictions", "yes", "summary.predictions must be true or false"),
     ],

@@ -7,6 +7,7 @@ warm case (the serve poller, ``store`` commands), where the manifest read is con
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import BrokenModelError
+from pipeline.fingerprint import summarize_changes
 from pipeline.stores import ModelStore, open_store
 from pipeline.stores.local import LocalBackend
 from pipeline.stores.s3 import S3Backend
@@ -26,17 +28,30 @@ from .fake_http import FakeStoreServer
 METRICS = {"intent_f1": 0.9, "predictions": {"format": 1, "rows": [["h", "greet", "greet", 0.9, [], []]]}}
 
 
-def _publish(store: ModelStore, tmp_path: Path, name: str, seed: int = 0) -> None:
+def _fingerprint(examples: int = 3, intents: int = 2) -> dict[str, Any]:
+    """A fingerprint's stored form with ``examples`` per-example digests (HWU64: 9,960 in 64 intents)."""
+    digests = [hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(examples)]
+    return {"sections": {"nlu_examples": "a" * 64, "stories": "b" * 64},
+            "labels": {"intents": [f"intent_{i}" for i in range(intents)]},
+            "examples": {f"intent_{i}": sorted(digests[i::intents]) for i in range(intents)},
+            "stories": [], "counts": {"examples": examples}}
+
+
+FINGERPRINT = _fingerprint()
+
+
+def _publish(store: ModelStore, tmp_path: Path, name: str, seed: int = 0,
+             fingerprint: dict[str, Any] = FINGERPRINT) -> None:
     store.publish(write_archive(tmp_path, name, seed=seed, size=4096), name=name,
-                  fingerprint={"sections": {"nlu": "a" * 64}}, metadata={"name": name},
-                  metrics=METRICS)
+                  fingerprint=fingerprint, metadata={"name": name}, metrics=METRICS)
 
 
-def _skip(store: ModelStore) -> str:
+def _skip(store: ModelStore, fingerprint: dict[str, Any] = FINGERPRINT) -> str:
+    """What ``deltatrain ci`` asks of the store before it skips."""
     latest = store.read_latest()
     assert latest is not None
+    assert summarize_changes(latest.fingerprint, fingerprint).nothing_changed
     store.check_archive(latest)
-    assert latest.fingerprint == {"sections": {"nlu": "a" * 64}}
     assert dict(latest.metrics) == {"intent_f1": 0.9}  # headline only: predictions not read
     return latest.name
 
@@ -116,6 +131,19 @@ def test_github_skip_is_one_conditional_get_of_the_release(
     assert _counted(lambda: len(github_fake.log), lambda: _skip(store)) == 1
     assert github_fake.log[-1][1].startswith("/api/v3/repos/octo/assistant/releases/tags/")
     assert _counted(lambda: github_fake.not_modified, lambda: _skip(store)) == 1  # warm: 304
+
+
+def test_github_skip_of_an_hwu64_sized_assistant_is_still_one_request(
+    github_fake: FakeGitHubReleases, tmp_path: Path
+) -> None:
+    """The per-example digests stay in fingerprint.json: the manifest fits the release body."""
+    hwu64 = _fingerprint(examples=9960, intents=64)
+    url = forge_url(github_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1", fingerprint=hwu64)
+    body = next(iter(github_fake.releases.values()))["body"]
+    assert len(body) < 20_000  # the whole fingerprint would be ~200,000 characters
+
+    assert _counted(lambda: len(github_fake.log), lambda: _skip(open_store(url, base_dir=tmp_path), hwu64)) == 1
 
 
 def test_github_skip_downloads_the_manifest_when_it_does_not_fit_the_release_body(
