@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.fingerprint import summarize_changes  # noqa: E402
 from pipeline.stores import ModelStore, open_store  # noqa: E402
 from pipeline.stores.s3 import S3Backend  # noqa: E402
 from tests.fake_forges import (  # noqa: E402
@@ -110,10 +111,10 @@ def run(size_mb: int, repeat: int, intents: int, examples: int) -> list[dict[str
                         metrics={"intent_f1": 0.9, "entity_f1": 0.8})))
                     reader = fresh()  # a fresh CI process
                     before = count()
-                    reads.append(_timed(lambda reader=reader: _skip(reader)))
+                    reads.append(_timed(lambda reader=reader: _skip(reader, fingerprint)))
                     cold = count() - before
                     before = count()
-                    _skip(reader)  # the same process again: conditional read
+                    _skip(reader, fingerprint)  # the same process again: conditional read
                     warm = count() - before
                     downloads.append(_timed(
                         lambda store=store, name=name, kind=kind: store.download(name, work / "dl" / kind)))
@@ -134,10 +135,12 @@ def run(size_mb: int, repeat: int, intents: int, examples: int) -> list[dict[str
     return rows
 
 
-def _skip(store: ModelStore) -> None:
-    """What ``deltatrain ci`` reads before it skips."""
+def _skip(store: ModelStore, fingerprint: dict[str, Any]) -> None:
+    """What ``deltatrain ci`` reads before it skips: the latest model, the comparison of its
+    fingerprint with the data's (the same here), the archive check."""
     latest = store.read_latest()
     assert latest is not None
+    assert summarize_changes(latest.fingerprint, fingerprint).nothing_changed
     store.check_archive(latest)
 
 
@@ -145,7 +148,7 @@ def _fingerprint(intents: int, examples_per_intent: int) -> dict[str, Any]:
     """A fingerprint shaped like deltatrain's: one 16-hex digest per training example."""
     examples = {f"intent_{i}": [f"{i:04x}{j:012x}" for j in range(examples_per_intent)]
                 for i in range(intents)}
-    return {"fingerprint_format": 1, "sections": {"nlu": "a" * 64, "core": "b" * 64},
+    return {"fingerprint_format": 1, "sections": {"nlu_examples": "a" * 64, "config_core": "b" * 64},
             "labels": {"intents": sorted(examples)}, "examples": examples}
 
 

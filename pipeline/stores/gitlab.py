@@ -24,16 +24,26 @@ duplicate policy does not matter for the manifest; ordinary files are replaced b
 uploading the new file and deleting older ones of the same name (or, when the
 project refuses duplicates, deleting first).
 
-Reading the manifest costs one package lookup (cached per process), one file listing
-of the store version and, unless the winning generation is the one read last time
-(``get_if_changed``), its download; the archive's size for ``check_archive`` is one
-listing of the model's version. A skip decision is four requests in a fresh process,
-two in a warm one: generic packages offer no conditional reads and no way to find the
-newest generation without listing.
+Reading the manifest
+--------------------
+Generic packages have no conditional reads, and the newest generation can only be
+found by listing. So the writer that won a generation also uploads a copy of it under
+the fixed name ``manifest.json`` (one header line: generation, winning file id and the
+package ids of the versions; then the manifest), and a download of a name returns its
+newest upload. A reader (a skip decision, ``serve``'s poller) makes that one GET; the
+archive check lists the model's version by the package id the header names: a skip is
+two requests, fresh or warm. Writers (compare-and-swap, rollback) always list.
+
+The copy never names an older generation for long: before uploading it the winner
+deletes the copies it listed (a failure leaves no copy, and readers list), and a winner
+whose copy lands after a newer generation won deletes its own copy. Without a copy
+(older stores, a failed write) readers list: one package lookup, one listing of the
+store version, one download.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -60,6 +70,8 @@ API_URL_ENV = "CI_API_V4_URL"
 JOB_TOKEN_ENV = "CI_JOB_TOKEN"
 TOKEN_ENV = "GITLAB_TOKEN"
 STORE_VERSION = "deltatrain-store"
+#: The readers' copy of the newest manifest generation, at a fixed name: one GET to read.
+COPY_FILE = "manifest.json"
 KEEP_GENERATIONS = 3
 
 
@@ -253,6 +265,9 @@ class GitLabPackagesBackend(ReplacingWrites):
         if key != MANIFEST_KEY:
             found = self.get_versioned(key, max_bytes=max_bytes)
             return None if found is None else Conditional(None, found.data)
+        copy = self._read_copy(max_bytes)
+        if copy is not None:
+            return Conditional(copy[0], None if copy[0] == token else copy[1])
         for _ in range(3):  # a generation can be deleted between listing and download
             winner = self._manifest_winner()
             if winner is None:
@@ -267,6 +282,53 @@ class GitLabPackagesBackend(ReplacingWrites):
             except StoreNotFoundError:
                 continue
         return None
+
+    # ---------------------------------------------------------------- the readers' copy
+
+    def _read_copy(self, max_bytes: int | None) -> tuple[str, bytes] | None:
+        """The winner's copy of the newest manifest generation at the fixed name (one GET: GitLab
+        serves the newest upload of a file name), as (token, manifest); None when there is none
+        or it cannot be read, and the generations must be listed."""
+        try:
+            raw = self._read(STORE_VERSION, COPY_FILE, None if max_bytes is None else max_bytes + 4096)
+        except StoreNotFoundError:
+            return None
+        header_line, _, data = raw.partition(b"\n")
+        try:
+            header = json.loads(header_line)
+            token = f"{int(header['generation'])}:{int(header['file_id'])}"
+            packages = header.get("packages") or {}
+            for version, ids in packages.items():
+                if isinstance(ids, list) and all(isinstance(i, int) for i in ids):
+                    self._package_ids.setdefault(str(version), list(ids))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise too_large(COPY_FILE, self.describe(MANIFEST_KEY), max_bytes)
+        return token, data
+
+    def _write_copy(self, generation: int, winner: PackageFile, data: bytes, seen: list[PackageFile]) -> None:
+        """After winning ``generation``: replace the readers' copy. Copies seen in the listing are
+        deleted first, so that a failure leaves no copy (readers list) rather than a stale one;
+        a copy that lands after a newer generation won is deleted by its writer. Best effort."""
+        for file in seen:
+            if file.file_name == COPY_FILE:
+                self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
+        header = {"generation": generation, "file_id": winner.id,
+                  "packages": {v: ids for v, ids in self._package_ids.items()}}
+        payload = json.dumps(header, separators=(",", ":")).encode() + b"\n" + data
+        try:
+            status, mine = self._upload(STORE_VERSION, COPY_FILE, payload, len(payload))
+            if status == 403 or mine < 0:  # duplicates refused: another copy came meanwhile,
+                return  # and its writer checks it as this one would
+            files = self._files(STORE_VERSION)
+        except StoreError:
+            return
+        newer = any((m := MANIFEST_FILE_RE.fullmatch(f.file_name)) and int(m.group(1)) > generation
+                    for f in files)
+        for file in files:  # a stale copy of mine goes; else the older copies (the newest is served)
+            if file.file_name == COPY_FILE and (file.id == mine if newer else file.id < mine):
+                self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
 
     def put_if_version(self, key: str, data: bytes, expected: str | None) -> bool:
         """Upload generation ``expected + 1``; False when another writer's file of it came first."""
@@ -290,6 +352,7 @@ class GitLabPackagesBackend(ReplacingWrites):
             match = MANIFEST_FILE_RE.fullmatch(file.file_name)
             if match and int(match.group(1)) <= generation - KEEP_GENERATIONS:
                 self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
+        self._write_copy(generation, same[0], data, files)
         return True
 
     def _replace(self, key: str, body: Callable[[], Any], size: int) -> None:

@@ -252,8 +252,10 @@ def test_gitlab_duplicates_are_cleaned_so_one_file_per_name_stays(
 
     assert gitlab_fake.file_names("m1") == sorted(
         ["model.tar.gz", "fingerprint.json", "metadata.json", "metrics.json"])
-    manifests = [n for n in gitlab_fake.file_names("deltatrain-store") if n.startswith("manifest.")]
-    assert len(manifests) <= 3  # old generations are deleted
+    store_files = gitlab_fake.file_names("deltatrain-store")
+    generations = [n for n in store_files if n.startswith("manifest.") and n != "manifest.json"]
+    assert len(generations) <= 3  # old generations are deleted
+    assert store_files.count("manifest.json") == 1  # the readers' copy: one, the newest
 
 
 def test_a_fork_pull_requests_read_only_token_is_its_own_error(

@@ -172,17 +172,64 @@ def test_github_never_trusts_a_release_body_that_lags_behind(
     assert _skip(open_store(url, base_dir=tmp_path)) == "m2"
 
 
-def test_gitlab_skip_costs_four_requests_cold_and_two_warm(
+def test_gitlab_skip_is_the_manifest_copy_and_the_model_listing(
     gitlab_fake: FakeGitLabPackages, tmp_path: Path
 ) -> None:
     url = forge_url(gitlab_fake)
     _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
     store = open_store(url, base_dir=tmp_path)
 
-    # the package lookup, the store version's file list, the manifest, the model's file list
-    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(store)) == 4
-    # warm: the package ids are known and the winning generation did not change
+    # fresh: the copy at the fixed name, then the model's file list by the package id it names
     assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(store)) == 2
+    model_package = next(i for i, p in gitlab_fake.packages.items() if p["version"] == "m1")
+    assert [path.split("?")[0] for _, path in gitlab_fake.log[-2:]] == [
+        "/api/v4/projects/acme/assistant/packages/generic/deltatrain-models/deltatrain-store/manifest.json",
+        f"/api/v4/projects/acme/assistant/packages/{model_package}/package_files"]
+    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(store)) == 2  # warm: the same
+
+
+def test_gitlab_copy_follows_every_publish(gitlab_fake: FakeGitLabPackages, tmp_path: Path) -> None:
+    url = forge_url(gitlab_fake)
+    for round_, name in enumerate(["m1", "m2", "m3"]):
+        _publish(open_store(url, base_dir=tmp_path), tmp_path, name, seed=round_)
+        assert _skip(open_store(url, base_dir=tmp_path)) == name
+    assert gitlab_fake.file_names("deltatrain-store").count("manifest.json") == 1  # older copies deleted
+
+
+def test_gitlab_without_a_copy_lists_the_generations(gitlab_fake: FakeGitLabPackages, tmp_path: Path) -> None:
+    """A store written before the copy existed, or whose copy could not be written."""
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    gitlab_fake.add_fault("PUT", r"/deltatrain-store/manifest\.json", status=500, times=None)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)  # the copy fails: m1's is deleted
+    assert "manifest.json" not in gitlab_fake.file_names("deltatrain-store")
+    store = open_store(url, base_dir=tmp_path)
+
+    assert _skip(store) == "m2"  # never m1's stale copy
+    # the copy (404), the package lookup, the store version's files, the manifest, the model's files
+    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(open_store(url, base_dir=tmp_path))) == 5
+
+
+def test_gitlab_a_copy_that_lands_after_a_newer_generation_is_removed(
+    gitlab_fake: FakeGitLabPackages, tmp_path: Path
+) -> None:
+    """A slow winner of generation n uploads its copy after generation n+1 won: it deletes it."""
+    from pipeline.stores.gitlab import STORE_VERSION, GitLabPackagesBackend
+
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)  # generation 2 now
+    slow = open_store(url, base_dir=tmp_path).backend
+    assert isinstance(slow, GitLabPackagesBackend)
+    generations = {int(f.file_name.split(".")[1]): f for f in reversed(slow._files(STORE_VERSION))
+                   if f.file_name != "manifest.json"}
+    older = min(generations)
+    assert older < max(generations)
+
+    slow._write_copy(older, generations[older], b'{"stale": true}', [])  # an older winner's late copy
+
+    assert _skip(open_store(url, base_dir=tmp_path)) == "m2"
+    assert gitlab_fake.file_names("deltatrain-store").count("manifest.json") == 1
 
 
 @pytest.mark.parametrize("kind", ["http", "github"])
