@@ -310,3 +310,22 @@ def test_an_unknown_section_is_kept_and_left_out_of_the_comparison(tmp_path: Pat
     newer = {**fp.to_json(), "sections": {**fp.to_json()["sections"], "future_section": "abc"}}
     assert Fingerprint.from_json(newer).sections["future_section"] == "abc"
     assert summarize_changes(newer, fp).nothing_changed  # only the sections this version knows are compared
+
+
+def test_a_deferred_fingerprint_loads_its_digests_only_for_a_changed_section() -> None:
+    from pipeline.fingerprint import DeferredFingerprint
+
+    whole = {"sections": {"nlu_examples": "a", "stories": "b"},
+             "examples": {"greet": ["1", "2"]}, "stories": ["s1"]}
+    loads: list[int] = []
+
+    def deferred() -> DeferredFingerprint:
+        return DeferredFingerprint({"sections": whole["sections"]}, lambda: loads.append(1) or whole)
+
+    assert summarize_changes(deferred(), whole).nothing_changed and loads == []
+    stories = summarize_changes(deferred(), {**whole, "sections": {"nlu_examples": "a", "stories": "c"},
+                                             "stories": ["s1", "s2"]})
+    assert (stories.stories_added, stories.examples_added, loads) == (1, {}, [1])
+    examples = summarize_changes(deferred(), {**whole, "sections": {"nlu_examples": "x", "stories": "b"},
+                                              "examples": {"greet": ["2"]}})
+    assert (examples.examples_removed, examples.stories_added, loads) == ({"greet": 1}, 0, [1, 1])

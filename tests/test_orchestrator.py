@@ -359,6 +359,24 @@ def test_a_skip_onto_a_missing_archive_trains_in_full(published: tuple[Path, str
     assert f"previous model {first} cannot be used" in result.decision.reasons[0]
 
 
+def test_a_skip_reads_no_fingerprint_file_but_a_change_needs_it(published: tuple[Path, str]) -> None:
+    """The manifest carries the fingerprint head: a skip never reads fingerprint.json; added
+    examples do, and without the file the previous model is broken: a full retrain, said so."""
+    project, first = published
+    (_store_dir(project) / "models" / first / "fingerprint.json").unlink()
+
+    assert _run(project).decision.kind == "skip"
+
+    _add_example(project)
+    trainer = FakeTrainer()
+    result = _run(project, trainer)
+
+    assert result.decision.kind == FULL and [(p.nlu, p.previous_archive) for p in trainer.plans] == [(FULL, None)]
+    assert f"previous model {first} cannot be used" in result.decision.reasons[0]
+    assert "fingerprint.json" in result.decision.reasons[0]
+    assert any(note.startswith(f"broken model in the store: {first}") for note in result.notes)
+
+
 @pytest.mark.parametrize(
     ("changes", "note"),
     [({"mode": "skip-check"}, "check only (--mode skip-check): nothing trained"),

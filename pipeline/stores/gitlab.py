@@ -34,11 +34,15 @@ newest upload. A reader (a skip decision, ``serve``'s poller) makes that one GET
 archive check lists the model's version by the package id the header names: a skip is
 two requests, fresh or warm. Writers (compare-and-swap, rollback) always list.
 
-The copy never names an older generation for long: before uploading it the winner
-deletes the copies it listed (a failure leaves no copy, and readers list), and a winner
-whose copy lands after a newer generation won deletes its own copy. Without a copy
-(older stores, a failed write) readers list: one package lookup, one listing of the
-store version, one download.
+The copy names an older generation only while a slow writer's late copy awaits its
+own clean-up: every writer deletes the copies it listed
+before it uploads a generation (a failed delete fails the write, leaving the manifest
+as it was), so a writer that wins and dies before its own copy is up leaves none; after
+winning it deletes the copies uploaded before its generation's file, uploads its own,
+and deletes that again if a newer generation won meanwhile. A reader never goes back to
+an older generation than it read last. Without a copy (older stores, a failed write,
+publishing in progress) readers list: the copy (404), one package lookup, one listing
+of the store version, one download.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from pipeline.errors import StoreError, StoreNotFoundError
+from pipeline.errors import StoreError, StoreIntegrityError, StoreNotFoundError
 from pipeline.stores.backend import BackendOptions, Conditional, ListedKey, Versioned, too_large
 from pipeline.stores.forge import (
     FORGE_RETRY,
@@ -109,6 +113,8 @@ class GitLabPackagesBackend(ReplacingWrites):
         # version -> package ids: concurrent first uploads can create one version twice
         self._package_ids: dict[str, list[int]] = {}
         self._writer = uuid.uuid4().hex
+        self._listed: list[PackageFile] = []  # the store version's files at the last manifest read
+        self._won: tuple[int, int] = (0, -1)  # the last generation this writer won, and its file id
 
     def __repr__(self) -> str:
         return f"GitLabPackagesBackend({self.host}/{self.project}/{self.package})"
@@ -202,7 +208,8 @@ class GitLabPackagesBackend(ReplacingWrites):
 
     def _manifest_winner(self) -> tuple[int, PackageFile] | None:
         generations: dict[int, PackageFile] = {}
-        for file in self._files(STORE_VERSION):  # oldest first: the first of each generation wins
+        self._listed = self._files(STORE_VERSION)
+        for file in self._listed:  # oldest first: the first of each generation wins
             match = MANIFEST_FILE_RE.fullmatch(file.file_name)
             if match:
                 generations.setdefault(int(match.group(1)), file)
@@ -266,7 +273,7 @@ class GitLabPackagesBackend(ReplacingWrites):
             found = self.get_versioned(key, max_bytes=max_bytes)
             return None if found is None else Conditional(None, found.data)
         copy = self._read_copy(max_bytes)
-        if copy is not None:
+        if copy is not None and _generation(copy[0]) >= _generation(token):  # never backwards
             return Conditional(copy[0], None if copy[0] == token else copy[1])
         for _ in range(3):  # a generation can be deleted between listing and download
             winner = self._manifest_winner()
@@ -290,8 +297,8 @@ class GitLabPackagesBackend(ReplacingWrites):
         serves the newest upload of a file name), as (token, manifest); None when there is none
         or it cannot be read, and the generations must be listed."""
         try:
-            raw = self._read(STORE_VERSION, COPY_FILE, None if max_bytes is None else max_bytes + 4096)
-        except StoreNotFoundError:
+            raw = self._read(STORE_VERSION, COPY_FILE, None if max_bytes is None else max_bytes + 65536)
+        except (StoreNotFoundError, StoreIntegrityError):  # none, or too large: list instead
             return None
         header_line, _, data = raw.partition(b"\n")
         try:
@@ -304,23 +311,30 @@ class GitLabPackagesBackend(ReplacingWrites):
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if max_bytes is not None and len(data) > max_bytes:
-            raise too_large(COPY_FILE, self.describe(MANIFEST_KEY), max_bytes)
+            return None
         return token, data
 
-    def _write_copy(self, generation: int, winner: PackageFile, data: bytes, seen: list[PackageFile]) -> None:
-        """After winning ``generation``: replace the readers' copy. Copies seen in the listing are
-        deleted first, so that a failure leaves no copy (readers list) rather than a stale one;
-        a copy that lands after a newer generation won is deleted by its writer. Best effort."""
-        for file in seen:
+    def _withdraw_copies(self, listed: list[PackageFile], *, strict: bool) -> None:
+        """Delete the readers' copies in ``listed`` (each names an older generation than the one
+        this writer may win). ``strict``: a failed delete raises, before the generation is
+        uploaded, so the manifest stays as it was rather than a stale copy outliving it."""
+        for file in listed:
             if file.file_name == COPY_FILE:
-                self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
-        header = {"generation": generation, "file_id": winner.id,
+                if strict:
+                    self._delete_file(STORE_VERSION, file)
+                else:
+                    self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
+
+    def _write_copy(self, generation: int, data: bytes) -> None:
+        """After winning ``generation``: upload the readers' copy, then delete the older copies,
+        or this one if a newer generation won meanwhile. Best effort: without a copy, readers list."""
+        header = {"generation": generation, "file_id": self._won[1],
                   "packages": {v: ids for v, ids in self._package_ids.items()}}
         payload = json.dumps(header, separators=(",", ":")).encode() + b"\n" + data
         try:
             status, mine = self._upload(STORE_VERSION, COPY_FILE, payload, len(payload))
-            if status == 403 or mine < 0:  # duplicates refused: another copy came meanwhile,
-                return  # and its writer checks it as this one would
+            if status == 403 or mine < 0:  # duplicates refused: an older writer's late copy is
+                return  # there, and its writer deletes it on seeing this generation
             files = self._files(STORE_VERSION)
         except StoreError:
             return
@@ -337,6 +351,9 @@ class GitLabPackagesBackend(ReplacingWrites):
         if expected is not None and not expected.isdigit():
             return False
         generation = int(expected) + 1 if expected else 1
+        # the copies the read of ``expected`` listed go first: a writer that wins and then dies
+        # before its own copy is up leaves none, never one naming an older generation
+        self._withdraw_copies(self._listed, strict=True)
         name = f"manifest.{generation}.{uuid.uuid4().hex}.json"
         _, mine = self._upload(STORE_VERSION, name, data, len(data))
         self._refresh_packages()  # every package record of the version, even one made just now
@@ -352,7 +369,13 @@ class GitLabPackagesBackend(ReplacingWrites):
             match = MANIFEST_FILE_RE.fullmatch(file.file_name)
             if match and int(match.group(1)) <= generation - KEEP_GENERATIONS:
                 self._quietly(lambda f=file: self._delete_file(STORE_VERSION, f))
-        self._write_copy(generation, same[0], data, files)
+        self._won = (generation, same[0].id)
+        # copies uploaded before this generation's file name older generations; later ones are
+        # a slow older writer's (it deletes its own) or a newer generation's (kept)
+        self._withdraw_copies([f for f in files if f.id < same[0].id], strict=False)
+        if not any((m := MANIFEST_FILE_RE.fullmatch(f.file_name)) and int(m.group(1)) > generation
+                   for f in files):
+            self._write_copy(generation, data)
         return True
 
     def _replace(self, key: str, body: Callable[[], Any], size: int) -> None:
@@ -436,6 +459,12 @@ class GitLabPackagesBackend(ReplacingWrites):
             action()
         except StoreError:
             pass  # clean-up is best effort
+
+
+def _generation(token: str | None) -> int:
+    """The generation of a manifest token ``<generation>:<file id>`` (-1: none)."""
+    head = (token or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else -1
 
 
 def parse_url(url: str) -> tuple[str, str, str]:

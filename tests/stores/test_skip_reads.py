@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import BrokenModelError
+from pipeline.errors import BrokenModelError, StoreError
 from pipeline.fingerprint import summarize_changes
 from pipeline.stores import ModelStore, open_store
 from pipeline.stores.local import LocalBackend
@@ -226,7 +226,8 @@ def test_gitlab_a_copy_that_lands_after_a_newer_generation_is_removed(
     older = min(generations)
     assert older < max(generations)
 
-    slow._write_copy(older, generations[older], b'{"stale": true}', [])  # an older winner's late copy
+    slow._won = (older, generations[older].id)
+    slow._write_copy(older, b'{"stale": true}')  # an older winner's late copy
 
     assert _skip(open_store(url, base_dir=tmp_path)) == "m2"
     assert gitlab_fake.file_names("deltatrain-store").count("manifest.json") == 1
@@ -295,3 +296,48 @@ def test_the_serve_poller_shares_the_conditional_read(
     _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
     moved = watcher.read(first.token)
     assert moved.changed and moved.data is not None and b'"latest":"m2"' in moved.data
+
+
+def test_gitlab_a_reader_never_goes_back_to_an_older_copy(
+    gitlab_fake: FakeGitLabPackages, tmp_path: Path
+) -> None:
+    """Between a slow writer's late copy and its clean-up, a reader that saw newer lists instead."""
+    from pipeline.stores.gitlab import STORE_VERSION, GitLabPackagesBackend
+
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    reader = open_store(url, base_dir=tmp_path)
+    backend = reader.backend
+    assert isinstance(backend, GitLabPackagesBackend)
+    stale = backend._read(STORE_VERSION, "manifest.json", None)  # m1's copy, as it was
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+    assert _skip(reader) == "m2"
+    backend._upload(STORE_VERSION, "manifest.json", stale, len(stale))  # the late copy, now served
+
+    assert _skip(reader) == "m2"  # not m1: the copy is older than what this reader saw
+
+
+def test_gitlab_a_failed_delete_of_the_copy_fails_the_write_before_the_manifest_moves(
+    gitlab_fake: FakeGitLabPackages, tmp_path: Path
+) -> None:
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    gitlab_fake.add_fault("DELETE", r"/package_files/\d+", status=500, times=None)
+
+    with pytest.raises(StoreError):
+        _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+
+    gitlab_fake.faults.clear()
+    assert _skip(open_store(url, base_dir=tmp_path)) == "m1"  # copy and listing agree
+
+
+def test_gitlab_copy_where_the_project_refuses_duplicate_names(
+    gitlab_fake: FakeGitLabPackages, tmp_path: Path
+) -> None:
+    gitlab_fake.duplicates_allowed = False
+    url = forge_url(gitlab_fake)
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m1")
+    _publish(open_store(url, base_dir=tmp_path), tmp_path, "m2", seed=2)
+
+    assert _counted(lambda: len(gitlab_fake.log), lambda: _skip(open_store(url, base_dir=tmp_path))) == 2
+    assert _skip(open_store(url, base_dir=tmp_path)) == "m2"
